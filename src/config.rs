@@ -1,0 +1,335 @@
+//! Client configuration and its builder.
+
+use crate::client::PubNub;
+use crate::error::{Error, Result};
+use std::fmt;
+use std::time::Duration;
+
+/// The default origin: PubNub's presence front end.
+pub const DEFAULT_ORIGIN: &str = "https://ps.pndsn.com";
+/// Default connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default whole-request timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on a response body: 1 MiB.
+pub const DEFAULT_MAX_RESPONSE_SIZE: usize = 1 << 20;
+/// Default presence timeout in seconds (every PubNub SDK uses 300).
+pub const DEFAULT_PRESENCE_TIMEOUT: u32 = 300;
+/// The smallest presence timeout the service honours (PROTOCOL.md §6).
+pub const MIN_PRESENCE_TIMEOUT: u32 = 20;
+
+/// Everything a request needs to be built: keys, identity, origin and limits.
+///
+/// `Debug` prints whether keys are set, never their values.
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) subscribe_key: String,
+    pub(crate) publish_key: Option<String>,
+    pub(crate) user_id: String,
+    pub(crate) origin: String,
+    pub(crate) auth_key: Option<String>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_response_size: usize,
+    pub(crate) root_certificate_pem: Option<Vec<u8>>,
+    pub(crate) presence_timeout: u32,
+    pub(crate) heartbeat_interval: u32,
+}
+
+impl Config {
+    /// The subscribe key requests are made against.
+    pub fn subscribe_key(&self) -> &str {
+        &self.subscribe_key
+    }
+    /// The user id sent as `uuid` on every request.
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+    /// The origin, e.g. `https://ps.pndsn.com`.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+    /// The presence timeout in seconds (sent as `heartbeat=`).
+    pub fn presence_timeout(&self) -> u32 {
+        self.presence_timeout
+    }
+    /// Seconds between automatic heartbeats; 0 means none.
+    pub fn heartbeat_interval(&self) -> u32 {
+        self.heartbeat_interval
+    }
+    /// The cap on a response body, in bytes.
+    pub fn max_response_size(&self) -> usize {
+        self.max_response_size
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |o: &Option<String>| if o.is_some() { "<set>" } else { "<none>" };
+        f.debug_struct("Config")
+            .field("subscribe_key", &"<set>")
+            .field("publish_key", &set(&self.publish_key))
+            .field("auth_key", &set(&self.auth_key))
+            .field("user_id", &self.user_id)
+            .field("origin", &self.origin)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_response_size", &self.max_response_size)
+            .field("root_certificate", &self.root_certificate_pem.is_some())
+            .field("presence_timeout", &self.presence_timeout)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .finish()
+    }
+}
+
+/// Builds a [`PubNub`] client. Obtain one with [`PubNub::builder`].
+///
+/// ```
+/// use pubnub_presence::PubNub;
+/// # fn main() -> Result<(), pubnub_presence::Error> {
+/// let pubnub = PubNub::builder()
+///     .subscribe_key("demo")
+///     .publish_key("demo")
+///     .user_id("device-42")
+///     .origin("http://127.0.0.1:8090")
+///     .build()?;
+/// assert_eq!(pubnub.config().user_id(), "device-42");
+/// # Ok(()) }
+/// ```
+#[must_use]
+#[derive(Clone, Default)]
+pub struct PubNubBuilder {
+    subscribe_key: Option<String>,
+    publish_key: Option<String>,
+    user_id: Option<String>,
+    origin: Option<String>,
+    auth_key: Option<String>,
+    connect_timeout: Option<Duration>,
+    request_timeout: Option<Duration>,
+    max_response_size: Option<usize>,
+    root_certificate_pem: Option<Vec<u8>>,
+    presence_timeout: Option<u32>,
+    heartbeat_interval: Option<u32>,
+}
+
+impl fmt::Debug for PubNubBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PubNubBuilder")
+            .field("user_id", &self.user_id)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PubNubBuilder {
+    /// The subscribe key (required).
+    pub fn subscribe_key(mut self, key: impl Into<String>) -> Self {
+        self.subscribe_key = Some(key.into());
+        self
+    }
+    /// The publish key (optional; used by request signing).
+    pub fn publish_key(mut self, key: impl Into<String>) -> Self {
+        self.publish_key = Some(key.into());
+        self
+    }
+    /// This client's user id, sent as `uuid` (required, non-empty).
+    pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
+        self.user_id = Some(user_id.into());
+        self
+    }
+    /// The origin, `https://ps.pndsn.com` by default; `http://127.0.0.1:PORT`
+    /// for a local server. `https://` needs the `tls` feature.
+    pub fn origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+    /// An Access Manager auth key or token, sent as `auth`.
+    pub fn auth_key(mut self, auth: impl Into<String>) -> Self {
+        self.auth_key = Some(auth.into());
+        self
+    }
+    /// Timeout for establishing a connection (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+    /// Timeout for a whole request, connect to last body byte (default 10 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
+    }
+    /// The largest response body accepted (default 1 MiB); a larger body is
+    /// an error and its connection is dropped.
+    pub fn max_response_size(mut self, bytes: usize) -> Self {
+        self.max_response_size = Some(bytes);
+        self
+    }
+    /// A root certificate (PEM) to trust, for private deployments and tests.
+    ///
+    /// NOTE(trust): when set, the PEM's certificates **replace** the bundled
+    /// Mozilla roots (ureq's rustls setup takes one root store), so the client
+    /// trusts only that authority, which is what a private deployment wants.
+    pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificate_pem = Some(pem.into());
+        self
+    }
+    /// Presence timeout in seconds, sent as `heartbeat=` (default 300, at least 20).
+    pub fn presence_timeout(mut self, seconds: u32) -> Self {
+        self.presence_timeout = Some(seconds);
+        self
+    }
+    /// Seconds between automatic heartbeats (default `presence_timeout / 2 - 1`;
+    /// 0 means no automatic heartbeats).
+    pub fn heartbeat_interval(mut self, seconds: u32) -> Self {
+        self.heartbeat_interval = Some(seconds);
+        self
+    }
+
+    /// Checks the configuration and creates the client. No I/O happens here.
+    pub fn build(self) -> Result<PubNub> {
+        let subscribe_key = self
+            .subscribe_key
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| Error::input("subscribe_key", "a subscribe key is required"))?;
+        let user_id = self
+            .user_id
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| Error::input("user_id", "a non-empty user id is required"))?;
+        let origin = self
+            .origin
+            .unwrap_or_else(|| DEFAULT_ORIGIN.to_string())
+            .trim_end_matches('/')
+            .to_string();
+        check_origin(&origin)?;
+        let presence_timeout = self.presence_timeout.unwrap_or(DEFAULT_PRESENCE_TIMEOUT);
+        if presence_timeout < MIN_PRESENCE_TIMEOUT {
+            return Err(Error::input(
+                "presence_timeout",
+                "the presence timeout must be at least 20 seconds",
+            ));
+        }
+        let heartbeat_interval = self.heartbeat_interval.unwrap_or(presence_timeout / 2 - 1);
+        if heartbeat_interval >= presence_timeout {
+            return Err(Error::input(
+                "heartbeat_interval",
+                "the heartbeat interval must be shorter than the presence timeout",
+            ));
+        }
+        let max_response_size = self.max_response_size.unwrap_or(DEFAULT_MAX_RESPONSE_SIZE);
+        if max_response_size == 0 {
+            return Err(Error::input("max_response_size", "must be at least 1 byte"));
+        }
+        let config = Config {
+            subscribe_key,
+            publish_key: self.publish_key.filter(|k| !k.is_empty()),
+            user_id,
+            origin,
+            auth_key: self.auth_key.filter(|k| !k.is_empty()),
+            connect_timeout: self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            request_timeout: self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+            max_response_size,
+            root_certificate_pem: self.root_certificate_pem,
+            presence_timeout,
+            heartbeat_interval,
+        };
+        PubNub::from_config(config)
+    }
+}
+
+fn check_origin(origin: &str) -> Result<()> {
+    let rest = if let Some(rest) = origin.strip_prefix("http://") {
+        rest
+    } else if let Some(rest) = origin.strip_prefix("https://") {
+        if !cfg!(feature = "tls") {
+            return Err(Error::input(
+                "origin",
+                "https:// origins need the `tls` feature; enable it or use an http:// origin",
+            ));
+        }
+        rest
+    } else {
+        return Err(Error::input(
+            "origin",
+            "the origin must start with http:// or https://",
+        ));
+    };
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+        return Err(Error::input(
+            "origin",
+            "the origin must be scheme://host[:port] with no path",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> PubNubBuilder {
+        PubNub::builder()
+            .subscribe_key("sub")
+            .user_id("me")
+            .origin("http://127.0.0.1:1")
+    }
+
+    #[test]
+    fn defaults() {
+        let p = base().build().unwrap();
+        let c = p.config();
+        assert_eq!(c.presence_timeout(), 300);
+        assert_eq!(c.heartbeat_interval(), 149);
+        assert_eq!(c.max_response_size(), 1 << 20);
+        assert_eq!(c.connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.request_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn rejects() {
+        let cases: Vec<(PubNubBuilder, &str)> = vec![
+            (PubNub::builder().user_id("me"), "subscribe_key"),
+            (PubNub::builder().subscribe_key("s"), "user_id"),
+            (base().user_id(""), "user_id"),
+            (base().origin("ftp://x"), "origin"),
+            (base().origin("http://"), "origin"),
+            (base().origin("http://h/path"), "origin"),
+            (base().presence_timeout(19), "presence_timeout"),
+            (
+                base().presence_timeout(30).heartbeat_interval(30),
+                "heartbeat_interval",
+            ),
+            (base().max_response_size(0), "max_response_size"),
+        ];
+        for (b, arg) in cases {
+            match b.build() {
+                Err(Error::Input { argument, .. }) => assert_eq!(argument, arg),
+                other => panic!("{arg}: {other:?}"),
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        assert!(matches!(
+            base().origin("https://ps.pndsn.com").build(),
+            Err(Error::Input {
+                argument: "origin",
+                ..
+            })
+        ));
+        #[cfg(feature = "tls")]
+        assert!(base().origin("https://ps.pndsn.com").build().is_ok());
+    }
+
+    #[test]
+    fn debug_hides_keys() {
+        let p = base()
+            .subscribe_key("sub-secret-1")
+            .publish_key("pub-secret-2")
+            .auth_key("auth-secret-3")
+            .build()
+            .unwrap();
+        let dbg = format!("{p:?} {:?}", p.config());
+        for secret in ["sub-secret-1", "pub-secret-2", "auth-secret-3"] {
+            assert!(!dbg.contains(secret), "{dbg}");
+        }
+        assert!(dbg.contains("me"));
+    }
+}

@@ -1,0 +1,784 @@
+//! A compact, non-recursive JSON cursor for response bodies.
+//!
+//! The decoders walk the shapes they expect with [`Cursor`]'s small helpers
+//! (`begin_object`/`next_key`, `begin_array`/`next_element`, `parse_str`,
+//! `parse_u32`, `skip_value`). Anything they do not need is skipped by
+//! [`Cursor::skip_value`], which uses an explicit bit stack instead of
+//! recursion, so hostile nesting can never overflow the call stack.
+//!
+//! - Strings are borrowed from the body unless they contain a `\` escape;
+//!   only then is a `String` allocated for the unescaped text.
+//! - All escapes are handled, `\uXXXX` surrogate pairs decoded; lone
+//!   surrogates, raw control characters and invalid UTF-8 are rejected with
+//!   the byte offset.
+//! - Numbers that do not fit the requested integer type are rejected, not
+//!   wrapped.
+//! - A skipped value may nest at most [`MAX_DEPTH`] levels.
+
+use crate::error::{Error, Result};
+use std::borrow::Cow;
+
+/// How deeply a skipped value (e.g. a user's state) may nest: 128 levels,
+/// the same limit `serde_json` applies, so every state we accept can also be
+/// turned into a `serde_json::Value`.
+pub const MAX_DEPTH: usize = 128;
+
+/// Bytes that end the fast scan of a string: `"`, `\` and control chars.
+static STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// A fixed-size stack of container kinds (1 = object, 0 = array).
+struct BitStack {
+    bits: [u64; MAX_DEPTH / 64],
+    len: usize,
+}
+
+impl BitStack {
+    fn new() -> Self {
+        BitStack {
+            bits: [0; MAX_DEPTH / 64],
+            len: 0,
+        }
+    }
+    fn push(&mut self, is_object: bool) -> bool {
+        let (word, bit) = (self.len / 64, self.len % 64);
+        let Some(w) = self.bits.get_mut(word) else {
+            return false;
+        };
+        if is_object {
+            *w |= 1 << bit;
+        } else {
+            *w &= !(1 << bit);
+        }
+        self.len += 1;
+        true
+    }
+    fn top_is_object(&self) -> Option<bool> {
+        let i = self.len.checked_sub(1)?;
+        self.bits.get(i / 64).map(|w| (w >> (i % 64)) & 1 == 1)
+    }
+    fn pop(&mut self) {
+        self.len = self.len.saturating_sub(1);
+    }
+}
+
+/// The kind of the next value, from its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `{`
+    Object,
+    /// `[`
+    Array,
+    /// `"`
+    String,
+    /// `-` or a digit
+    Number,
+    /// `true` / `false`
+    Bool,
+    /// `null`
+    Null,
+}
+
+/// A position in a JSON document held in memory.
+pub struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    /// Added to every reported offset, for cursors over a slice of a body.
+    base: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor at the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Cursor {
+            buf,
+            pos: 0,
+            base: 0,
+        }
+    }
+
+    /// A cursor over `buf` that reports offsets as if `buf` began at `base`.
+    pub fn with_base(buf: &'a [u8], base: usize) -> Self {
+        Cursor { buf, pos: 0, base }
+    }
+
+    /// The current offset (including the base).
+    pub fn offset(&self) -> usize {
+        self.base + self.pos
+    }
+
+    /// A decode error at the current position.
+    pub fn err(&self, reason: &'static str) -> Error {
+        Error::decode(self.offset(), reason)
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
+    #[inline]
+    fn bump(&mut self) {
+        self.pos += 1;
+    }
+
+    /// Skips JSON whitespace.
+    #[inline]
+    pub fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.bump();
+        }
+    }
+
+    /// Skips whitespace and consumes `byte`, or fails with `reason`.
+    fn expect(&mut self, byte: u8, reason: &'static str) -> Result<()> {
+        self.skip_ws();
+        if self.peek() == Some(byte) {
+            self.bump();
+            Ok(())
+        } else {
+            Err(self.err(reason))
+        }
+    }
+
+    /// The kind of the next value, after whitespace.
+    pub fn peek_kind(&mut self) -> Result<Kind> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b'{') => Ok(Kind::Object),
+            Some(b'[') => Ok(Kind::Array),
+            Some(b'"') => Ok(Kind::String),
+            Some(b'-' | b'0'..=b'9') => Ok(Kind::Number),
+            Some(b't' | b'f') => Ok(Kind::Bool),
+            Some(b'n') => Ok(Kind::Null),
+            Some(_) => Err(self.err("expected a json value")),
+            None => Err(self.err("unexpected end of body")),
+        }
+    }
+
+    /// Consumes `{`. Follow with [`Cursor::next_key`] until it returns `None`.
+    pub fn begin_object(&mut self) -> Result<()> {
+        self.expect(b'{', "expected an object")
+    }
+
+    /// The next key of the object (its `:` consumed), or `None` after the
+    /// closing `}`. `first` must start `true` for each object.
+    pub fn next_key(&mut self, first: &mut bool) -> Result<Option<Cow<'a, str>>> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b'}') => {
+                self.bump();
+                return Ok(None);
+            }
+            Some(b',') if !*first => {
+                self.bump();
+                self.skip_ws();
+            }
+            _ if *first => {}
+            _ => return Err(self.err("expected ',' or '}'")),
+        }
+        *first = false;
+        if self.peek() != Some(b'"') {
+            return Err(self.err("expected an object key"));
+        }
+        let key = self.parse_str()?;
+        self.expect(b':', "expected ':'")?;
+        Ok(Some(key))
+    }
+
+    /// Consumes `[`. Follow with [`Cursor::next_element`] until it returns `false`.
+    pub fn begin_array(&mut self) -> Result<()> {
+        self.expect(b'[', "expected an array")
+    }
+
+    /// Whether another element follows (its `,` consumed), or `false` after
+    /// the closing `]`. `first` must start `true` for each array.
+    pub fn next_element(&mut self, first: &mut bool) -> Result<bool> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b']') => {
+                self.bump();
+                Ok(false)
+            }
+            Some(b',') if !*first => {
+                self.bump();
+                Ok(true)
+            }
+            Some(_) if *first => {
+                *first = false;
+                Ok(true)
+            }
+            None => Err(self.err("unexpected end of body")),
+            _ => Err(self.err("expected ',' or ']'")),
+        }
+    }
+
+    /// Parses a string, borrowing it unless it contains escapes.
+    pub fn parse_str(&mut self) -> Result<Cow<'a, str>> {
+        self.expect(b'"', "expected a string")?;
+        let start = self.pos;
+        let has_escape = self.scan_str_body()?;
+        // scan_str_body leaves pos just after the closing quote.
+        let raw = self.buf.get(start..self.pos - 1).unwrap_or_default();
+        let text = std::str::from_utf8(raw).map_err(|e| {
+            Error::decode(
+                self.base + start + e.valid_up_to(),
+                "invalid utf-8 in string",
+            )
+        })?;
+        if !has_escape {
+            return Ok(Cow::Borrowed(text));
+        }
+        unescape(text.as_bytes(), self.base + start).map(Cow::Owned)
+    }
+
+    /// Moves past the body of a string whose opening quote is consumed,
+    /// checking escapes and control characters. Returns whether it saw `\`.
+    /// UTF-8 is checked by the caller (`parse_str`) or by `skip_value`.
+    fn scan_str_body(&mut self) -> Result<bool> {
+        let mut has_escape = false;
+        loop {
+            // Fast path: run to the next stop byte.
+            let rest = self.buf.get(self.pos..).unwrap_or_default();
+            let n = rest
+                .iter()
+                .position(|&b| STRING_STOP[usize::from(b)])
+                .ok_or_else(|| Error::decode(self.base + self.buf.len(), "unterminated string"))?;
+            self.pos += n;
+            match self.peek() {
+                Some(b'"') => {
+                    self.bump();
+                    return Ok(has_escape);
+                }
+                Some(b'\\') => {
+                    has_escape = true;
+                    self.bump();
+                    match self.peek() {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.bump(),
+                        Some(b'u') => {
+                            self.bump();
+                            for _ in 0..4 {
+                                match self.peek() {
+                                    Some(b) if b.is_ascii_hexdigit() => self.bump(),
+                                    _ => return Err(self.err("invalid \\u escape")),
+                                }
+                            }
+                        }
+                        _ => return Err(self.err("invalid escape")),
+                    }
+                }
+                _ => return Err(self.err("control character in string")),
+            }
+        }
+    }
+
+    /// Parses an unsigned integer that must fit in `u32`.
+    pub fn parse_u32(&mut self) -> Result<u32> {
+        let at = self.offset();
+        let v = self.parse_u64()?;
+        u32::try_from(v).map_err(|_| Error::decode(at, "number does not fit in u32"))
+    }
+
+    /// Parses an unsigned integer that must fit in `u64`. A fraction or
+    /// exponent is an error: the protocol's counts and timestamps are integers.
+    pub fn parse_u64(&mut self) -> Result<u64> {
+        self.skip_ws();
+        let start = self.pos;
+        let mut v: u64 = 0;
+        while let Some(b @ b'0'..=b'9') = self.peek() {
+            if self.pos > start && v == 0 {
+                return Err(self.err("leading zero in number"));
+            }
+            v = v
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u64::from(b - b'0')))
+                .ok_or_else(|| Error::decode(self.base + start, "number overflows u64"))?;
+            self.bump();
+        }
+        if self.pos == start {
+            return Err(self.err("expected an unsigned integer"));
+        }
+        if let Some(b'.' | b'e' | b'E') = self.peek() {
+            return Err(self.err("expected an unsigned integer"));
+        }
+        Ok(v)
+    }
+
+    /// Parses `true` or `false`.
+    pub fn parse_bool(&mut self) -> Result<bool> {
+        self.skip_ws();
+        if self.eat_literal(b"true") {
+            Ok(true)
+        } else if self.eat_literal(b"false") {
+            Ok(false)
+        } else {
+            Err(self.err("expected true or false"))
+        }
+    }
+
+    fn eat_literal(&mut self, lit: &[u8]) -> bool {
+        if self.buf.get(self.pos..self.pos + lit.len()) == Some(lit) {
+            self.pos += lit.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn scan_number(&mut self) -> Result<()> {
+        // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+        if self.peek() == Some(b'-') {
+            self.bump();
+        }
+        match self.peek() {
+            Some(b'0') => self.bump(),
+            Some(b'1'..=b'9') => {
+                while let Some(b'0'..=b'9') = self.peek() {
+                    self.bump();
+                }
+            }
+            _ => return Err(self.err("invalid number")),
+        }
+        if self.peek() == Some(b'.') {
+            self.bump();
+            self.digits()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.bump();
+            if let Some(b'+' | b'-') = self.peek() {
+                self.bump();
+            }
+            self.digits()?;
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) -> Result<()> {
+        let start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.bump();
+        }
+        if self.pos == start {
+            Err(self.err("invalid number"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn scan_string_checked(&mut self) -> Result<()> {
+        // Opening quote already peeked.
+        self.bump();
+        let start = self.pos;
+        self.scan_str_body()?;
+        let raw = self.buf.get(start..self.pos - 1).unwrap_or_default();
+        if let Err(e) = std::str::from_utf8(raw) {
+            return Err(Error::decode(
+                self.base + start + e.valid_up_to(),
+                "invalid utf-8 in string",
+            ));
+        }
+        // Escapes are well-formed; surrogates still need pairing.
+        if raw.contains(&b'\\') {
+            check_surrogates(raw, self.base + start)?;
+        }
+        Ok(())
+    }
+
+    /// Validates and skips one value of any kind, returning its raw bytes.
+    /// Never recurses; fails past [`MAX_DEPTH`] levels of nesting.
+    pub fn skip_value(&mut self) -> Result<&'a [u8]> {
+        self.skip_ws();
+        let start = self.pos;
+        let mut stack = BitStack::new();
+        'value: loop {
+            self.skip_ws();
+            match self.peek() {
+                Some(b'{') => {
+                    if !stack.push(true) {
+                        return Err(self.err("nesting deeper than 128 levels"));
+                    }
+                    self.bump();
+                    self.skip_ws();
+                    if self.peek() == Some(b'}') {
+                        self.bump();
+                        stack.pop();
+                    } else {
+                        self.skip_key()?;
+                        continue 'value;
+                    }
+                }
+                Some(b'[') => {
+                    if !stack.push(false) {
+                        return Err(self.err("nesting deeper than 128 levels"));
+                    }
+                    self.bump();
+                    self.skip_ws();
+                    if self.peek() == Some(b']') {
+                        self.bump();
+                        stack.pop();
+                    } else {
+                        continue 'value;
+                    }
+                }
+                Some(b'"') => self.scan_string_checked()?,
+                Some(b'-' | b'0'..=b'9') => self.scan_number()?,
+                Some(b't') if self.eat_literal(b"true") => {}
+                Some(b'f') if self.eat_literal(b"false") => {}
+                Some(b'n') if self.eat_literal(b"null") => {}
+                None => return Err(self.err("unexpected end of body")),
+                Some(_) => return Err(self.err("expected a json value")),
+            }
+            // After a complete value: close containers or move to the next item.
+            loop {
+                let Some(is_object) = stack.top_is_object() else {
+                    return Ok(self.buf.get(start..self.pos).unwrap_or_default());
+                };
+                self.skip_ws();
+                match self.peek() {
+                    Some(b',') => {
+                        self.bump();
+                        if is_object {
+                            self.skip_ws();
+                            self.skip_key()?;
+                        }
+                        continue 'value;
+                    }
+                    Some(b'}') if is_object => {
+                        self.bump();
+                        stack.pop();
+                    }
+                    Some(b']') if !is_object => {
+                        self.bump();
+                        stack.pop();
+                    }
+                    None => return Err(self.err("unexpected end of body")),
+                    _ if is_object => return Err(self.err("expected ',' or '}'")),
+                    _ => return Err(self.err("expected ',' or ']'")),
+                }
+            }
+        }
+    }
+
+    fn skip_key(&mut self) -> Result<()> {
+        if self.peek() != Some(b'"') {
+            return Err(self.err("expected an object key"));
+        }
+        self.scan_string_checked()?;
+        self.expect(b':', "expected ':'")
+    }
+
+    /// Checks that only whitespace follows.
+    pub fn finish(&mut self) -> Result<()> {
+        self.skip_ws();
+        if self.pos < self.buf.len() {
+            Err(self.err("trailing bytes after the json value"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn hex4(raw: &[u8], at: usize) -> Option<u16> {
+    let s = raw.get(at..at + 4)?;
+    let s = std::str::from_utf8(s).ok()?;
+    u16::from_str_radix(s, 16).ok()
+}
+
+/// Walks the escapes of a raw string body, checking that every surrogate
+/// escape is part of a high+low pair.
+fn check_surrogates(raw: &[u8], base: usize) -> Result<()> {
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        if b != b'\\' {
+            i += 1;
+            continue;
+        }
+        if raw.get(i + 1) != Some(&b'u') {
+            i += 2;
+            continue;
+        }
+        let unit = hex4(raw, i + 2).ok_or_else(|| Error::decode(base + i, "invalid \\u escape"))?;
+        match unit {
+            0xD800..=0xDBFF => {
+                let low = if raw.get(i + 6..i + 8) == Some(b"\\u") {
+                    hex4(raw, i + 8)
+                } else {
+                    None
+                };
+                match low {
+                    Some(0xDC00..=0xDFFF) => i += 12,
+                    _ => return Err(Error::decode(base + i, "lone surrogate in string")),
+                }
+            }
+            0xDC00..=0xDFFF => return Err(Error::decode(base + i, "lone surrogate in string")),
+            _ => i += 6,
+        }
+    }
+    Ok(())
+}
+
+/// Unescapes the body of a string already checked by `scan_str_body` and
+/// known to be UTF-8. `base` is the body offset of `raw[0]`.
+fn unescape(raw: &[u8], base: usize) -> Result<String> {
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        // Copy the run up to the next backslash in one go.
+        let run_end = raw
+            .get(i..)
+            .and_then(|r| r.iter().position(|&b| b == b'\\'))
+            .map_or(raw.len(), |n| i + n);
+        out.extend_from_slice(raw.get(i..run_end).unwrap_or_default());
+        i = run_end;
+        if i >= raw.len() {
+            break;
+        }
+        let esc = raw.get(i + 1).copied();
+        let simple = match esc {
+            Some(b'"') => Some(b'"'),
+            Some(b'\\') => Some(b'\\'),
+            Some(b'/') => Some(b'/'),
+            Some(b'b') => Some(0x08),
+            Some(b'f') => Some(0x0C),
+            Some(b'n') => Some(b'\n'),
+            Some(b'r') => Some(b'\r'),
+            Some(b't') => Some(b'\t'),
+            _ => None,
+        };
+        if let Some(c) = simple {
+            out.push(c);
+            i += 2;
+            continue;
+        }
+        let unit = hex4(raw, i + 2).ok_or_else(|| Error::decode(base + i, "invalid \\u escape"))?;
+        let ch = match unit {
+            0xD800..=0xDBFF => {
+                let low = if raw.get(i + 6..i + 8) == Some(b"\\u") {
+                    hex4(raw, i + 8)
+                } else {
+                    None
+                };
+                match low {
+                    Some(lo @ 0xDC00..=0xDFFF) => {
+                        let c =
+                            0x10000 + ((u32::from(unit) - 0xD800) << 10) + (u32::from(lo) - 0xDC00);
+                        i += 12;
+                        char::from_u32(c)
+                    }
+                    _ => return Err(Error::decode(base + i, "lone surrogate in string")),
+                }
+            }
+            0xDC00..=0xDFFF => return Err(Error::decode(base + i, "lone surrogate in string")),
+            u => {
+                i += 6;
+                char::from_u32(u32::from(u))
+            }
+        };
+        let ch = ch.ok_or_else(|| Error::decode(base + i, "invalid \\u escape"))?;
+        let mut tmp = [0u8; 4];
+        out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+    }
+    // Valid UTF-8 runs plus encoded chars are valid UTF-8.
+    String::from_utf8(out).map_err(|_| Error::decode(base, "invalid utf-8 in string"))
+}
+
+/// Validates that `buf` holds exactly one JSON value (plus whitespace).
+pub fn validate(buf: &[u8]) -> Result<()> {
+    let mut c = Cursor::new(buf);
+    c.skip_value()?;
+    c.finish()
+}
+
+/// Counts the elements of the array that starts at the cursor, without
+/// moving it. Used to size a `Vec` once instead of growing it per element.
+pub fn count_elements(c: &Cursor<'_>) -> Result<usize> {
+    let mut probe = Cursor {
+        buf: c.buf,
+        pos: c.pos,
+        base: c.base,
+    };
+    probe.begin_array()?;
+    let mut n = 0;
+    let mut first = true;
+    while probe.next_element(&mut first)? {
+        probe.skip_value()?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Counts the members of the object that starts at the cursor, without
+/// moving it.
+pub fn count_members(c: &Cursor<'_>) -> Result<usize> {
+    let mut probe = Cursor {
+        buf: c.buf,
+        pos: c.pos,
+        base: c.base,
+    };
+    probe.begin_object()?;
+    let mut n = 0;
+    let mut first = true;
+    while probe.next_key(&mut first)?.is_some() {
+        probe.skip_value()?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn str_of(json: &str) -> Result<Cow<'_, str>> {
+        let mut c = Cursor::new(json.as_bytes());
+        let s = c.parse_str()?;
+        c.finish()?;
+        Ok(s)
+    }
+
+    #[test]
+    fn strings() {
+        let ok = [
+            (r#""abc""#, "abc", true),
+            (r#""a\"b""#, "a\"b", false),
+            (r#""\\\/\b\f\n\r\t""#, "\\/\u{8}\u{c}\n\r\t", false),
+            (r#""\u00e9""#, "é", false),
+            (r#""\ud83d\ude00""#, "😀", false),
+            (r#""é😀""#, "é😀", true),
+            (r#""\u017b\u00d3\u0141""#, "ŻÓŁ", false),
+        ];
+        for (json, want, borrowed) in ok {
+            let got = str_of(json).unwrap();
+            assert_eq!(got, want, "{json}");
+            assert_eq!(matches!(got, Cow::Borrowed(_)), borrowed, "{json}");
+        }
+        let bad = [
+            (r#""\ud83d""#, 1, "lone surrogate in string"),
+            (r#""\ude00""#, 1, "lone surrogate in string"),
+            (r#""\ud83dx\ude00""#, 1, "lone surrogate in string"),
+            ("\"a\u{1}\"", 2, "control character in string"),
+            (r#""\x""#, 2, "invalid escape"),
+            (r#""\u12""#, 5, "invalid \\u escape"),
+            (r#""abc"#, 4, "unterminated string"),
+        ];
+        for (json, offset, reason) in bad {
+            assert_eq!(
+                str_of(json).unwrap_err(),
+                Error::Decode { offset, reason },
+                "{json}"
+            );
+        }
+        let mut c = Cursor::new(b"\"a\xff\"");
+        assert_eq!(
+            c.parse_str().unwrap_err(),
+            Error::Decode {
+                offset: 2,
+                reason: "invalid utf-8 in string"
+            }
+        );
+    }
+
+    #[test]
+    fn numbers() {
+        let cases: [(&str, Result<u32>); 8] = [
+            ("0", Ok(0)),
+            ("42", Ok(42)),
+            ("4294967295", Ok(u32::MAX)),
+            (
+                "4294967296",
+                Err(Error::decode(0, "number does not fit in u32")),
+            ),
+            (
+                "99999999999999999999",
+                Err(Error::decode(0, "number overflows u64")),
+            ),
+            ("01", Err(Error::decode(1, "leading zero in number"))),
+            ("-1", Err(Error::decode(0, "expected an unsigned integer"))),
+            ("1.5", Err(Error::decode(1, "expected an unsigned integer"))),
+        ];
+        for (json, want) in cases {
+            assert_eq!(Cursor::new(json.as_bytes()).parse_u32(), want, "{json}");
+        }
+    }
+
+    #[test]
+    fn skip_values() {
+        let ok = [
+            "null",
+            "true",
+            "false",
+            "-0.5e+10",
+            "[]",
+            "{}",
+            r#"{"a":[1,{"b":null}],"c":"\ud83d\ude00"}"#,
+            " [ 1 , [ ] , { } ] ",
+        ];
+        for json in ok {
+            let mut c = Cursor::new(json.as_bytes());
+            let raw = c.skip_value().unwrap();
+            assert_eq!(raw, json.trim().as_bytes(), "{json}");
+            c.finish().unwrap();
+        }
+        let bad = [
+            "[1,]",
+            "{\"a\"}",
+            "{\"a\":1,}",
+            "[1 2]",
+            "{1:2}",
+            "01x",
+            "tru",
+            "[",
+            "{\"a\":1]",
+            "-",
+            "1.",
+            "1e",
+            "\"\\ud800\"",
+        ];
+        for json in bad {
+            assert!(validate(json.as_bytes()).is_err(), "{json}");
+        }
+    }
+
+    #[test]
+    fn depth_limit() {
+        let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        validate(ok.as_bytes()).unwrap();
+        let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        assert_eq!(
+            validate(deep.as_bytes()).unwrap_err(),
+            Error::decode(MAX_DEPTH, "nesting deeper than 128 levels")
+        );
+        let hostile = "{\"a\":".repeat(100_000);
+        assert!(validate(hostile.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn objects_and_arrays() {
+        let body = br#"{"a": [1, 2, 3], "b": {"c": "d"}, "e": []}"#;
+        let mut c = Cursor::new(body);
+        c.begin_object().unwrap();
+        let mut first = true;
+        let mut keys = vec![];
+        while let Some(k) = c.next_key(&mut first).unwrap() {
+            if k == "a" {
+                assert_eq!(count_elements(&c).unwrap(), 3);
+            }
+            if k == "b" {
+                assert_eq!(count_members(&c).unwrap(), 1);
+            }
+            keys.push(k.into_owned());
+            c.skip_value().unwrap();
+        }
+        c.finish().unwrap();
+        assert_eq!(keys, ["a", "b", "e"]);
+    }
+}

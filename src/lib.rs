@@ -1,0 +1,82 @@
+//! A blocking, minimal-dependency client for the PubNub Presence API.
+//!
+//! Presence tells who is online on which channel: who and how many are on
+//! a channel ([`PubNub::here_now`]), which channels a user is on
+//! ([`PubNub::where_now`]), and per-user state
+//! ([`PubNub::set_presence_state`], [`PubNub::get_presence_state`]).
+//! The API follows PubNub's documented Rust builder style:
+//!
+//! ```no_run
+//! use pubnub_presence::PubNub;
+//! # fn main() -> Result<(), pubnub_presence::Error> {
+//! let pubnub = PubNub::builder()
+//!     .subscribe_key("demo")
+//!     .user_id("device-42")
+//!     .build()?;
+//! let here = pubnub
+//!     .here_now()
+//!     .channels(vec!["lobby".into()])
+//!     .include_state(true)
+//!     .execute()?;
+//! println!("{} users online", here.total_occupancy);
+//! # Ok(()) }
+//! ```
+//!
+//! # Design
+//!
+//! - **Blocking, no runtime.** One `ureq` agent, one kept-alive connection,
+//!   small I/O buffers. Built for small Linux devices and single-threaded
+//!   tools.
+//! - **Sans-IO core.** Each builder's `request()` returns the path and
+//!   query without sending anything; [`decode`] turns response bytes into
+//!   results. Only the transport module touches the network.
+//! - **Compact parser.** A non-recursive JSON cursor ([`json`]) that borrows
+//!   strings from the body; results borrow too (`HereNowResult<'a>`) and
+//!   `into_owned()` detaches them. `execute()` returns the owned form.
+//! - **One error type**, [`Error`]: input errors before any byte is sent,
+//!   server errors with status, message, service and Access Manager lists,
+//!   transport errors by kind, decode errors with the byte offset.
+//!
+//! # Crate features
+//!
+//! | feature | default | what it does | cost |
+//! |---|---|---|---|
+//! | `tls` | yes | `https://` origins through rustls (ring) with Mozilla's roots | most of the binary: see BENCHMARKS.md |
+//! | `serde` | no | state is `serde_json::Value`, setters take `serde::Serialize` | `serde` + `serde_json` |
+//! | `emulator` | no | the local presence server, for offline tests | no extra crates |
+//!
+//! Without `tls` only `http://` origins work, and an `https://` origin is an
+//! error at `build()`.
+//!
+//! # User state
+//!
+//! See [`state`]: raw JSON bytes (`Cow<[u8]>`) by default,
+//! `serde_json::Value` with the `serde` feature, as PubNub's docs describe.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod client;
+mod config;
+pub mod decode;
+pub mod encode;
+mod envelope;
+mod error;
+pub mod json;
+pub mod presence;
+pub mod request;
+pub mod state;
+mod transport;
+
+pub use client::PubNub;
+pub use config::{
+    Config, PubNubBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_SIZE, DEFAULT_ORIGIN,
+    DEFAULT_PRESENCE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, MIN_PRESENCE_TIMEOUT,
+};
+pub use error::{Error, Result, ServerError, TransportErrorKind};
+pub use presence::here_now::{HereNowChannel, HereNowResult, HereNowUser};
+pub use presence::user_state::{GetStateInfo, GetStateResult, SetStateResult};
+pub use presence::where_now::WhereNowResult;
+pub use request::Request;
+pub use state::State;
+pub use transport::Response;

@@ -1,0 +1,515 @@
+//! `here_now`: who, and how many, are on channels; and `global_here_now`.
+//!
+//! The service answers in two shapes (PROTOCOL.md §2): a *flat* one with
+//! top-level `occupancy`/`uuids` when exactly one channel and no group was
+//! asked for, and a *payload* one (`payload.channels`, `total_channels`,
+//! `total_occupancy`) otherwise. Both decode into [`HereNowResult`]; a flat
+//! body takes its channel name from the request.
+
+use crate::client::PubNub;
+use crate::encode::push_param;
+use crate::envelope::{self, Field};
+use crate::error::{Error, Result};
+use crate::json::{count_elements, count_members, Cursor, Kind};
+use crate::request::{self, Request};
+use crate::state::{self, State};
+use std::borrow::Cow;
+
+/// The result of `here_now` and `global_here_now`.
+///
+/// Borrowed from the response body where possible; `execute()` returns
+/// the owned form (`HereNowResult<'static>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HereNowResult<'a> {
+    /// Number of channels in the result.
+    pub total_channels: u32,
+    /// Number of users on all the channels together.
+    pub total_occupancy: u32,
+    /// One entry per channel (in the server's order, which is arbitrary).
+    pub channels: Vec<HereNowChannel<'a>>,
+}
+
+/// One channel of a [`HereNowResult`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HereNowChannel<'a> {
+    /// Channel name.
+    pub name: Cow<'a, str>,
+    /// Number of users on the channel (right even when occupants are not
+    /// requested).
+    pub occupancy: u32,
+    /// The users, empty with `include_user_ids(false)`.
+    pub occupants: Vec<HereNowUser<'a>>,
+}
+
+/// One user of a [`HereNowChannel`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HereNowUser<'a> {
+    /// The user's id.
+    pub user_id: Cow<'a, str>,
+    /// The user's state on this channel; `null` when none is set or state
+    /// was not requested. See [`State`].
+    pub state: State<'a>,
+}
+
+impl HereNowResult<'_> {
+    /// Converts into a result that owns all its data.
+    pub fn into_owned(self) -> HereNowResult<'static> {
+        HereNowResult {
+            total_channels: self.total_channels,
+            total_occupancy: self.total_occupancy,
+            channels: self
+                .channels
+                .into_iter()
+                .map(|c| HereNowChannel {
+                    name: Cow::Owned(c.name.into_owned()),
+                    occupancy: c.occupancy,
+                    occupants: c
+                        .occupants
+                        .into_iter()
+                        .map(|u| HereNowUser {
+                            user_id: Cow::Owned(u.user_id.into_owned()),
+                            state: state::into_owned(u.state),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Builder for `here_now`, from [`PubNub::here_now`].
+#[must_use = "a builder does nothing until execute()"]
+#[derive(Debug)]
+pub struct HereNowBuilder<'p> {
+    pubnub: &'p PubNub,
+    channels: Vec<String>,
+    channel_groups: Vec<String>,
+    include_state: bool,
+    include_user_ids: bool,
+    limit: u32,
+    offset: u32,
+}
+
+/// The service's (and every SDK's) default page size.
+pub const DEFAULT_LIMIT: u32 = 1000;
+
+impl<'p> HereNowBuilder<'p> {
+    pub(crate) fn new(pubnub: &'p PubNub) -> Self {
+        HereNowBuilder {
+            pubnub,
+            channels: Vec::new(),
+            channel_groups: Vec::new(),
+            include_state: false,
+            include_user_ids: true,
+            limit: DEFAULT_LIMIT,
+            offset: 0,
+        }
+    }
+
+    /// The channels to get the details of (this or `channel_groups` is required).
+    pub fn channels(mut self, channels: Vec<String>) -> Self {
+        self.channels = channels;
+        self
+    }
+    /// The channel groups to get the details of.
+    pub fn channel_groups(mut self, groups: Vec<String>) -> Self {
+        self.channel_groups = groups;
+        self
+    }
+    /// Include each user's state (default `false`).
+    pub fn include_state(mut self, include: bool) -> Self {
+        self.include_state = include;
+        self
+    }
+    /// Include the user ids (default `true`); occupancy is right either way.
+    pub fn include_user_ids(mut self, include: bool) -> Self {
+        self.include_user_ids = include;
+        self
+    }
+    /// At most this many users per channel (default 1000).
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+    /// Skip this many users per channel (default 0).
+    pub fn offset(mut self, offset: u32) -> Self {
+        self.offset = offset;
+        self
+    }
+
+    /// Builds the request without sending it.
+    pub fn request(&self) -> Result<Request> {
+        request::check_targets(&self.channels, &self.channel_groups)?;
+        let config = self.pubnub.config();
+        let path = request::channel_path(config, &self.channels);
+        let mut query = request::base_query(config, &self.channel_groups);
+        push_flags(&mut query, self.include_state, self.include_user_ids);
+        push_param(&mut query, "limit", itoa(self.limit).as_str());
+        if self.offset > 0 {
+            push_param(&mut query, "offset", itoa(self.offset).as_str());
+        }
+        Ok(request::finish(path, query))
+    }
+
+    /// The channel name a flat-shaped answer is about, if this request
+    /// gets one (exactly one channel, no group).
+    fn flat_channel(&self) -> Option<&str> {
+        match (self.channels.as_slice(), self.channel_groups.is_empty()) {
+            ([one], true) => Some(one.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Sends the request and decodes the answer.
+    pub fn execute(self) -> Result<HereNowResult<'static>> {
+        let req = self.request()?;
+        let resp = self.pubnub.send(&req)?;
+        decode(&resp.body, self.flat_channel()).map(HereNowResult::into_owned)
+    }
+}
+
+/// Builder for `global_here_now`, from [`PubNub::global_here_now`].
+#[must_use = "a builder does nothing until execute()"]
+#[derive(Debug)]
+pub struct GlobalHereNowBuilder<'p> {
+    pubnub: &'p PubNub,
+    include_state: bool,
+    include_user_ids: bool,
+}
+
+impl<'p> GlobalHereNowBuilder<'p> {
+    pub(crate) fn new(pubnub: &'p PubNub) -> Self {
+        GlobalHereNowBuilder {
+            pubnub,
+            include_state: false,
+            include_user_ids: true,
+        }
+    }
+    /// Include each user's state (default `false`).
+    pub fn include_state(mut self, include: bool) -> Self {
+        self.include_state = include;
+        self
+    }
+    /// Include the user ids (default `true`).
+    pub fn include_user_ids(mut self, include: bool) -> Self {
+        self.include_user_ids = include;
+        self
+    }
+    /// Builds the request without sending it.
+    pub fn request(&self) -> Result<Request> {
+        let config = self.pubnub.config();
+        let path = request::presence_path(config);
+        let mut query = request::base_query(config, &[]);
+        push_flags(&mut query, self.include_state, self.include_user_ids);
+        Ok(request::finish(path, query))
+    }
+    /// Sends the request and decodes the answer.
+    pub fn execute(self) -> Result<HereNowResult<'static>> {
+        let req = self.request()?;
+        let resp = self.pubnub.send(&req)?;
+        decode(&resp.body, None).map(HereNowResult::into_owned)
+    }
+}
+
+fn push_flags(query: &mut String, include_state: bool, include_user_ids: bool) {
+    push_param(
+        query,
+        "disable_uuids",
+        if include_user_ids { "0" } else { "1" },
+    );
+    push_param(query, "state", if include_state { "1" } else { "0" });
+}
+
+/// A `u32` in decimal without allocating.
+pub(crate) struct Itoa {
+    buf: [u8; 10],
+    start: usize,
+}
+impl Itoa {
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(self.buf.get(self.start..).unwrap_or_default()).unwrap_or("0")
+    }
+}
+pub(crate) fn itoa(mut v: u32) -> Itoa {
+    let mut buf = [b'0'; 10];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(slot) = buf.get_mut(i) {
+            *slot = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+        if v == 0 || i == 0 {
+            break;
+        }
+    }
+    Itoa { buf, start: i }
+}
+
+/// Decodes a here_now or global here_now body.
+///
+/// `flat_channel` names the channel of a flat-shaped answer (the one channel
+/// the request named); a flat body without it is a decode error.
+///
+/// Allocations: one `Vec` for the channels and one per channel for its
+/// occupants, each sized once; strings are borrowed unless escaped. With the
+/// `serde` feature each state becomes a `serde_json::Value`.
+pub fn decode<'a>(body: &'a [u8], flat_channel: Option<&'a str>) -> Result<HereNowResult<'a>> {
+    let env = envelope::parse(body, ["occupancy", "uuids"])?;
+    env.check(200)?;
+    let [occupancy, uuids] = env.extra;
+    if let Some(payload) = env.payload {
+        return decode_payload(payload);
+    }
+    let Some(occupancy) = occupancy else {
+        return Err(Error::decode(
+            0,
+            "here_now body has neither payload nor occupancy",
+        ));
+    };
+    let Some(name) = flat_channel else {
+        return Err(Error::decode(
+            occupancy.offset,
+            "single-channel here_now body for a request without exactly one channel",
+        ));
+    };
+    let occupancy = occupancy.cursor().parse_u32()?;
+    let occupants = match uuids {
+        Some(f) => decode_users(&mut f.cursor())?,
+        None => Vec::new(),
+    };
+    Ok(HereNowResult {
+        total_channels: 1,
+        total_occupancy: occupancy,
+        channels: vec![HereNowChannel {
+            name: Cow::Borrowed(name),
+            occupancy,
+            occupants,
+        }],
+    })
+}
+
+fn decode_payload(payload: Field<'_>) -> Result<HereNowResult<'_>> {
+    let mut c = payload.cursor();
+    c.begin_object()?;
+    let mut result = HereNowResult {
+        total_channels: 0,
+        total_occupancy: 0,
+        channels: Vec::new(),
+    };
+    let mut first = true;
+    while let Some(key) = c.next_key(&mut first)? {
+        match &*key {
+            "channels" => result.channels = decode_channels(&mut c)?,
+            "total_channels" => result.total_channels = c.parse_u32()?,
+            "total_occupancy" => result.total_occupancy = c.parse_u32()?,
+            _ => {
+                c.skip_value()?;
+            }
+        }
+    }
+    Ok(result)
+}
+
+fn decode_channels<'a>(c: &mut Cursor<'a>) -> Result<Vec<HereNowChannel<'a>>> {
+    if c.peek_kind()? == Kind::Array {
+        // Tolerate `[]` for an empty map (some JSON encoders write an empty
+        // map as an empty array); any other array is an error.
+        let start = c.offset();
+        if c.skip_value()? == b"[]" {
+            return Ok(Vec::new());
+        }
+        return Err(Error::decode(start, "expected an object of channels"));
+    }
+    let mut channels = Vec::with_capacity(count_members(c)?);
+    c.begin_object()?;
+    let mut first = true;
+    while let Some(name) = c.next_key(&mut first)? {
+        let mut channel = HereNowChannel {
+            name,
+            occupancy: 0,
+            occupants: Vec::new(),
+        };
+        c.begin_object()?;
+        let mut first_field = true;
+        while let Some(key) = c.next_key(&mut first_field)? {
+            match &*key {
+                "occupancy" => channel.occupancy = c.parse_u32()?,
+                "uuids" => channel.occupants = decode_users(c)?,
+                _ => {
+                    c.skip_value()?;
+                }
+            }
+        }
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+/// `uuids`: an array of strings, or of `{"uuid": …, "state": …}` objects.
+fn decode_users<'a>(c: &mut Cursor<'a>) -> Result<Vec<HereNowUser<'a>>> {
+    let mut users = Vec::with_capacity(count_elements(c)?);
+    c.begin_array()?;
+    let mut first = true;
+    while c.next_element(&mut first)? {
+        match c.peek_kind()? {
+            Kind::String => users.push(HereNowUser {
+                user_id: c.parse_str()?,
+                state: state::null_state(),
+            }),
+            Kind::Object => {
+                let start = c.offset();
+                let mut user_id = None;
+                let mut user_state = state::null_state();
+                c.begin_object()?;
+                let mut first_field = true;
+                while let Some(key) = c.next_key(&mut first_field)? {
+                    match &*key {
+                        "uuid" => user_id = Some(c.parse_str()?),
+                        "state" => {
+                            c.skip_ws();
+                            let at = c.offset();
+                            user_state = state::from_raw(c.skip_value()?, at)?;
+                        }
+                        _ => {
+                            c.skip_value()?;
+                        }
+                    }
+                }
+                let user_id =
+                    user_id.ok_or_else(|| Error::decode(start, "occupant without uuid"))?;
+                users.push(HereNowUser {
+                    user_id,
+                    state: user_state,
+                });
+            }
+            _ => return Err(c.err("expected an occupant (string or object)")),
+        }
+    }
+    Ok(users)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(json: &str) -> State<'static> {
+        #[cfg(not(feature = "serde"))]
+        {
+            Cow::Owned(json.as_bytes().to_vec())
+        }
+        #[cfg(feature = "serde")]
+        {
+            serde_json::from_str(json).unwrap()
+        }
+    }
+
+    fn user(id: &str, state: &str) -> HereNowUser<'static> {
+        HereNowUser {
+            user_id: Cow::Owned(id.into()),
+            state: st(state),
+        }
+    }
+
+    #[test]
+    fn flat_shapes() {
+        let cases: [(&str, u32, Vec<HereNowUser<'static>>); 4] = [
+            (
+                r#"{"status": 200, "message": "OK", "service": "Presence", "uuids": ["u1"], "occupancy": 1}"#,
+                1,
+                vec![user("u1", "null")],
+            ),
+            (
+                r#"{"message":"OK","occupancy":2,"service":"Presence","status":200,"uuids":[{"state":{"a":[1]},"uuid":"Kim"},{"uuid":"Glen"}]}"#,
+                2,
+                vec![user("Kim", r#"{"a":[1]}"#), user("Glen", "null")],
+            ),
+            (
+                r#"{"message":"OK","occupancy":3,"service":"Presence","status":200}"#,
+                3,
+                vec![],
+            ),
+            (
+                r#"{"status": 200, "message": "OK", "occupancy": 0, "uuids": [], "service": "Presence"}"#,
+                0,
+                vec![],
+            ),
+        ];
+        for (body, occ, users) in cases {
+            let r = decode(body.as_bytes(), Some("ch")).unwrap();
+            assert_eq!(r.total_channels, 1);
+            assert_eq!(r.total_occupancy, occ);
+            assert_eq!(r.channels.len(), 1);
+            assert_eq!(r.channels[0].name, "ch");
+            assert_eq!(r.channels[0].occupancy, occ);
+            assert_eq!(r.channels[0].occupants, users, "{body}");
+        }
+        assert!(decode(br#"{"status":200,"occupancy":1}"#, None).is_err());
+    }
+
+    #[test]
+    fn payload_shape() {
+        let body = br#"{"status": 200, "message": "OK", "payload": {"channels": {"c2": {"uuids": ["a\u00e9"], "occupancy": 1}, "c1": {"occupancy": 4}}, "total_channels": 2, "total_occupancy": 5}, "service": "Presence"}"#;
+        let r = decode(body, Some("ignored")).unwrap();
+        assert_eq!((r.total_channels, r.total_occupancy), (2, 5));
+        assert_eq!(r.channels[0].name, "c2");
+        assert_eq!(r.channels[0].occupants, vec![user("aé", "null")]);
+        assert_eq!(r.channels[1].name, "c1");
+        assert_eq!(r.channels[1].occupancy, 4);
+        assert!(r.channels[1].occupants.is_empty());
+        let owned = r.clone().into_owned();
+        assert_eq!(owned, r);
+    }
+
+    #[test]
+    fn borrowed_strings() {
+        let body = br#"{"occupancy":1,"uuids":[{"uuid":"u","state":{"k":1}}]}"#;
+        let r = decode(body, Some("ch")).unwrap();
+        assert!(matches!(
+            r.channels[0].occupants[0].user_id,
+            Cow::Borrowed(_)
+        ));
+        #[cfg(not(feature = "serde"))]
+        assert!(matches!(
+            r.channels[0].occupants[0].state,
+            Cow::Borrowed(b"{\"k\":1}")
+        ));
+    }
+
+    #[test]
+    fn bad_bodies() {
+        let cases = [
+            (&br#"{"occupancy":-1}"#[..], "expected an unsigned integer"),
+            (br#"{"occupancy":4294967296}"#, "number does not fit in u32"),
+            (
+                br#"{"occupancy":1,"uuids":[1]}"#,
+                "expected an occupant (string or object)",
+            ),
+            (
+                br#"{"occupancy":1,"uuids":[{"state":{}}]}"#,
+                "occupant without uuid",
+            ),
+            (
+                br#"{"status":200}"#,
+                "here_now body has neither payload nor occupancy",
+            ),
+            (
+                br#"{"payload":{"channels":{"a":[]}}}"#,
+                "expected an object",
+            ),
+        ];
+        for (body, reason) in cases {
+            match decode(body, Some("c")) {
+                Err(Error::Decode { reason: r, .. }) => assert_eq!(r, reason),
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
+            }
+        }
+    }
+
+    #[test]
+    fn itoa_values() {
+        for v in [0, 7, 10, 1000, u32::MAX] {
+            assert_eq!(itoa(v).as_str(), v.to_string());
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The presence calls, one file per call family: each holds its builder,
+//! its request builder, its decoder and its result types.
+
+pub mod here_now;
+pub mod user_state;
+pub mod where_now;
