@@ -3,6 +3,8 @@
 use crate::config::{Config, PubNubBuilder};
 use crate::envelope;
 use crate::error::Result;
+use crate::presence::events::PresenceEventsBuilder;
+use crate::presence::heartbeat::{HeartbeatBuilder, LeaveBuilder};
 use crate::presence::here_now::{GlobalHereNowBuilder, HereNowBuilder};
 use crate::presence::user_state::{GetStateBuilder, SetStateBuilder};
 use crate::presence::where_now::WhereNowBuilder;
@@ -105,5 +107,23 @@ impl PubNub {
     /// Gets the user's state on channels or channel groups.
     pub fn get_presence_state(&self) -> GetStateBuilder<'_> {
         GetStateBuilder::new(self)
+    }
+
+    /// Announces presence on channels or groups (with optional per-channel
+    /// state) for the presence timeout. See also
+    /// [`crate::presence::schedule::Heartbeater`] for a schedule.
+    pub fn heartbeat(&self) -> HeartbeatBuilder<'_> {
+        HeartbeatBuilder::new(self)
+    }
+
+    /// Leaves channels or groups now, instead of timing out.
+    pub fn leave(&self) -> LeaveBuilder<'_> {
+        LeaveBuilder::new(self)
+    }
+
+    /// A blocking stream of join, leave, timeout, state-change and interval
+    /// events on channels or groups.
+    pub fn presence_events(&self) -> PresenceEventsBuilder<'_> {
+        PresenceEventsBuilder::new(self)
     }
 }

@@ -10,6 +10,7 @@
 
 pub use crate::envelope::decode_ack as ack;
 pub use crate::envelope::error_from_response as error;
+pub use crate::presence::events::decode as events;
 pub use crate::presence::here_now::decode as here_now;
 pub use crate::presence::user_state::decode_get as get_state;
 pub use crate::presence::user_state::decode_set as set_state;

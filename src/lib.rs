@@ -74,7 +74,9 @@ pub use config::{
     DEFAULT_PRESENCE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, MIN_PRESENCE_TIMEOUT,
 };
 pub use error::{Error, Result, ServerError, TransportErrorKind};
+pub use presence::events::{IntervalEvent, PresenceEvent, PresenceEvents, UserEvent};
 pub use presence::here_now::{HereNowChannel, HereNowResult, HereNowUser};
+pub use presence::schedule::{HeartbeatThread, Heartbeater};
 pub use presence::user_state::{GetStateInfo, GetStateResult, SetStateResult};
 pub use presence::where_now::WhereNowResult;
 pub use request::Request;

@@ -18,9 +18,9 @@ pub struct Request {
     pub path: String,
     /// The percent-encoded query string, without the leading `?`.
     pub query: String,
-    /// How long the server may hold this request (long-poll subscribe);
-    /// `None` for ordinary calls.
-    pub(crate) long_poll: bool,
+    /// A timeout for this request that replaces the client's request
+    /// timeout (long-poll subscribe); `None` for ordinary calls.
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl Request {
@@ -129,7 +129,7 @@ pub(crate) fn finish(path: String, query: String) -> Request {
     Request {
         path,
         query,
-        long_poll: false,
+        timeout: None,
     }
 }
 

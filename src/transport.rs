@@ -61,8 +61,8 @@ impl Transport {
     pub(crate) fn get(&self, origin: &str, request: &Request) -> Result<Response> {
         let url = request.url(origin);
         let mut req = self.agent.get(&url).config();
-        if request.long_poll {
-            req = req.timeout_global(Some(LONG_POLL_TIMEOUT));
+        if let Some(t) = request.timeout {
+            req = req.timeout_global(Some(t));
         }
         let resp = req.build().call().map_err(map_error)?;
         let status = resp.status().as_u16();

@@ -1,0 +1,678 @@
+//! Presence events: who joined, left, timed out or changed state, decoded
+//! from subscribe v2 long-poll responses on `-pnpres` channels
+//! (PROTOCOL.md §5), and a blocking stream over them.
+
+use crate::client::PubNub;
+use crate::encode::{encode_names_into, push_param};
+use crate::envelope::{self, Field};
+use crate::error::{Error, Result, TransportErrorKind};
+use crate::json::{count_elements, Cursor, Kind};
+use crate::request::{self, Request};
+use crate::state::{self, State};
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+const PNPRES: &str = "-pnpres";
+
+/// A presence event.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum PresenceEvent<'a> {
+    /// A user joined a channel.
+    Join(UserEvent<'a>),
+    /// A user left a channel.
+    Leave(UserEvent<'a>),
+    /// A user's presence timed out (no heartbeat within its timeout).
+    Timeout(UserEvent<'a>),
+    /// A user changed their state on a channel (`state` holds the new state).
+    StateChange(UserEvent<'a>),
+    /// Above the announce threshold the server sends periodic occupancy
+    /// with join/leave/timeout deltas instead of per-user events.
+    Interval(IntervalEvent<'a>),
+    /// An action this crate does not know; skipped by the stream's
+    /// consumers at will, never an error.
+    Unknown {
+        /// The channel (without `-pnpres`).
+        channel: Cow<'a, str>,
+        /// The `action` as sent.
+        action: Cow<'a, str>,
+    },
+}
+
+/// The fields of a join, leave, timeout or state-change event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserEvent<'a> {
+    /// The channel (without `-pnpres`).
+    pub channel: Cow<'a, str>,
+    /// The subscription that matched, when it differs from the channel
+    /// (a channel group or wildcard, without `-pnpres`).
+    pub subscription: Option<Cow<'a, str>>,
+    /// The user the event is about.
+    pub user_id: Cow<'a, str>,
+    /// Users on the channel after the event.
+    pub occupancy: u32,
+    /// Unix seconds.
+    pub timestamp: u64,
+    /// Unix milliseconds, sent by servers since about 2024.
+    pub precise_timestamp: Option<u64>,
+    /// The user's state (`data`), when the event carries it.
+    pub state: Option<State<'a>>,
+}
+
+/// The fields of an interval event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntervalEvent<'a> {
+    /// The channel (without `-pnpres`).
+    pub channel: Cow<'a, str>,
+    /// The subscription that matched, when it differs from the channel.
+    pub subscription: Option<Cow<'a, str>>,
+    /// Users on the channel.
+    pub occupancy: u32,
+    /// Unix seconds.
+    pub timestamp: u64,
+    /// Users who joined since the last interval.
+    pub join: Vec<Cow<'a, str>>,
+    /// Users who left since the last interval.
+    pub leave: Vec<Cow<'a, str>>,
+    /// Users who timed out since the last interval.
+    pub timeout: Vec<Cow<'a, str>>,
+    /// The deltas were too large to send: call here_now to refresh.
+    pub here_now_refresh: bool,
+}
+
+fn owned(s: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(s.into_owned())
+}
+
+fn owned_list(v: Vec<Cow<'_, str>>) -> Vec<Cow<'static, str>> {
+    v.into_iter().map(owned).collect()
+}
+
+impl UserEvent<'_> {
+    fn into_owned(self) -> UserEvent<'static> {
+        UserEvent {
+            channel: owned(self.channel),
+            subscription: self.subscription.map(owned),
+            user_id: owned(self.user_id),
+            occupancy: self.occupancy,
+            timestamp: self.timestamp,
+            precise_timestamp: self.precise_timestamp,
+            state: self.state.map(state::into_owned),
+        }
+    }
+}
+
+impl PresenceEvent<'_> {
+    /// Converts into an event that owns all its data.
+    pub fn into_owned(self) -> PresenceEvent<'static> {
+        match self {
+            PresenceEvent::Join(e) => PresenceEvent::Join(e.into_owned()),
+            PresenceEvent::Leave(e) => PresenceEvent::Leave(e.into_owned()),
+            PresenceEvent::Timeout(e) => PresenceEvent::Timeout(e.into_owned()),
+            PresenceEvent::StateChange(e) => PresenceEvent::StateChange(e.into_owned()),
+            PresenceEvent::Interval(e) => PresenceEvent::Interval(IntervalEvent {
+                channel: owned(e.channel),
+                subscription: e.subscription.map(owned),
+                occupancy: e.occupancy,
+                timestamp: e.timestamp,
+                join: owned_list(e.join),
+                leave: owned_list(e.leave),
+                timeout: owned_list(e.timeout),
+                here_now_refresh: e.here_now_refresh,
+            }),
+            PresenceEvent::Unknown { channel, action } => PresenceEvent::Unknown {
+                channel: owned(channel),
+                action: owned(action),
+            },
+        }
+    }
+
+    /// The channel the event is about (without `-pnpres`).
+    pub fn channel(&self) -> &str {
+        match self {
+            PresenceEvent::Join(e)
+            | PresenceEvent::Leave(e)
+            | PresenceEvent::Timeout(e)
+            | PresenceEvent::StateChange(e) => &e.channel,
+            PresenceEvent::Interval(e) => &e.channel,
+            PresenceEvent::Unknown { channel, .. } => channel,
+        }
+    }
+}
+
+/// The subscribe cursor: timetoken and region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timetoken {
+    /// The timetoken (`t.t`), 0 before the handshake.
+    pub t: u64,
+    /// The region (`t.r`).
+    pub r: u32,
+}
+
+/// One event with the timetoken it was published at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedEvent<'a> {
+    /// The publish timetoken (`p.t`), used to drop duplicates.
+    pub timetoken: u64,
+    /// An FNV-1a hash of the raw event payload (`d`): with the timetoken,
+    /// what identifies a redelivered event.
+    pub payload_hash: u64,
+    /// The event.
+    pub event: PresenceEvent<'a>,
+}
+
+/// A decoded subscribe response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventBatch<'a> {
+    /// The cursor to poll from next.
+    pub next: Timetoken,
+    /// The presence events in this response, in order. Messages on
+    /// channels that are not `-pnpres` are left out.
+    pub events: Vec<ReceivedEvent<'a>>,
+}
+
+/// Decodes a subscribe v2 response body into presence events.
+pub fn decode(body: &[u8]) -> Result<EventBatch<'_>> {
+    let env = envelope::parse(body, ["t", "m"])?;
+    env.check(200)?;
+    let [t, m] = env.extra;
+    let t = t.ok_or_else(|| Error::decode(0, "subscribe body has no cursor 't'"))?;
+    let next = decode_timetoken(t)?;
+    let mut events = Vec::new();
+    if let Some(m) = m {
+        let mut c = m.cursor();
+        events.reserve_exact(count_elements(&c)?);
+        c.begin_array()?;
+        let mut first = true;
+        while c.next_element(&mut first)? {
+            if let Some(e) = decode_message(&mut c)? {
+                events.push(e);
+            }
+        }
+    }
+    Ok(EventBatch { next, events })
+}
+
+fn parse_tt(c: &mut Cursor<'_>) -> Result<u64> {
+    // Timetokens are strings of digits ("17302026156815862"); accept numbers too.
+    match c.peek_kind()? {
+        Kind::String => {
+            let at = c.offset();
+            let s = c.parse_str()?;
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Error::decode(at, "timetoken is not a number"));
+            }
+            s.parse()
+                .map_err(|_| Error::decode(at, "timetoken overflows u64"))
+        }
+        _ => c.parse_u64(),
+    }
+}
+
+fn decode_timetoken(f: Field<'_>) -> Result<Timetoken> {
+    let mut c = f.cursor();
+    let mut tt = Timetoken::default();
+    c.begin_object()?;
+    let mut first = true;
+    while let Some(key) = c.next_key(&mut first)? {
+        match &*key {
+            "t" => tt.t = parse_tt(&mut c)?,
+            "r" => tt.r = c.parse_u32()?,
+            _ => {
+                c.skip_value()?;
+            }
+        }
+    }
+    Ok(tt)
+}
+
+fn strip_pnpres(name: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    match name {
+        Cow::Borrowed(s) => s.strip_suffix(PNPRES).map(Cow::Borrowed),
+        Cow::Owned(s) => s.strip_suffix(PNPRES).map(|s| Cow::Owned(s.to_string())),
+    }
+}
+
+/// Decodes one element of `m`; `None` for a message that is not a
+/// presence event.
+fn decode_message<'a>(c: &mut Cursor<'a>) -> Result<Option<ReceivedEvent<'a>>> {
+    let start = c.offset();
+    let mut channel = None;
+    let mut subscription = None;
+    let mut timetoken = 0;
+    let mut payload = None;
+    let mut kind_other = false;
+    c.begin_object()?;
+    let mut first = true;
+    while let Some(key) = c.next_key(&mut first)? {
+        match &*key {
+            "c" => channel = Some(c.parse_str()?),
+            "b" => subscription = Some(c.parse_str()?),
+            "p" => {
+                c.begin_object()?;
+                let mut f = true;
+                while let Some(k) = c.next_key(&mut f)? {
+                    if k == "t" {
+                        timetoken = parse_tt(c)?;
+                    } else {
+                        c.skip_value()?;
+                    }
+                }
+            }
+            "e" => {
+                // Absent or 0 for presence and messages; anything else is
+                // a signal, object, action or file event.
+                kind_other = c.skip_value()? != b"0";
+            }
+            "d" => {
+                c.skip_ws();
+                let offset = c.offset();
+                payload = Some(Field {
+                    raw: c.skip_value()?,
+                    offset,
+                });
+            }
+            _ => {
+                c.skip_value()?;
+            }
+        }
+    }
+    let channel = channel.ok_or_else(|| Error::decode(start, "message without channel 'c'"))?;
+    let Some(channel) = strip_pnpres(channel) else {
+        return Ok(None);
+    };
+    if kind_other {
+        return Ok(None);
+    }
+    let payload = payload.ok_or_else(|| Error::decode(start, "presence message without 'd'"))?;
+    if payload.cursor().peek_kind()? != Kind::Object {
+        return Ok(None);
+    }
+    let subscription = subscription
+        .and_then(strip_pnpres)
+        .filter(|s| *s != channel);
+    let payload_hash = fnv1a(payload.raw);
+    let event = decode_payload(payload, channel, subscription)?;
+    Ok(Some(ReceivedEvent {
+        timetoken,
+        payload_hash,
+        event,
+    }))
+}
+
+fn decode_names<'a>(c: &mut Cursor<'a>) -> Result<Vec<Cow<'a, str>>> {
+    let mut out = Vec::with_capacity(count_elements(c)?);
+    c.begin_array()?;
+    let mut first = true;
+    while c.next_element(&mut first)? {
+        out.push(c.parse_str()?);
+    }
+    Ok(out)
+}
+
+fn decode_payload<'a>(
+    payload: Field<'a>,
+    channel: Cow<'a, str>,
+    subscription: Option<Cow<'a, str>>,
+) -> Result<PresenceEvent<'a>> {
+    let mut c = payload.cursor();
+    let mut action = None;
+    let mut user_id = None;
+    let mut occupancy = 0;
+    let mut timestamp = 0;
+    let mut precise_timestamp = None;
+    let mut data = None;
+    let (mut join, mut leave, mut timeout) = (Vec::new(), Vec::new(), Vec::new());
+    let mut here_now_refresh = false;
+    c.begin_object()?;
+    let mut first = true;
+    while let Some(key) = c.next_key(&mut first)? {
+        match &*key {
+            "action" => action = Some(c.parse_str()?),
+            "uuid" => user_id = Some(c.parse_str()?),
+            "occupancy" => occupancy = c.parse_u32()?,
+            "timestamp" => timestamp = c.parse_u64()?,
+            "precise_timestamp" => precise_timestamp = Some(c.parse_u64()?),
+            "data" => {
+                c.skip_ws();
+                let at = c.offset();
+                data = Some(state::from_raw(c.skip_value()?, at)?);
+            }
+            "join" => join = decode_names(&mut c)?,
+            "leave" => leave = decode_names(&mut c)?,
+            "timeout" => timeout = decode_names(&mut c)?,
+            "here_now_refresh" => here_now_refresh = c.parse_bool()?,
+            _ => {
+                c.skip_value()?;
+            }
+        }
+    }
+    let action =
+        action.ok_or_else(|| Error::decode(payload.offset, "presence event without action"))?;
+    let user = |user_id: Option<Cow<'a, str>>| -> Result<UserEvent<'a>> {
+        Ok(UserEvent {
+            channel: channel.clone(),
+            subscription: subscription.clone(),
+            user_id: user_id
+                .ok_or_else(|| Error::decode(payload.offset, "presence event without uuid"))?,
+            occupancy,
+            timestamp,
+            precise_timestamp,
+            state: data.clone(),
+        })
+    };
+    Ok(match &*action {
+        "join" => PresenceEvent::Join(user(user_id)?),
+        "leave" => PresenceEvent::Leave(user(user_id)?),
+        "timeout" => PresenceEvent::Timeout(user(user_id)?),
+        "state-change" => PresenceEvent::StateChange(user(user_id)?),
+        "interval" => PresenceEvent::Interval(IntervalEvent {
+            channel,
+            subscription,
+            occupancy,
+            timestamp,
+            join,
+            leave,
+            timeout,
+            here_now_refresh,
+        }),
+        _ => PresenceEvent::Unknown { channel, action },
+    })
+}
+
+/// Builder for a presence event stream, from [`PubNub::presence_events`].
+#[must_use = "a builder does nothing until open()"]
+#[derive(Debug)]
+pub struct PresenceEventsBuilder<'p> {
+    pubnub: &'p PubNub,
+    channels: Vec<String>,
+    channel_groups: Vec<String>,
+}
+
+impl<'p> PresenceEventsBuilder<'p> {
+    pub(crate) fn new(pubnub: &'p PubNub) -> Self {
+        PresenceEventsBuilder {
+            pubnub,
+            channels: Vec::new(),
+            channel_groups: Vec::new(),
+        }
+    }
+    /// Channels to watch (their `-pnpres` twins are subscribed).
+    pub fn channels(mut self, channels: Vec<String>) -> Self {
+        self.channels = channels;
+        self
+    }
+    /// Channel groups to watch (their `-pnpres` twins are subscribed).
+    pub fn channel_groups(mut self, groups: Vec<String>) -> Self {
+        self.channel_groups = groups;
+        self
+    }
+    /// Checks the arguments and returns the stream. No request is sent
+    /// until the first `next_event` or `poll`.
+    pub fn open(self) -> Result<PresenceEvents> {
+        request::check_targets(&self.channels, &self.channel_groups)?;
+        let pres = |v: Vec<String>| -> Vec<String> { v.into_iter().map(|n| n + PNPRES).collect() };
+        Ok(PresenceEvents {
+            pubnub: self.pubnub.clone(),
+            channels: pres(self.channels),
+            groups: pres(self.channel_groups),
+            cursor: Timetoken::default(),
+            pending: VecDeque::new(),
+            seen: VecDeque::new(),
+            backoff: Backoff::default(),
+        })
+    }
+}
+
+/// How many recent events are remembered to drop duplicates.
+const SEEN_CAPACITY: usize = 256;
+
+/// Exponential backoff between reconnects: 0.5 s doubling to 30 s.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn delay(&self) -> Duration {
+        let ms = 500u64.saturating_mul(1 << self.failures.min(6));
+        Duration::from_millis(ms.min(30_000))
+    }
+}
+
+/// A blocking stream of presence events over subscribe long-polling.
+///
+/// Created by [`PubNub::presence_events`]. Each poll resumes from the last
+/// cursor; events already delivered (same publish timetoken and payload) are
+/// not delivered again.
+///
+/// ```no_run
+/// # use pubnub_presence::{PubNub, presence::events::PresenceEvent};
+/// # fn main() -> Result<(), pubnub_presence::Error> {
+/// # let pubnub = PubNub::builder().subscribe_key("demo").user_id("watcher").build()?;
+/// let mut events = pubnub.presence_events().channels(vec!["lobby".into()]).open()?;
+/// loop {
+///     match events.next_event()? {
+///         PresenceEvent::Join(e) => println!("{} joined {}", e.user_id, e.channel),
+///         PresenceEvent::Leave(e) => println!("{} left {}", e.user_id, e.channel),
+///         other => println!("{other:?}"),
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct PresenceEvents {
+    pubnub: PubNub,
+    channels: Vec<String>,
+    groups: Vec<String>,
+    cursor: Timetoken,
+    pending: VecDeque<PresenceEvent<'static>>,
+    seen: VecDeque<(u64, u64)>,
+    backoff: Backoff,
+}
+
+impl PresenceEvents {
+    /// The cursor the next poll starts from.
+    pub fn cursor(&self) -> Timetoken {
+        self.cursor
+    }
+
+    /// The subscribe request for the current cursor (sans-IO).
+    pub fn request(&self) -> Request {
+        let config = self.pubnub.config();
+        let mut path = String::with_capacity(64);
+        path.push_str("/v2/subscribe/");
+        crate::encode::encode_into(
+            &mut path,
+            config.subscribe_key(),
+            crate::encode::PATH_SEGMENT,
+        );
+        path.push('/');
+        encode_names_into(&mut path, &self.channels);
+        path.push_str("/0");
+        let mut query = request::base_query(config, &self.groups);
+        push_param(&mut query, "tt", &self.cursor.t.to_string());
+        if self.cursor.t != 0 {
+            push_param(&mut query, "tr", &self.cursor.r.to_string());
+        }
+        let mut req = request::finish(path, query);
+        req.timeout = Some(crate::transport::LONG_POLL_TIMEOUT);
+        req
+    }
+
+    /// Feeds a decoded batch into the stream: advances the cursor and queues
+    /// events not seen before. Public for sans-IO use.
+    pub fn accept(&mut self, batch: EventBatch<'_>) {
+        self.cursor = batch.next;
+        for e in batch.events {
+            let key = (e.timetoken, e.payload_hash);
+            if self.seen.contains(&key) {
+                continue;
+            }
+            if self.seen.len() == SEEN_CAPACITY {
+                self.seen.pop_front();
+            }
+            self.seen.push_back(key);
+            self.pending.push_back(e.event.into_owned());
+        }
+    }
+
+    fn poll_once(&mut self, timeout: Option<Duration>) -> Result<()> {
+        let mut req = self.request();
+        if let Some(t) = timeout {
+            req.timeout = Some(t);
+        }
+        let resp = self.pubnub.send(&req)?;
+        let batch = decode(&resp.body)?;
+        self.accept(batch);
+        Ok(())
+    }
+
+    /// Waits at most `timeout` for the next event: `Ok(None)` when none
+    /// came. A long-poll cut short is simply re-issued from the same cursor,
+    /// so nothing is lost. For single-threaded loops.
+    pub fn poll(&mut self, timeout: Duration) -> Result<Option<PresenceEvent<'static>>> {
+        if let Some(e) = self.pending.pop_front() {
+            return Ok(Some(e));
+        }
+        match self.poll_once(Some(timeout)) {
+            Ok(()) => {
+                self.backoff.failures = 0;
+                Ok(self.pending.pop_front())
+            }
+            Err(Error::Transport {
+                kind: TransportErrorKind::Timeout,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Blocks until the next event. Transport errors (connection lost,
+    /// reset, timeout) are retried from the same cursor with exponential
+    /// backoff (0.5 s doubling to 30 s); server and decode errors are
+    /// returned.
+    pub fn next_event(&mut self) -> Result<PresenceEvent<'static>> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Ok(e);
+            }
+            match self.poll_once(None) {
+                Ok(()) => self.backoff.failures = 0,
+                Err(Error::Transport { .. }) => {
+                    std::thread::sleep(self.backoff.delay());
+                    self.backoff.failures = self.backoff.failures.saturating_add(1);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Iterator for PresenceEvents {
+    type Item = Result<PresenceEvent<'static>>;
+    /// Never returns `None`: the stream is endless.
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.next_event())
+    }
+}
+
+/// FNV-1a over the payload bytes: cheap, allocation-free, and stable, so
+/// the same timetoken with a different payload (two events published in the
+/// same 100 ns) is not taken for a duplicate.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_2024_via_group() {
+        let body = br#"{"t":{"t":"17302026156815862","r":41},"m":[{"a":"2","f":0,"p":{"t":"17302026156815862","r":43},"k":"sub","c":"ch-pnpres","u":{"pn_action":"join"},"d":{"action":"join","uuid":"bob","timestamp":1730202615,"precise_timestamp":1730202615678,"occupancy":2},"b":"grp-pnpres"}]}"#;
+        let b = decode(body).unwrap();
+        assert_eq!(
+            b.next,
+            Timetoken {
+                t: 17302026156815862,
+                r: 41
+            }
+        );
+        assert_eq!(b.events.len(), 1);
+        assert_eq!(b.events[0].timetoken, 17302026156815862);
+        match &b.events[0].event {
+            PresenceEvent::Join(e) => {
+                assert_eq!(e.channel, "ch");
+                assert_eq!(e.subscription.as_deref(), Some("grp"));
+                assert_eq!(e.user_id, "bob");
+                assert_eq!(e.occupancy, 2);
+                assert_eq!(e.timestamp, 1730202615);
+                assert_eq!(e.precise_timestamp, Some(1730202615678));
+                assert!(e.state.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn interval_and_unknown_and_foreign() {
+        let body = br#"{"t":{"t":"2","r":1},"m":[
+            {"p":{"t":"1"},"c":"x-pnpres","b":"x-pnpres","d":{"action":"interval","timestamp":5,"occupancy":3,"join":["a"],"timeout":["b"],"here_now_refresh":true}},
+            {"p":{"t":"1"},"c":"x-pnpres","d":{"action":"dance","uuid":"z"}},
+            {"p":{"t":"1"},"c":"x","d":{"text":"a chat message"}},
+            {"p":{"t":"1"},"c":"x-pnpres","e":1,"d":{"action":"join"}}
+        ]}"#;
+        let b = decode(body).unwrap();
+        assert_eq!(b.events.len(), 2);
+        match &b.events[0].event {
+            PresenceEvent::Interval(i) => {
+                assert_eq!(i.channel, "x");
+                assert_eq!(i.subscription, None);
+                assert_eq!((i.occupancy, i.timestamp), (3, 5));
+                assert_eq!(i.join, ["a"]);
+                assert!(i.leave.is_empty());
+                assert_eq!(i.timeout, ["b"]);
+                assert!(i.here_now_refresh);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(&b.events[1].event, PresenceEvent::Unknown { action, .. } if action == "dance")
+        );
+    }
+
+    #[test]
+    fn bad_batches() {
+        for bad in [
+            &br#"{"m":[]}"#[..],
+            br#"{"t":{"t":"x1"},"m":[]}"#,
+            br#"{"t":{"t":"1"},"m":[{"c":"a-pnpres","d":{"uuid":"u"}}]}"#,
+            br#"{"t":{"t":"1"},"m":[{"c":"a-pnpres","d":{"action":"join"}}]}"#,
+            br#"{"t":{"t":"1"},"m":[{"d":{"action":"join"}}]}"#,
+        ] {
+            assert!(
+                matches!(decode(bad), Err(Error::Decode { .. })),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(matches!(
+            decode(br#"{"status":403,"error":true,"message":"Forbidden","payload":{"channels":["a-pnpres"]}}"#),
+            Err(Error::Server(_))
+        ));
+    }
+
+    #[test]
+    fn backoff_caps() {
+        let mut b = Backoff::default();
+        assert_eq!(b.delay(), Duration::from_millis(500));
+        b.failures = 3;
+        assert_eq!(b.delay(), Duration::from_millis(4000));
+        b.failures = 100;
+        assert_eq!(b.delay(), Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,214 @@
+//! `heartbeat` (stay present, optionally with state) and `leave`.
+
+use crate::client::PubNub;
+use crate::encode::push_param;
+use crate::envelope::decode_ack;
+use crate::error::Result;
+use crate::presence::here_now::itoa;
+use crate::request::{self, Request};
+use crate::state;
+
+/// Builder for `heartbeat`, from [`PubNub::heartbeat`].
+#[must_use = "a builder does nothing until execute()"]
+#[derive(Debug)]
+pub struct HeartbeatBuilder<'p> {
+    pubnub: &'p PubNub,
+    channels: Vec<String>,
+    channel_groups: Vec<String>,
+    state: Option<Result<String>>,
+    presence_timeout: Option<u32>,
+}
+
+impl<'p> HeartbeatBuilder<'p> {
+    pub(crate) fn new(pubnub: &'p PubNub) -> Self {
+        HeartbeatBuilder {
+            pubnub,
+            channels: Vec::new(),
+            channel_groups: Vec::new(),
+            state: None,
+            presence_timeout: None,
+        }
+    }
+    /// Channels to be present on (this or `channel_groups` is required).
+    pub fn channels(mut self, channels: Vec<String>) -> Self {
+        self.channels = channels;
+        self
+    }
+    /// Channel groups to be present on.
+    pub fn channel_groups(mut self, groups: Vec<String>) -> Self {
+        self.channel_groups = groups;
+        self
+    }
+    /// Per-channel state: a JSON object keyed by channel, e.g.
+    /// `{"lobby": {"mood": "happy"}}`, sent as `state=`.
+    pub fn state<T: state::Serialize + ?Sized>(mut self, per_channel: &T) -> Self {
+        self.state = Some(state::to_json_object(per_channel, "state"));
+        self
+    }
+    /// The state as an already-serialized JSON object keyed by channel.
+    pub fn state_json(mut self, json: impl Into<String>) -> Self {
+        let json = json.into();
+        self.state = Some(if json.trim_start().starts_with('{') {
+            crate::json::validate(json.as_bytes())
+                .map(|()| json)
+                .map_err(|_| crate::Error::input("state", "state is not valid json"))
+        } else {
+            Err(crate::Error::input("state", "state must be a json object"))
+        });
+        self
+    }
+    /// The presence timeout to ask for, in seconds (default: the client's,
+    /// 300). Sent as `heartbeat=`.
+    pub fn presence_timeout(mut self, seconds: u32) -> Self {
+        self.presence_timeout = Some(seconds);
+        self
+    }
+
+    /// Builds the request without sending it.
+    pub fn request(&self) -> Result<Request> {
+        request::check_targets(&self.channels, &self.channel_groups)?;
+        let config = self.pubnub.config();
+        let timeout = self.presence_timeout.unwrap_or(config.presence_timeout());
+        if timeout < crate::config::MIN_PRESENCE_TIMEOUT {
+            return Err(crate::Error::input(
+                "presence_timeout",
+                "the presence timeout must be at least 20 seconds",
+            ));
+        }
+        let mut path = request::channel_path(config, &self.channels);
+        path.push_str("/heartbeat");
+        let mut query = request::base_query(config, &self.channel_groups);
+        push_param(&mut query, "heartbeat", itoa(timeout).as_str());
+        if let Some(state) = &self.state {
+            let json = state.as_ref().map_err(Clone::clone)?;
+            push_param(&mut query, "state", json);
+        }
+        Ok(request::finish(path, query))
+    }
+
+    /// Sends the heartbeat.
+    pub fn execute(self) -> Result<()> {
+        let req = self.request()?;
+        let resp = self.pubnub.send(&req)?;
+        decode_ack(&resp.body)
+    }
+}
+
+/// Builder for `leave`, from [`PubNub::leave`].
+#[must_use = "a builder does nothing until execute()"]
+#[derive(Debug)]
+pub struct LeaveBuilder<'p> {
+    pubnub: &'p PubNub,
+    channels: Vec<String>,
+    channel_groups: Vec<String>,
+}
+
+impl<'p> LeaveBuilder<'p> {
+    pub(crate) fn new(pubnub: &'p PubNub) -> Self {
+        LeaveBuilder {
+            pubnub,
+            channels: Vec::new(),
+            channel_groups: Vec::new(),
+        }
+    }
+    /// Channels to leave (this or `channel_groups` is required).
+    pub fn channels(mut self, channels: Vec<String>) -> Self {
+        self.channels = channels;
+        self
+    }
+    /// Channel groups to leave.
+    pub fn channel_groups(mut self, groups: Vec<String>) -> Self {
+        self.channel_groups = groups;
+        self
+    }
+    /// Builds the request without sending it.
+    pub fn request(&self) -> Result<Request> {
+        request::check_targets(&self.channels, &self.channel_groups)?;
+        let config = self.pubnub.config();
+        let mut path = request::channel_path(config, &self.channels);
+        path.push_str("/leave");
+        Ok(request::finish(
+            path,
+            request::base_query(config, &self.channel_groups),
+        ))
+    }
+    /// Sends the leave.
+    pub fn execute(self) -> Result<()> {
+        let req = self.request()?;
+        let resp = self.pubnub.send(&req)?;
+        decode_ack(&resp.body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::PubNub;
+
+    fn pn() -> PubNub {
+        PubNub::builder()
+            .subscribe_key("sub")
+            .user_id("me")
+            .origin("http://127.0.0.1:1")
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn heartbeat_requests() {
+        let p = pn();
+        let r = p
+            .heartbeat()
+            .channels(vec!["a b".into(), "c".into()])
+            .channel_groups(vec!["g".into()])
+            .state_json(r#"{"a b":{"k":1}}"#)
+            .presence_timeout(60)
+            .request()
+            .unwrap();
+        assert_eq!(r.path, "/v2/presence/sub-key/sub/channel/a%20b,c/heartbeat");
+        assert_eq!(
+            r.query,
+            "uuid=me&pnsdk=PubNub-Rust-Presence%2F0.1.0&channel-group=g&heartbeat=60&state=%7B%22a%20b%22%3A%7B%22k%22%3A1%7D%7D"
+        );
+        let r = p
+            .heartbeat()
+            .channel_groups(vec!["g".into()])
+            .request()
+            .unwrap();
+        assert_eq!(r.path, "/v2/presence/sub-key/sub/channel/,/heartbeat");
+        assert!(r.query.ends_with("&heartbeat=300"));
+        assert!(p.heartbeat().request().is_err());
+        assert!(p
+            .heartbeat()
+            .channels(vec!["a".into()])
+            .state_json("[1]")
+            .request()
+            .is_err());
+        assert!(p
+            .heartbeat()
+            .channels(vec!["a".into()])
+            .state_json("{")
+            .request()
+            .is_err());
+        assert!(p
+            .heartbeat()
+            .channels(vec!["a".into()])
+            .presence_timeout(5)
+            .request()
+            .is_err());
+    }
+
+    #[test]
+    fn leave_requests() {
+        let p = pn();
+        let r = p.leave().channels(vec!["x".into()]).request().unwrap();
+        assert_eq!(r.path, "/v2/presence/sub-key/sub/channel/x/leave");
+        let r = p
+            .leave()
+            .channel_groups(vec!["g1".into(), "g2".into()])
+            .request()
+            .unwrap();
+        assert_eq!(r.path, "/v2/presence/sub-key/sub/channel/,/leave");
+        assert!(r.query.ends_with("&channel-group=g1%2Cg2"));
+        assert!(p.leave().channels(vec!["a,b".into()]).request().is_err());
+    }
+}
