@@ -1,0 +1,344 @@
+//! Every call against a loopback server: the exact request target it sends
+//! and what it decodes.
+
+mod common;
+
+use common::{client, ok_json, Reply, Server};
+use pubnub_presence::{Error, PubNub, TransportErrorKind};
+use std::sync::atomic::Ordering;
+
+const SDK: &str = "pnsdk=PubNub-Rust-Presence%2F0.1.0";
+const ODD: &str = "a/b?c#d%e+f g-é😀";
+const ODD_PATH: &str = "a%2Fb%3Fc%23d%25e%2Bf%20g-%C3%A9%F0%9F%98%80";
+
+#[test]
+fn here_now_single_channel_flat() {
+    let s = Server::start(|_| {
+        ok_json(
+            r#"{"message":"OK","occupancy":2,"service":"Presence","status":200,"uuids":[{"state":{"mood":"ok"},"uuid":"Kim"},{"uuid":"Glen"}]}"#,
+        )
+    });
+    let p = client(&s.origin);
+    let r = p
+        .here_now()
+        .channels(vec![ODD.into()])
+        .include_state(true)
+        .execute()
+        .unwrap();
+    assert_eq!(
+        s.last_target(),
+        format!("/v2/presence/sub-key/sub-key/channel/{ODD_PATH}?uuid=me&{SDK}&disable_uuids=0&state=1&limit=1000")
+    );
+    assert_eq!((r.total_channels, r.total_occupancy), (1, 2));
+    let c = &r.channels[0];
+    assert_eq!(c.name, ODD);
+    assert_eq!(c.occupants[0].user_id, "Kim");
+    assert_eq!(
+        pubnub_presence::state::state_json(&c.occupants[0].state),
+        r#"{"mood":"ok"}"#
+    );
+    assert_eq!(
+        pubnub_presence::state::state_json(&c.occupants[1].state),
+        "null"
+    );
+}
+
+#[test]
+fn here_now_groups_and_paging() {
+    let s = Server::start(|_| {
+        ok_json(
+            r#"{"message":"OK","payload":{"channels":{"c1":{"occupancy":7}},"total_channels":1,"total_occupancy":7},"service":"Presence","status":200}"#,
+        )
+    });
+    let p = client(&s.origin);
+    let r = p
+        .here_now()
+        .channel_groups(vec!["g 1".into(), "g2".into()])
+        .include_user_ids(false)
+        .limit(10)
+        .offset(20)
+        .execute()
+        .unwrap();
+    assert_eq!(
+        s.last_target(),
+        format!("/v2/presence/sub-key/sub-key/channel/,?uuid=me&{SDK}&channel-group=g%201%2Cg2&disable_uuids=1&state=0&limit=10&offset=20")
+    );
+    assert_eq!(r.channels[0].occupancy, 7);
+    assert!(r.channels[0].occupants.is_empty());
+
+    p.global_here_now().include_state(true).execute().unwrap();
+    assert_eq!(
+        s.last_target(),
+        format!("/v2/presence/sub-key/sub-key?uuid=me&{SDK}&disable_uuids=0&state=1")
+    );
+}
+
+#[test]
+fn where_now_and_state() {
+    let s = Server::start(|t| {
+        if t.contains("/data?") {
+            ok_json(
+                r#"{"status": 200, "message": "OK", "payload": {"mood": "happy"}, "service": "Presence"}"#,
+            )
+        } else if t.contains("/uuid/") && t.contains("/channel/") {
+            ok_json(
+                r#"{"status": 200, "message": "OK", "payload": {"channels": {"a": {"n": 1}, "b": {}}}, "service": "Presence", "uuid": "me"}"#,
+            )
+        } else {
+            ok_json(
+                r#"{"status": 200, "message": "OK", "payload": {"channels": ["x", "y"]}, "service": "Presence"}"#,
+            )
+        }
+    });
+    let p = client(&s.origin);
+    let w = p.where_now().user_id(ODD).execute().unwrap();
+    assert_eq!(
+        s.last_target(),
+        format!("/v2/presence/sub-key/sub-key/uuid/{ODD_PATH}?uuid=me&{SDK}")
+    );
+    assert_eq!(w.channels, ["x", "y"]);
+    p.where_now().execute().unwrap();
+    assert_eq!(
+        s.last_target(),
+        format!("/v2/presence/sub-key/sub-key/uuid/me?uuid=me&{SDK}")
+    );
+
+    #[cfg(not(feature = "serde"))]
+    let state = {
+        let mut o = miniserde::json::Object::new();
+        o.insert(
+            "mood".into(),
+            miniserde::json::Value::String("happy".into()),
+        );
+        o
+    };
+    #[cfg(feature = "serde")]
+    let state = serde_json::json!({"mood": "happy"});
+    let r = p
+        .set_presence_state(&state)
+        .channels(vec!["a".into(), "b".into()])
+        .channel_groups(vec!["g".into()])
+        .execute()
+        .unwrap();
+    assert_eq!(
+        s.last_target(),
+        format!("/v2/presence/sub-key/sub-key/channel/a,b/uuid/me/data?uuid=me&{SDK}&channel-group=g&state=%7B%22mood%22%3A%22happy%22%7D")
+    );
+    assert_eq!(r.channel, "a,b");
+
+    let g = p
+        .get_presence_state()
+        .channels(vec!["a".into(), "b".into()])
+        .user_id("other")
+        .execute()
+        .unwrap();
+    assert_eq!(
+        s.last_target(),
+        format!("/v2/presence/sub-key/sub-key/channel/a,b/uuid/other?uuid=me&{SDK}")
+    );
+    assert_eq!(g.state.len(), 2);
+    assert_eq!(g.state[0].channel_name, "a");
+}
+
+#[test]
+fn heartbeat_and_leave() {
+    let s =
+        Server::start(|_| ok_json(r#"{"status": 200, "message": "OK", "service": "Presence"}"#));
+    let p = client(&s.origin);
+    p.heartbeat().channels(vec!["c".into()]).execute().unwrap();
+    assert_eq!(
+        s.last_target(),
+        format!("/v2/presence/sub-key/sub-key/channel/c/heartbeat?uuid=me&{SDK}&heartbeat=300")
+    );
+    p.leave()
+        .channel_groups(vec!["g".into()])
+        .execute()
+        .unwrap();
+    assert_eq!(
+        s.last_target(),
+        format!("/v2/presence/sub-key/sub-key/channel/,/leave?uuid=me&{SDK}&channel-group=g")
+    );
+}
+
+#[test]
+fn input_errors_send_nothing() {
+    let s = Server::start(|_| ok_json("{}"));
+    let p = client(&s.origin);
+    let cases: Vec<(Result<(), Error>, &str)> = vec![
+        (p.here_now().execute().map(drop), "channels"),
+        (
+            p.here_now().channels(vec!["".into()]).execute().map(drop),
+            "channels",
+        ),
+        (
+            p.here_now()
+                .channels(vec!["a,b".into()])
+                .execute()
+                .map(drop),
+            "channels",
+        ),
+        (
+            p.here_now()
+                .channel_groups(vec!["x,y".into()])
+                .execute()
+                .map(drop),
+            "channel_groups",
+        ),
+        (p.get_presence_state().execute().map(drop), "channels"),
+        (p.where_now().user_id("").execute().map(drop), "user_id"),
+        (p.leave().execute(), "channels"),
+        (p.heartbeat().execute(), "channels"),
+    ];
+    #[cfg(not(feature = "serde"))]
+    let not_object = p
+        .set_presence_state(&vec![1u32, 2])
+        .channels(vec!["a".into()])
+        .execute()
+        .map(drop);
+    #[cfg(feature = "serde")]
+    let not_object = p
+        .set_presence_state(&serde_json::json!([1, 2]))
+        .channels(vec!["a".into()])
+        .execute()
+        .map(drop);
+    for (result, arg) in cases.into_iter().chain([(not_object, "state")]) {
+        match result {
+            Err(Error::Input { argument, .. }) => assert_eq!(argument, arg),
+            other => panic!("{arg}: {other:?}"),
+        }
+    }
+    assert!(s.targets().is_empty(), "no request may be sent");
+}
+
+#[test]
+fn access_manager_403() {
+    let s = Server::start(|_| {
+        Reply::Json(
+            403,
+            "{\"message\":\"Forbidden\",\"payload\":{\"channels\":[\"demo\"],\"channel-groups\":[\":cg\"]},\"error\":true,\"service\":\"Access Manager\",\"status\":403}\n".into(),
+        )
+    });
+    let p = client(&s.origin);
+    let e = p
+        .leave()
+        .channels(vec!["demo".into()])
+        .execute()
+        .unwrap_err();
+    let Error::Server(e) = e else { panic!("{e:?}") };
+    assert_eq!(e.status, 403);
+    assert_eq!(e.message, "Forbidden");
+    assert_eq!(e.service, "Access Manager");
+    assert_eq!(e.channels, ["demo"]);
+    assert_eq!(e.channel_groups, [":cg"]);
+}
+
+#[test]
+fn error_in_a_200_body() {
+    let s = Server::start(|_| {
+        ok_json(
+            r#"{"status": 503, "message": "Service Unavailable", "error": 1, "service": "Presence"}"#,
+        )
+    });
+    let p = client(&s.origin);
+    let e = p.where_now().execute().unwrap_err();
+    assert_eq!(e.status(), Some(503));
+}
+
+#[test]
+fn keep_alive_reuses_one_connection() {
+    let s = Server::start(|_| ok_json(r#"{"payload":{"channels":[]}}"#));
+    let p = client(&s.origin);
+    for _ in 0..5 {
+        p.where_now().execute().unwrap();
+    }
+    assert_eq!(s.targets().len(), 5);
+    assert_eq!(s.connections.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn body_over_the_cap() {
+    let big = format!(r#"{{"payload":{{"channels":["{}"]}}}}"#, "x".repeat(5000));
+    let s = Server::start(move |_| ok_json(&big));
+    let p = PubNub::builder()
+        .subscribe_key("s")
+        .user_id("me")
+        .origin(&s.origin)
+        .max_response_size(4096)
+        .build()
+        .unwrap();
+    match p.where_now().execute() {
+        Err(Error::Transport {
+            kind: TransportErrorKind::BodyTooLarge,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn refused_and_timeout() {
+    // A port nobody listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let p = client(&format!("http://127.0.0.1:{port}"));
+    match p.where_now().execute() {
+        Err(Error::Transport {
+            kind: TransportErrorKind::Connect,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    let s =
+        Server::start(|_| Reply::Delay(std::time::Duration::from_secs(3), Box::new(ok_json("{}"))));
+    let p = PubNub::builder()
+        .subscribe_key("s")
+        .user_id("me")
+        .origin(&s.origin)
+        .request_timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    match p.where_now().execute() {
+        Err(Error::Transport {
+            kind: TransportErrorKind::Timeout,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
+
+#[test]
+fn html_captive_portal_is_a_decode_error() {
+    let s = Server::start(|_| ok_json("<html><body>Please log in</body></html>"));
+    let p = client(&s.origin);
+    assert_eq!(
+        p.where_now().execute().unwrap_err(),
+        Error::Decode {
+            offset: 0,
+            reason: "expected an object"
+        }
+    );
+}
+
+#[test]
+fn secrets_stay_out_of_errors_and_debug() {
+    let s = Server::start(|_| Reply::Close);
+    let p = PubNub::builder()
+        .subscribe_key("sub-c-SECRETSUB")
+        .publish_key("pub-c-SECRETPUB")
+        .auth_key("SECRETAUTH")
+        .user_id("me")
+        .origin(&s.origin)
+        .build()
+        .unwrap();
+    let e = p.where_now().execute().unwrap_err();
+    let texts = [format!("{e}"), format!("{e:?}"), format!("{p:?}")];
+    for t in texts {
+        for secret in ["SECRETPUB", "SECRETAUTH"] {
+            assert!(!t.contains(secret), "{t}");
+        }
+    }
+}

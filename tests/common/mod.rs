@@ -1,0 +1,122 @@
+//! A scripted loopback HTTP/1.1 server for integration tests: records each
+//! request target and answers with whatever the test's handler returns.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+/// What the handler tells the server to do with one request.
+pub enum Reply {
+    /// Send status and body with Content-Length, keep the connection.
+    Json(u16, String),
+    /// Write these raw bytes and close the connection.
+    Raw(Vec<u8>),
+    /// Close the connection without answering.
+    Close,
+    /// Sleep this long, then send the reply.
+    Delay(std::time::Duration, Box<Reply>),
+}
+
+type Handler = dyn Fn(&str) -> Reply + Send + Sync;
+
+pub struct Server {
+    pub origin: String,
+    pub targets: Arc<Mutex<Vec<String>>>,
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl Server {
+    pub fn start(handler: impl Fn(&str) -> Reply + Send + Sync + 'static) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let targets = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (t, c) = (targets.clone(), connections.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                c.fetch_add(1, Ordering::SeqCst);
+                let (t, h) = (t.clone(), handler.clone());
+                thread::spawn(move || serve(stream, &t, &*h));
+            }
+        });
+        Server {
+            origin,
+            targets,
+            connections,
+        }
+    }
+
+    /// Request targets (path + query) seen so far.
+    pub fn targets(&self) -> Vec<String> {
+        self.targets.lock().unwrap().clone()
+    }
+
+    pub fn last_target(&self) -> String {
+        self.targets().pop().expect("a request was made")
+    }
+}
+
+fn serve(stream: TcpStream, targets: &Mutex<Vec<String>>, handler: &Handler) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        // Skip headers.
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if h == "\r\n" || h == "\n" {
+                break;
+            }
+        }
+        let target = line.split(' ').nth(1).unwrap_or("").to_string();
+        targets.lock().unwrap().push(target.clone());
+        let mut reply = handler(&target);
+        while let Reply::Delay(d, inner) = reply {
+            thread::sleep(d);
+            reply = *inner;
+        }
+        match reply {
+            Reply::Json(status, body) => {
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: text/javascript; charset=\"UTF-8\"\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                if out.write_all(head.as_bytes()).is_err()
+                    || out.write_all(body.as_bytes()).is_err()
+                {
+                    return;
+                }
+            }
+            Reply::Raw(bytes) => {
+                let _ = out.write_all(&bytes);
+                return;
+            }
+            Reply::Close => return,
+            Reply::Delay(..) => unreachable!(),
+        }
+    }
+}
+
+pub fn client(origin: &str) -> pubnub_presence::PubNub {
+    pubnub_presence::PubNub::builder()
+        .subscribe_key("sub-key")
+        .user_id("me")
+        .origin(origin)
+        .build()
+        .unwrap()
+}
+
+pub fn ok_json(body: &str) -> Reply {
+    Reply::Json(200, body.to_string())
+}

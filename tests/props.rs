@@ -1,0 +1,132 @@
+//! Property tests: encoding round trips, decoders that never panic, string
+//! decoding that agrees with serde_json, and hostile nesting.
+
+use proptest::prelude::*;
+use pubnub_presence::{decode, encode, json::Cursor};
+
+/// Hand-written bodies of every kind (the recorded corpus is added when
+/// present, see `seeds`).
+const OWN_BODIES: &[&str] = &[
+    r#"{"status":200,"message":"OK","service":"Presence","uuids":["a",{"uuid":"b","state":{"k":[1,2,{"x":null}]}}],"occupancy":2}"#,
+    r#"{"message":"OK","payload":{"channels":{"c1":{"occupancy":1,"uuids":[{"state":{"s":"\u00e9\ud83d\ude00"},"uuid":"u"}]},"c2":{"occupancy":0}},"total_channels":2,"total_occupancy":1},"service":"Presence","status":200}"#,
+    r#"{"status":200,"payload":{"channels":["a","b\"c"]}}"#,
+    r#"{"status":200,"uuid":"u","payload":{"a":1},"channel":"c"}"#,
+    r#"{"status":200,"payload":{"channels":{"a":{"n":1},"b":{}}},"uuid":"u"}"#,
+    r#"{"message":"Forbidden","payload":{"channels":["demo"],"channel-groups":[":g"]},"error":true,"service":"Access Manager","status":403}"#,
+    r#"{"t":{"t":"17302026156815862","r":41},"m":[{"a":"2","f":0,"p":{"t":"17302026156815862","r":43},"c":"ch-pnpres","d":{"action":"join","uuid":"bob","timestamp":1730202615,"occupancy":2,"data":{"k":true}},"b":"g-pnpres"},{"p":{"t":"1"},"c":"x-pnpres","d":{"action":"interval","timestamp":5,"occupancy":3,"join":["a"],"leave":["b"],"timeout":["c"]}}]}"#,
+];
+
+fn seeds() -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = OWN_BODIES.iter().map(|b| b.as_bytes().to_vec()).collect();
+    let dir = std::env::var_os("PUBNUB_PRESENCE_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/recorded")
+        });
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.path().extension().is_some_and(|x| x == "json") {
+                if let Ok(b) = std::fs::read(e.path()) {
+                    v.push(b);
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Runs every decoder entry point on `body`; none may panic.
+fn all_decoders(body: &[u8]) {
+    let _ = decode::here_now(body, Some("ch"));
+    let _ = decode::here_now(body, None);
+    let _ = decode::where_now(body);
+    let _ = decode::set_state(body, "ch");
+    let _ = decode::get_state(body);
+    let _ = decode::events(body);
+    let _ = decode::ack(body);
+    let _ = decode::error(403, body);
+    let _ = pubnub_presence::json::validate(body);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn path_and_query_encoding_round_trip(name in "\\PC*") {
+        for set in [encode::PATH_SEGMENT, encode::QUERY_VALUE] {
+            let enc = encode::encode(&name, set);
+            prop_assert!(enc.bytes().all(|b| set.keeps(b) || b == b'%' || b.is_ascii_hexdigit()));
+            let back = encode::decode(&enc);
+            prop_assert_eq!(back.as_deref(), Some(name.as_str()));
+        }
+    }
+
+    #[test]
+    fn decoders_never_panic_on_arbitrary_bytes(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+        all_decoders(&body);
+    }
+
+    #[test]
+    fn decoders_never_panic_on_mutated_bodies(
+        seed in any::<prop::sample::Index>(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8),
+    ) {
+        let seeds = seeds();
+        let mut body = seeds[seed.index(seeds.len())].clone();
+        for (at, byte, op) in edits {
+            if body.is_empty() { break; }
+            let i = at.index(body.len());
+            match op {
+                0 => body[i] = byte,
+                1 => { body.remove(i); }
+                _ => body.insert(i, byte),
+            }
+        }
+        all_decoders(&body);
+    }
+
+    #[test]
+    fn strings_decode_like_serde_json(
+        parts in proptest::collection::vec(prop_oneof![
+            "[a-zA-Z0-9 é😀]{0,4}".prop_map(|s| s),
+            Just("\\\"".to_string()), Just("\\\\".to_string()), Just("\\/".to_string()),
+            Just("\\b".to_string()), Just("\\f".to_string()), Just("\\n".to_string()),
+            Just("\\r".to_string()), Just("\\t".to_string()),
+            any::<u16>().prop_map(|u| format!("\\u{u:04x}")),
+            any::<char>().prop_map(|c| {
+                let mut b = [0u16; 2];
+                c.encode_utf16(&mut b).iter().map(|u| format!("\\u{u:04X}")).collect::<String>()
+            }),
+        ], 0..12)
+    ) {
+        let json = format!("\"{}\"", parts.concat());
+        let ours = Cursor::new(json.as_bytes()).parse_str().map(|s| s.into_owned());
+        let theirs: Result<String, _> = serde_json::from_str(&json);
+        match (ours, theirs) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(_), Err(_)) => {}
+            (a, b) => prop_assert!(false, "{json}: ours {a:?}, serde_json {b:?}"),
+        }
+        // skip_value must accept and reject exactly the same strings.
+        let skipped = pubnub_presence::json::validate(json.as_bytes()).is_ok();
+        prop_assert_eq!(skipped, serde_json::from_str::<String>(&json).is_ok(), "{}", json);
+    }
+}
+
+#[test]
+fn hostile_nesting_is_an_error_not_a_stack_overflow() {
+    for open in ["[", "{\"a\":"] {
+        let deep = open.repeat(100_000);
+        let wrapped = [
+            deep.clone(),
+            format!("{{\"payload\":{deep}"),
+            format!("{{\"occupancy\":1,\"uuids\":[{{\"uuid\":\"u\",\"state\":{deep}"),
+            format!("{{\"t\":{{\"t\":\"1\"}},\"m\":[{{\"c\":\"a-pnpres\",\"d\":{deep}"),
+        ];
+        for body in wrapped {
+            all_decoders(body.as_bytes());
+            assert!(decode::here_now(body.as_bytes(), Some("c")).is_err());
+            assert!(decode::events(body.as_bytes()).is_err());
+        }
+    }
+}
