@@ -59,6 +59,8 @@
 mod client;
 mod config;
 pub mod decode;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod encode;
 mod envelope;
 mod error;

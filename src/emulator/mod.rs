@@ -1,0 +1,322 @@
+//! A local presence server (feature `emulator`): the Presence REST protocol
+//! with real semantics, for offline development and tests. std only.
+//!
+//! ```
+//! use pubnub_presence::{emulator::Server, PubNub};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = Server::start("127.0.0.1:0")?;
+//! let pubnub = PubNub::builder()
+//!     .subscribe_key("demo")
+//!     .user_id("device-1")
+//!     .origin(server.origin())
+//!     .build()?;
+//! pubnub.heartbeat().channels(vec!["lobby".into()]).execute()?;
+//! let here = pubnub.here_now().channels(vec!["lobby".into()]).execute()?;
+//! assert_eq!(here.total_occupancy, 1);
+//! # Ok(()) }
+//! ```
+//!
+//! What it does:
+//! - a user is present on a channel from its first heartbeat (or subscribe
+//!   to a non-`-pnpres` channel) until it leaves or its presence timeout
+//!   passes without a heartbeat; expiry emits a `timeout` event;
+//! - join, leave, timeout and state-change events with occupancy and
+//!   timestamps; above [`Options::announce_max`] users a channel gets
+//!   `interval` events with join/leave/timeout deltas instead;
+//! - state is kept per channel and user and dropped on leave or timeout;
+//! - here_now (both shapes), where_now, set/get state (both shapes),
+//!   heartbeat, leave, subscribe v2 long-poll, channel-group registration;
+//! - `sub-key` and `sub_key` path spellings; Access Manager style 403s when
+//!   [`Options::auth_keys`] is set;
+//! - a controllable clock ([`ServerHandle::advance`]) so tests need not sleep;
+//! - bounded resources: request head size, connections, long-poll waiters;
+//!   malformed requests get a 4xx and never stop the server.
+//!
+//! Not emulated: signature v2 verification, wildcard subscriptions,
+//! messages other than presence events.
+
+mod http;
+mod routes;
+mod store;
+
+use std::io::{self, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Above this many users on a channel, per-user join/leave/timeout
+    /// events become interval deltas (PubNub's default is 20).
+    pub announce_max: usize,
+    /// Seconds between interval events on busy channels (default 10).
+    pub interval_secs: u64,
+    /// How long a subscribe long-poll is held with no events (default 280 s).
+    pub long_poll_hold: Duration,
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Long-polls waiting at once; more are answered 503.
+    pub max_waiters: usize,
+    /// When non-empty, requests must carry one of these as `auth`.
+    pub auth_keys: Vec<String>,
+    /// How often expiry and intervals are checked (real time).
+    pub sweep_every: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            announce_max: 20,
+            interval_secs: 10,
+            long_poll_hold: Duration::from_secs(280),
+            max_connections: 256,
+            max_waiters: 128,
+            auth_keys: Vec::new(),
+            sweep_every: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The server's clock: real time plus an offset tests can advance.
+#[derive(Debug, Default)]
+pub(crate) struct Clock {
+    offset_ms: AtomicU64,
+}
+
+impl Clock {
+    pub(crate) fn now_ms(&self) -> u64 {
+        let real = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        real.saturating_add(self.offset_ms.load(Ordering::SeqCst))
+    }
+}
+
+pub(crate) struct Shared {
+    pub store: Mutex<store::Store>,
+    pub changed: Condvar,
+    pub clock: Clock,
+    pub options: Options,
+    pub waiters: AtomicUsize,
+    pub stop: AtomicBool,
+    connections: AtomicUsize,
+    open: Mutex<Vec<(u64, TcpStream)>>,
+    served: AtomicU64,
+}
+
+impl Shared {
+    /// Runs expiry and interval checks and wakes long-polls.
+    pub(crate) fn sweep(&self) {
+        let now = self.clock.now_ms();
+        if let Ok(mut s) = self.store.lock() {
+            let before = s.events.len();
+            let last = s.events.back().map(|e| e.timetoken);
+            s.sweep(now);
+            if s.events.len() != before || s.events.back().map(|e| e.timetoken) != last {
+                self.changed.notify_all();
+            }
+        }
+    }
+}
+
+/// Starts servers. See the [module docs](self).
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Starts a server on `addr` (e.g. `"127.0.0.1:0"` for any free port)
+    /// with default [`Options`].
+    pub fn start(addr: impl ToSocketAddrs) -> io::Result<ServerHandle> {
+        Self::start_with(addr, Options::default())
+    }
+
+    /// Starts a server with the given options.
+    pub fn start_with(addr: impl ToSocketAddrs, options: Options) -> io::Result<ServerHandle> {
+        let listener = TcpListener::bind(addr)?;
+        let local = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store::Store::new(store::Settings {
+                announce_max: options.announce_max,
+                interval_secs: options.interval_secs,
+            })),
+            changed: Condvar::new(),
+            clock: Clock::default(),
+            options,
+            waiters: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+            open: Mutex::new(Vec::new()),
+            served: AtomicU64::new(0),
+        });
+        let accept = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("presence-emulator-accept".into())
+                .spawn(move || accept_loop(&listener, &shared))?
+        };
+        let sweeper = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("presence-emulator-sweep".into())
+                .spawn(move || {
+                    while !shared.stop.load(Ordering::SeqCst) {
+                        shared.sweep();
+                        thread::sleep(shared.options.sweep_every);
+                    }
+                })?
+        };
+        Ok(ServerHandle {
+            addr: local,
+            origin: format!("http://{local}"),
+            shared,
+            threads: vec![accept, sweeper],
+        })
+    }
+}
+
+/// A running server; stopped when dropped.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    origin: String,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// `http://127.0.0.1:PORT`, for [`crate::PubNubBuilder::origin`].
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Moves the server's clock forward (expiry, timestamps, intervals),
+    /// then runs the expiry check at once.
+    pub fn advance(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.shared.clock.offset_ms.fetch_add(ms, Ordering::SeqCst);
+        self.shared.sweep();
+    }
+
+    /// Adds channels to a channel group of keyset `sub_key`.
+    pub fn add_to_group(&self, sub_key: &str, group: &str, channels: &[&str]) {
+        if let Ok(mut s) = self.shared.store.lock() {
+            let g = s
+                .keyset(sub_key)
+                .groups
+                .entry(group.to_string())
+                .or_default();
+            g.extend(channels.iter().map(|c| c.to_string()));
+        }
+    }
+
+    /// Requests answered so far.
+    pub fn requests_served(&self) -> u64 {
+        self.shared.served.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting, closes open connections and joins the threads.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if self.shared.stop.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.shared.changed.notify_all();
+        // Wake the accept loop.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        if let Ok(open) = self.shared.open.lock() {
+            for (_, s) in open.iter() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+    let mut next_id = 0u64;
+    for stream in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(mut stream) = stream else { continue };
+        http::configure(&stream);
+        if shared.connections.load(Ordering::SeqCst) >= shared.options.max_connections {
+            let _ = http::write_response(
+                &mut stream,
+                503,
+                &routes::error_body(503, "Too many connections"),
+                true,
+            );
+            continue;
+        }
+        next_id += 1;
+        let id = next_id;
+        if let (Ok(mut open), Ok(clone)) = (shared.open.lock(), stream.try_clone()) {
+            open.push((id, clone));
+        }
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        let shared2 = Arc::clone(shared);
+        let spawned = thread::Builder::new()
+            .name("presence-emulator-conn".into())
+            .spawn(move || {
+                serve_connection(stream, &shared2);
+                shared2.connections.fetch_sub(1, Ordering::SeqCst);
+                if let Ok(mut open) = shared2.open.lock() {
+                    open.retain(|(i, _)| *i != id);
+                }
+            });
+        if spawned.is_err() {
+            shared.connections.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn serve_connection(stream: TcpStream, shared: &Shared) {
+    let Ok(mut out) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::with_capacity(4096, stream);
+    while !shared.stop.load(Ordering::SeqCst) {
+        match http::read_request(&mut reader) {
+            http::Incoming::Closed => return,
+            http::Incoming::Bad(status, why) => {
+                let _ =
+                    http::write_response(&mut out, status, &routes::error_body(status, why), true);
+                return;
+            }
+            http::Incoming::Request(req) => {
+                let (status, body) = routes::handle(shared, &req);
+                shared.served.fetch_add(1, Ordering::SeqCst);
+                if http::write_response(&mut out, status, &body, req.close).is_err() || req.close {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! End-to-end: every client call against the local presence server.
+#![cfg(feature = "emulator")]
+
+use pubnub_presence::emulator::{Options, Server, ServerHandle};
+use pubnub_presence::state::state_json;
+use pubnub_presence::{Error, PresenceEvent, PubNub};
+use std::io::{Read, Write};
+use std::time::Duration;
+
+fn client(server: &ServerHandle, user: &str) -> PubNub {
+    PubNub::builder()
+        .subscribe_key("demo")
+        .user_id(user)
+        .origin(server.origin())
+        .build()
+        .unwrap()
+}
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn presence_calls_end_to_end() {
+    let server = Server::start("127.0.0.1:0").unwrap();
+    let alice = client(&server, "alice");
+    let bob = client(&server, "bob");
+    alice
+        .heartbeat()
+        .channels(names(&["lobby", "kitchen"]))
+        .state_json(r#"{"lobby":{"mood":"happy"}}"#)
+        .execute()
+        .unwrap();
+    bob.heartbeat()
+        .channels(names(&["lobby"]))
+        .execute()
+        .unwrap();
+
+    // Flat shape, with state.
+    let here = alice
+        .here_now()
+        .channels(names(&["lobby"]))
+        .include_state(true)
+        .execute()
+        .unwrap();
+    assert_eq!(here.total_occupancy, 2);
+    let lobby = &here.channels[0];
+    assert_eq!(lobby.name, "lobby");
+    let users: Vec<(&str, String)> = lobby
+        .occupants
+        .iter()
+        .map(|u| (u.user_id.as_ref(), state_json(&u.state).into_owned()))
+        .collect();
+    assert_eq!(
+        users,
+        [
+            ("alice", r#"{"mood":"happy"}"#.to_string()),
+            ("bob", "null".to_string())
+        ]
+    );
+
+    // Payload shape, without user ids.
+    let here = alice
+        .here_now()
+        .channels(names(&["lobby", "kitchen", "empty"]))
+        .include_user_ids(false)
+        .execute()
+        .unwrap();
+    assert_eq!((here.total_channels, here.total_occupancy), (2, 3));
+    assert!(here.channels.iter().all(|c| c.occupants.is_empty()));
+
+    // Groups.
+    server.add_to_group("demo", "house", &["kitchen", "garage"]);
+    let here = alice
+        .here_now()
+        .channel_groups(names(&["house"]))
+        .execute()
+        .unwrap();
+    assert_eq!(here.channels.len(), 1);
+    assert_eq!(here.channels[0].name, "kitchen");
+    assert_eq!(here.channels[0].occupants[0].user_id, "alice");
+
+    // Global.
+    let global = bob.global_here_now().execute().unwrap();
+    assert_eq!(global.total_channels, 2);
+
+    // where_now.
+    let mut chans = alice.where_now().execute().unwrap().channels;
+    chans.sort();
+    assert_eq!(chans, ["kitchen", "lobby"]);
+    assert_eq!(
+        bob.where_now()
+            .user_id("alice")
+            .execute()
+            .unwrap()
+            .channels
+            .len(),
+        2
+    );
+
+    // State round trip, both shapes.
+    #[cfg(not(feature = "serde"))]
+    let state = {
+        let mut o = miniserde::json::Object::new();
+        o.insert(
+            "battery".into(),
+            miniserde::json::Value::Number(miniserde::json::Number::U64(87)),
+        );
+        o
+    };
+    #[cfg(feature = "serde")]
+    let state = serde_json::json!({"battery": 87});
+    let set = bob
+        .set_presence_state(&state)
+        .channels(names(&["lobby"]))
+        .execute()
+        .unwrap();
+    assert_eq!(state_json(&set.state), r#"{"battery":87}"#);
+    let got = alice
+        .get_presence_state()
+        .channels(names(&["lobby"]))
+        .user_id("bob")
+        .execute()
+        .unwrap();
+    assert_eq!(got.state.len(), 1);
+    assert_eq!(state_json(&got.state[0].state), r#"{"battery":87}"#);
+    let got = bob
+        .get_presence_state()
+        .channels(names(&["lobby", "kitchen"]))
+        .execute()
+        .unwrap();
+    assert_eq!(got.state.len(), 2);
+
+    // Leave drops presence and state.
+    bob.leave().channels(names(&["lobby"])).execute().unwrap();
+    let here = alice
+        .here_now()
+        .channels(names(&["lobby"]))
+        .execute()
+        .unwrap();
+    assert_eq!(here.total_occupancy, 1);
+    let got = bob
+        .get_presence_state()
+        .channels(names(&["lobby"]))
+        .execute()
+        .unwrap();
+    assert_eq!(state_json(&got.state[0].state), "{}");
+
+    // Expiry with the test clock: alice's default timeout is 300 s.
+    server.advance(Duration::from_secs(299));
+    assert_eq!(alice.where_now().execute().unwrap().channels.len(), 2);
+    server.advance(Duration::from_secs(2));
+    assert!(alice.where_now().execute().unwrap().channels.is_empty());
+}
+
+#[test]
+fn events_in_order_join_state_leave_timeout() {
+    let server = Server::start_with(
+        "127.0.0.1:0",
+        Options {
+            long_poll_hold: Duration::from_secs(2),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let watcher = client(&server, "watcher");
+    let device = client(&server, "device");
+    let other = PubNub::builder()
+        .subscribe_key("demo")
+        .user_id("other")
+        .origin(server.origin())
+        .presence_timeout(20)
+        .build()
+        .unwrap();
+    let mut events = watcher
+        .presence_events()
+        .channels(names(&["room"]))
+        .open()
+        .unwrap();
+    // Handshake: nothing yet.
+    assert!(events.poll(Duration::from_millis(500)).unwrap().is_none());
+
+    device
+        .heartbeat()
+        .channels(names(&["room"]))
+        .execute()
+        .unwrap();
+    device
+        .heartbeat()
+        .channels(names(&["room"]))
+        .state_json(r#"{"room":{"t":21}}"#)
+        .execute()
+        .unwrap();
+    device.leave().channels(names(&["room"])).execute().unwrap();
+    other
+        .heartbeat()
+        .channels(names(&["room"]))
+        .execute()
+        .unwrap();
+    server.advance(Duration::from_secs(21));
+
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        let e = events
+            .poll(Duration::from_secs(3))
+            .unwrap()
+            .expect("an event within the hold");
+        seen.push(e);
+    }
+    let summary: Vec<String> = seen
+        .iter()
+        .map(|e| match e {
+            PresenceEvent::Join(u) => format!("join {} {}", u.user_id, u.occupancy),
+            PresenceEvent::Leave(u) => format!("leave {} {}", u.user_id, u.occupancy),
+            PresenceEvent::Timeout(u) => format!("timeout {} {}", u.user_id, u.occupancy),
+            PresenceEvent::StateChange(u) => format!(
+                "state {} {}",
+                u.user_id,
+                u.state
+                    .as_ref()
+                    .map(|s| state_json(s).into_owned())
+                    .unwrap_or_default()
+            ),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "join device 1",
+            r#"state device {"t":21}"#,
+            "leave device 0",
+            "join other 1",
+            "timeout other 0"
+        ]
+    );
+}
+
+#[test]
+fn events_through_a_group_name_the_subscription() {
+    let server = Server::start("127.0.0.1:0").unwrap();
+    server.add_to_group("demo", "house", &["kitchen"]);
+    let watcher = client(&server, "w");
+    let mut events = watcher
+        .presence_events()
+        .channel_groups(names(&["house"]))
+        .open()
+        .unwrap();
+    assert!(events.poll(Duration::from_millis(300)).unwrap().is_none());
+    client(&server, "cook")
+        .heartbeat()
+        .channels(names(&["kitchen"]))
+        .execute()
+        .unwrap();
+    match events.poll(Duration::from_secs(3)).unwrap() {
+        Some(PresenceEvent::Join(u)) => {
+            assert_eq!(u.channel, "kitchen");
+            assert_eq!(u.subscription.as_deref(), Some("house"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn interval_events_above_the_announce_threshold() {
+    let server = Server::start_with(
+        "127.0.0.1:0",
+        Options {
+            announce_max: 2,
+            interval_secs: 10,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let watcher = client(&server, "w");
+    let mut events = watcher
+        .presence_events()
+        .channels(names(&["busy"]))
+        .open()
+        .unwrap();
+    assert!(events.poll(Duration::from_millis(300)).unwrap().is_none());
+    for u in ["a", "b", "c", "d"] {
+        client(&server, u)
+            .heartbeat()
+            .channels(names(&["busy"]))
+            .execute()
+            .unwrap();
+    }
+    server.advance(Duration::from_secs(11));
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        got.push(events.poll(Duration::from_secs(3)).unwrap().expect("event"));
+    }
+    match &got[2] {
+        PresenceEvent::Interval(i) => {
+            assert_eq!(i.occupancy, 4);
+            assert_eq!(i.join, ["c", "d"]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn access_control_and_errors() {
+    let server = Server::start_with(
+        "127.0.0.1:0",
+        Options {
+            auth_keys: vec!["good".into()],
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let bad = PubNub::builder()
+        .subscribe_key("demo")
+        .user_id("u")
+        .origin(server.origin())
+        .auth_key("bad")
+        .build()
+        .unwrap();
+    let e = bad
+        .here_now()
+        .channels(names(&["a"]))
+        .channel_groups(names(&["g"]))
+        .execute()
+        .unwrap_err();
+    let Error::Server(e) = e else { panic!("{e:?}") };
+    assert_eq!((e.status, e.service.as_str()), (403, "Access Manager"));
+    assert_eq!(e.channels, ["a"]);
+    assert_eq!(e.channel_groups, [":g"]);
+    let good = PubNub::builder()
+        .subscribe_key("demo")
+        .user_id("u")
+        .origin(server.origin())
+        .auth_key("good")
+        .build()
+        .unwrap();
+    good.heartbeat().channels(names(&["a"])).execute().unwrap();
+}
+
+/// Sends raw bytes, returns the status code of the answer.
+fn raw(server: &ServerHandle, bytes: &[u8]) -> u16 {
+    let mut s = std::net::TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn bad_requests_get_http_errors_and_the_server_keeps_serving() {
+    let server = Server::start("127.0.0.1:0").unwrap();
+    let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+    let cases: [(&[u8], u16); 6] = [
+        (b"garbage\r\n\r\n", 400),
+        (huge.as_bytes(), 431),
+        (b"POST /time/0 HTTP/1.1\r\n\r\n", 405),
+        (b"GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n", 404),
+        (
+            b"GET /v2/presence/sub-key/demo/channel/a/uuid/u/data?uuid=u&state=%7Bnope HTTP/1.1\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (
+            b"GET /v2/presence/sub-key/demo/channel/a/uuid/u/data?uuid=u&state=%5B1%5D HTTP/1.1\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+    ];
+    for (req, want) in cases {
+        assert_eq!(
+            raw(&server, req),
+            want,
+            "{}",
+            String::from_utf8_lossy(&req[..20.min(req.len())])
+        );
+    }
+    // Still serving.
+    let c = client(&server, "u");
+    c.heartbeat().channels(names(&["a"])).execute().unwrap();
+    assert_eq!(c.where_now().execute().unwrap().channels, ["a"]);
+    // The client sees the 400 body as a server error.
+    let e = c
+        .heartbeat()
+        .channels(names(&["a"]))
+        .state_json(r#"{"a":{"x":1}}"#)
+        .execute();
+    assert!(e.is_ok());
+}
+
+#[test]
+fn sub_key_underscore_spelling() {
+    let server = Server::start("127.0.0.1:0").unwrap();
+    assert_eq!(
+        raw(
+            &server,
+            b"GET /v2/presence/sub_key/demo/channel/a/leave?uuid=u HTTP/1.1\r\nConnection: close\r\n\r\n"
+        ),
+        200
+    );
+}
