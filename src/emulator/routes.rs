@@ -423,13 +423,15 @@ fn heartbeat(shared: &Shared, req: &HttpRequest, sub: &str, t: &Targets) -> Repl
         return error(500, "Internal error");
     };
     let channels = t.expand(&store, sub);
-    for channel in &channels {
-        store.heartbeat(sub, channel, &user, timeout, now);
-    }
+    // State first: a join then carries it as `data`, and a user already
+    // present gets a state-change only when the state really changed.
     for (channel, state) in states {
         if channels.contains(&channel) {
             store.set_state(sub, &channel, &user, &state, now);
         }
+    }
+    for channel in &channels {
+        store.heartbeat(sub, channel, &user, timeout, now);
     }
     shared.changed.notify_all();
     (200, OK_ACK.to_string())
