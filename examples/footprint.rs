@@ -19,13 +19,23 @@ fn main() -> Result<(), pubnub_presence::Error> {
         .origin(origin)
         .build()?;
     let ch = vec!["lobby".to_string()];
-    pn.heartbeat().channels(ch.clone()).state_json(r#"{"lobby":{"a":1}}"#).execute()?;
-    let here = pn.here_now().channels(ch.clone()).include_state(true).execute()?;
+    pn.heartbeat()
+        .channels(ch.clone())
+        .state_json(r#"{"lobby":{"a":1}}"#)
+        .execute()?;
+    let here = pn
+        .here_now()
+        .channels(ch.clone())
+        .include_state(true)
+        .execute()?;
     let global = pn.global_here_now().execute()?;
     let wher = pn.where_now().execute()?;
     // A map serializes with both miniserde and serde.
     let state: std::collections::BTreeMap<String, u32> = [("b".to_string(), 1)].into();
-    let set = pn.set_presence_state(&state).channels(ch.clone()).execute()?;
+    let set = pn
+        .set_presence_state(&state)
+        .channels(ch.clone())
+        .execute()?;
     let got = pn.get_presence_state().channels(ch.clone()).execute()?;
     let mut events = pn.presence_events().channels(ch.clone()).open()?;
     let _ = events.poll(Duration::from_millis(100))?;
