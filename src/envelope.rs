@@ -13,7 +13,7 @@ use crate::json::{Cursor, Kind};
 /// A value found at the top level: its raw bytes and their body offset.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Field<'a> {
-    pub raw: &'a [u8],
+    pub raw: &'a str,
     pub offset: usize,
 }
 
@@ -47,7 +47,7 @@ pub(crate) fn parse<'a, const N: usize>(
         payload: None,
         extra: [None; N],
     };
-    let mut c = Cursor::new(body);
+    let mut c = Cursor::from_bytes(body)?;
     c.begin_object()?;
     let mut first = true;
     while let Some(key) = c.next_key(&mut first)? {
@@ -74,6 +74,74 @@ pub(crate) fn parse<'a, const N: usize>(
     Ok(env)
 }
 
+/// The text between two positions of cursors over the same document.
+fn probe_text<'a>(from: &Cursor<'a>, to: &Cursor<'a>) -> &'a str {
+    from.text_between(to)
+}
+
+/// Reads the top-level object of `body` in one pass, handing every value
+/// other than `status`/`error`/`message`/`service` to `f`, which may decode
+/// it in place (returning `true`) or leave it (`false`, it is skipped).
+///
+/// The server-error check runs first: an error `f` met while decoding is
+/// only reported when the body does not say it is a server error (a 403's
+/// `payload` is not a here_now payload).
+pub(crate) fn parse_with<'a>(
+    body: &'a [u8],
+    mut f: impl FnMut(&str, &mut Cursor<'a>) -> Result<bool>,
+) -> Result<Envelope<'a, 0>> {
+    let mut env = Envelope {
+        status: None,
+        error: None,
+        message: None,
+        service: None,
+        payload: None,
+        extra: [],
+    };
+    let mut deferred = None;
+    let mut c = Cursor::from_bytes(body)?;
+    c.begin_object()?;
+    let mut first = true;
+    while let Some(key) = c.next_key(&mut first)? {
+        c.skip_ws();
+        let offset = c.offset();
+        let common = matches!(&*key, "status" | "error" | "message" | "service");
+        if !common && deferred.is_none() {
+            let mut probe = c.clone();
+            match f(&key, &mut probe) {
+                Ok(true) => {
+                    if key == "payload" {
+                        env.payload = Some(Field {
+                            raw: probe_text(&c, &probe),
+                            offset,
+                        });
+                    }
+                    c = probe;
+                    continue;
+                }
+                Ok(false) => {}
+                Err(e) => deferred = Some(e),
+            }
+        }
+        let raw = c.skip_value()?;
+        let field = Some(Field { raw, offset });
+        match &*key {
+            "status" => env.status = field,
+            "error" => env.error = field,
+            "message" => env.message = field,
+            "service" => env.service = field,
+            "payload" => env.payload = field,
+            _ => {}
+        }
+    }
+    c.finish()?;
+    env.check(200)?;
+    match deferred {
+        Some(e) => Err(e),
+        None => Ok(env),
+    }
+}
+
 impl<'a, const N: usize> Envelope<'a, N> {
     /// Fails with a [`ServerError`] when the body reports one: a truthy
     /// `error`, or a `status` of 400 or more (PubNub's JS SDK rule; the
@@ -82,7 +150,7 @@ impl<'a, const N: usize> Envelope<'a, N> {
         let body_status = self.status.and_then(|f| f.cursor().parse_u32().ok());
         let truthy_error = self.error.is_some_and(|f| {
             let raw = f.raw;
-            !(raw == b"false" || raw == b"0" || raw == b"null")
+            !(raw == "false" || raw == "0" || raw == "null")
         });
         let failing_status = body_status.is_some_and(|s| s >= 400);
         if truthy_error || failing_status || http_status >= 400 {

@@ -89,7 +89,14 @@ pub enum Kind {
 }
 
 /// A position in a JSON document held in memory.
+///
+/// The whole document is checked to be UTF-8 once, up front
+/// ([`Cursor::from_bytes`]); strings are then sliced out of it by byte
+/// offsets at quote positions, which are always char boundaries, so no
+/// string is validated twice.
+#[derive(Clone)]
 pub struct Cursor<'a> {
+    text: &'a str,
     buf: &'a [u8],
     pos: usize,
     /// Added to every reported offset, for cursors over a slice of a body.
@@ -97,23 +104,48 @@ pub struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    /// A cursor at the start of `buf`.
-    pub fn new(buf: &'a [u8]) -> Self {
-        Cursor {
-            buf,
-            pos: 0,
-            base: 0,
+    /// A cursor at the start of `text`.
+    pub fn new(text: &'a str) -> Self {
+        Self::with_base(text, 0)
+    }
+
+    /// A cursor at the start of `buf`, which must be UTF-8 (as JSON is);
+    /// otherwise a decode error at the first bad byte.
+    pub fn from_bytes(buf: &'a [u8]) -> Result<Self> {
+        match std::str::from_utf8(buf) {
+            Ok(text) => Ok(Self::new(text)),
+            Err(e) => Err(Error::decode(e.valid_up_to(), "invalid utf-8")),
         }
     }
 
-    /// A cursor over `buf` that reports offsets as if `buf` began at `base`.
-    pub fn with_base(buf: &'a [u8], base: usize) -> Self {
-        Cursor { buf, pos: 0, base }
+    /// A cursor over `text` that reports offsets as if it began at `base`.
+    pub fn with_base(text: &'a str, base: usize) -> Self {
+        Cursor {
+            text,
+            buf: text.as_bytes(),
+            pos: 0,
+            base,
+        }
+    }
+
+    /// The text from this cursor's position to `later`'s (same document).
+    pub fn text_between(&self, later: &Cursor<'a>) -> &'a str {
+        self.text.get(self.pos..later.pos).unwrap_or_default()
+    }
+
+    /// The text from byte `start` to the current position.
+    fn since(&self, start: usize) -> &'a str {
+        self.text.get(start..self.pos).unwrap_or_default()
     }
 
     /// The current offset (including the base).
     pub fn offset(&self) -> usize {
         self.base + self.pos
+    }
+
+    /// Bytes left after the current position.
+    pub fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
     }
 
     /// A decode error at the current position.
@@ -228,13 +260,7 @@ impl<'a> Cursor<'a> {
         let start = self.pos;
         let has_escape = self.scan_str_body()?;
         // scan_str_body leaves pos just after the closing quote.
-        let raw = self.buf.get(start..self.pos - 1).unwrap_or_default();
-        let text = std::str::from_utf8(raw).map_err(|e| {
-            Error::decode(
-                self.base + start + e.valid_up_to(),
-                "invalid utf-8 in string",
-            )
-        })?;
+        let text = self.text.get(start..self.pos - 1).unwrap_or_default();
         if !has_escape {
             return Ok(Cow::Borrowed(text));
         }
@@ -243,7 +269,6 @@ impl<'a> Cursor<'a> {
 
     /// Moves past the body of a string whose opening quote is consumed,
     /// checking escapes and control characters. Returns whether it saw `\`.
-    /// UTF-8 is checked by the caller (`parse_str`) or by `skip_value`.
     fn scan_str_body(&mut self) -> Result<bool> {
         let mut has_escape = false;
         loop {
@@ -378,24 +403,17 @@ impl<'a> Cursor<'a> {
         // Opening quote already peeked.
         self.bump();
         let start = self.pos;
-        self.scan_str_body()?;
-        let raw = self.buf.get(start..self.pos - 1).unwrap_or_default();
-        if let Err(e) = std::str::from_utf8(raw) {
-            return Err(Error::decode(
-                self.base + start + e.valid_up_to(),
-                "invalid utf-8 in string",
-            ));
-        }
-        // Escapes are well-formed; surrogates still need pairing.
-        if raw.contains(&b'\\') {
+        if self.scan_str_body()? {
+            // Escapes are well-formed; surrogates still need pairing.
+            let raw = self.buf.get(start..self.pos - 1).unwrap_or_default();
             check_surrogates(raw, self.base + start)?;
         }
         Ok(())
     }
 
-    /// Validates and skips one value of any kind, returning its raw bytes.
+    /// Validates and skips one value of any kind, returning its raw text.
     /// Never recurses; fails past [`MAX_DEPTH`] levels of nesting.
-    pub fn skip_value(&mut self) -> Result<&'a [u8]> {
+    pub fn skip_value(&mut self) -> Result<&'a str> {
         self.skip_ws();
         let start = self.pos;
         let mut stack = BitStack::new();
@@ -440,7 +458,7 @@ impl<'a> Cursor<'a> {
             // After a complete value: close containers or move to the next item.
             loop {
                 let Some(is_object) = stack.top_is_object() else {
-                    return Ok(self.buf.get(start..self.pos).unwrap_or_default());
+                    return Ok(self.since(start));
                 };
                 self.skip_ws();
                 match self.peek() {
@@ -593,7 +611,7 @@ fn unescape(raw: &[u8], base: usize) -> Result<String> {
 
 /// Validates that `buf` holds exactly one JSON value (plus whitespace).
 pub fn validate(buf: &[u8]) -> Result<()> {
-    let mut c = Cursor::new(buf);
+    let mut c = Cursor::from_bytes(buf)?;
     c.skip_value()?;
     c.finish()
 }
@@ -601,11 +619,7 @@ pub fn validate(buf: &[u8]) -> Result<()> {
 /// Counts the elements of the array that starts at the cursor, without
 /// moving it. Used to size a `Vec` once instead of growing it per element.
 pub fn count_elements(c: &Cursor<'_>) -> Result<usize> {
-    let mut probe = Cursor {
-        buf: c.buf,
-        pos: c.pos,
-        base: c.base,
-    };
+    let mut probe = c.clone();
     probe.begin_array()?;
     let mut n = 0;
     let mut first = true;
@@ -619,11 +633,7 @@ pub fn count_elements(c: &Cursor<'_>) -> Result<usize> {
 /// Counts the members of the object that starts at the cursor, without
 /// moving it.
 pub fn count_members(c: &Cursor<'_>) -> Result<usize> {
-    let mut probe = Cursor {
-        buf: c.buf,
-        pos: c.pos,
-        base: c.base,
-    };
+    let mut probe = c.clone();
     probe.begin_object()?;
     let mut n = 0;
     let mut first = true;
@@ -639,7 +649,7 @@ mod tests {
     use super::*;
 
     fn str_of(json: &str) -> Result<Cow<'_, str>> {
-        let mut c = Cursor::new(json.as_bytes());
+        let mut c = Cursor::new(json);
         let s = c.parse_str()?;
         c.finish()?;
         Ok(s)
@@ -677,13 +687,12 @@ mod tests {
                 "{json}"
             );
         }
-        let mut c = Cursor::new(b"\"a\xff\"");
         assert_eq!(
-            c.parse_str().unwrap_err(),
-            Error::Decode {
+            Cursor::from_bytes(b"\"a\xff\"").err(),
+            Some(Error::Decode {
                 offset: 2,
-                reason: "invalid utf-8 in string"
-            }
+                reason: "invalid utf-8"
+            })
         );
     }
 
@@ -706,7 +715,7 @@ mod tests {
             ("1.5", Err(Error::decode(1, "expected an unsigned integer"))),
         ];
         for (json, want) in cases {
-            assert_eq!(Cursor::new(json.as_bytes()).parse_u32(), want, "{json}");
+            assert_eq!(Cursor::new(json).parse_u32(), want, "{json}");
         }
     }
 
@@ -723,9 +732,9 @@ mod tests {
             " [ 1 , [ ] , { } ] ",
         ];
         for json in ok {
-            let mut c = Cursor::new(json.as_bytes());
+            let mut c = Cursor::new(json);
             let raw = c.skip_value().unwrap();
-            assert_eq!(raw, json.trim().as_bytes(), "{json}");
+            assert_eq!(raw, json.trim(), "{json}");
             c.finish().unwrap();
         }
         let bad = [
@@ -763,7 +772,7 @@ mod tests {
 
     #[test]
     fn objects_and_arrays() {
-        let body = br#"{"a": [1, 2, 3], "b": {"c": "d"}, "e": []}"#;
+        let body = r#"{"a": [1, 2, 3], "b": {"c": "d"}, "e": []}"#;
         let mut c = Cursor::new(body);
         c.begin_object().unwrap();
         let mut first = true;

@@ -58,15 +58,15 @@ pub fn null_state<'a>() -> State<'a> {
 /// Turns the raw bytes of a JSON value (already validated by the parser)
 /// into a [`State`]. `offset` is where the value starts in the body.
 #[cfg_attr(not(feature = "serde"), allow(clippy::unnecessary_wraps))]
-pub(crate) fn from_raw(raw: &[u8], offset: usize) -> Result<State<'_>> {
+pub(crate) fn from_raw(raw: &str, offset: usize) -> Result<State<'_>> {
     #[cfg(not(feature = "serde"))]
     {
         let _ = offset;
-        Ok(Cow::Borrowed(raw))
+        Ok(Cow::Borrowed(raw.as_bytes()))
     }
     #[cfg(feature = "serde")]
     {
-        serde_json::from_slice(raw).map_err(|_| Error::decode(offset, "state is not valid json"))
+        serde_json::from_str(raw).map_err(|_| Error::decode(offset, "state is not valid json"))
     }
 }
 

@@ -211,7 +211,7 @@ fn user_of(req: &HttpRequest) -> String {
 }
 
 fn is_json_object(text: &str) -> bool {
-    let mut c = Cursor::new(text.as_bytes());
+    let mut c = Cursor::new(&text);
     matches!(c.peek_kind(), Ok(Kind::Object)) && crate::json::validate(text.as_bytes()).is_ok()
 }
 
@@ -394,7 +394,7 @@ fn state_map(req: &HttpRequest) -> Result<Vec<(String, String)>, Reply> {
     if crate::json::validate(text.as_bytes()).is_err() {
         return Err(invalid());
     }
-    let mut c = Cursor::new(text.as_bytes());
+    let mut c = Cursor::new(&text);
     let mut out = Vec::new();
     c.begin_object().map_err(|_| invalid())?;
     let mut first = true;
@@ -402,7 +402,7 @@ fn state_map(req: &HttpRequest) -> Result<Vec<(String, String)>, Reply> {
         let kind = c.peek_kind().map_err(|_| invalid())?;
         let raw = c.skip_value().map_err(|_| invalid())?;
         if kind == Kind::Object {
-            out.push((key.into_owned(), String::from_utf8_lossy(raw).into_owned()));
+            out.push((key.into_owned(), raw.to_string()));
         }
     }
     Ok(out)

@@ -174,23 +174,25 @@ pub struct EventBatch<'a> {
 
 /// Decodes a subscribe v2 response body into presence events.
 pub fn decode(body: &[u8]) -> Result<EventBatch<'_>> {
-    let env = envelope::parse(body, ["t", "m"])?;
-    env.check(200)?;
-    let [t, m] = env.extra;
-    let t = t.ok_or_else(|| Error::decode(0, "subscribe body has no cursor 't'"))?;
-    let next = decode_timetoken(t)?;
+    let mut next = None;
     let mut events = Vec::new();
-    if let Some(m) = m {
-        let mut c = m.cursor();
-        events.reserve_exact(count_elements(&c)?);
-        c.begin_array()?;
-        let mut first = true;
-        while c.next_element(&mut first)? {
-            if let Some(e) = decode_message(&mut c)? {
-                events.push(e);
+    envelope::parse_with(body, |key, c| {
+        match key {
+            "t" => next = Some(decode_timetoken(c)?),
+            "m" => {
+                c.begin_array()?;
+                let mut first = true;
+                while c.next_element(&mut first)? {
+                    if let Some(e) = decode_message(c)? {
+                        events.push(e);
+                    }
+                }
             }
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
+    let next = next.ok_or_else(|| Error::decode(0, "subscribe body has no cursor 't'"))?;
     Ok(EventBatch { next, events })
 }
 
@@ -210,14 +212,13 @@ fn parse_tt(c: &mut Cursor<'_>) -> Result<u64> {
     }
 }
 
-fn decode_timetoken(f: Field<'_>) -> Result<Timetoken> {
-    let mut c = f.cursor();
+fn decode_timetoken(c: &mut Cursor<'_>) -> Result<Timetoken> {
     let mut tt = Timetoken::default();
     c.begin_object()?;
     let mut first = true;
     while let Some(key) = c.next_key(&mut first)? {
         match &*key {
-            "t" => tt.t = parse_tt(&mut c)?,
+            "t" => tt.t = parse_tt(c)?,
             "r" => tt.r = c.parse_u32()?,
             _ => {
                 c.skip_value()?;
@@ -263,7 +264,7 @@ fn decode_message<'a>(c: &mut Cursor<'a>) -> Result<Option<ReceivedEvent<'a>>> {
             "e" => {
                 // Absent or 0 for presence and messages; anything else is
                 // a signal, object, action or file event.
-                kind_other = c.skip_value()? != b"0";
+                kind_other = c.skip_value()? != "0";
             }
             "d" => {
                 c.skip_ws();
@@ -292,7 +293,7 @@ fn decode_message<'a>(c: &mut Cursor<'a>) -> Result<Option<ReceivedEvent<'a>>> {
     let subscription = subscription
         .and_then(strip_pnpres)
         .filter(|s| *s != channel);
-    let payload_hash = fnv1a(payload.raw);
+    let payload_hash = fnv1a(payload.raw.as_bytes());
     let event = decode_payload(payload, channel, subscription)?;
     Ok(Some(ReceivedEvent {
         timetoken,

@@ -8,9 +8,9 @@
 
 use crate::client::PubNub;
 use crate::encode::push_param;
-use crate::envelope::{self, Field};
+use crate::envelope;
 use crate::error::{Error, Result};
-use crate::json::{count_elements, count_members, Cursor, Kind};
+use crate::json::{count_elements, Cursor, Kind};
 use crate::request::{self, Request};
 use crate::state::{self, State};
 use std::borrow::Cow;
@@ -255,28 +255,29 @@ pub(crate) fn itoa(mut v: u32) -> Itoa {
 /// occupants, each sized once; strings are borrowed unless escaped. With the
 /// `serde` feature each state becomes a `serde_json::Value`.
 pub fn decode<'a>(body: &'a [u8], flat_channel: Option<&'a str>) -> Result<HereNowResult<'a>> {
-    let env = envelope::parse(body, ["occupancy", "uuids"])?;
-    env.check(200)?;
-    let [occupancy, uuids] = env.extra;
-    if let Some(payload) = env.payload {
-        return decode_payload(payload);
+    let mut payload = None;
+    let mut occupancy = None;
+    let mut users = None;
+    envelope::parse_with(body, |key, c| {
+        match key {
+            "payload" => payload = Some(decode_payload(c)?),
+            "occupancy" => occupancy = Some((c.offset(), c.parse_u32()?)),
+            "uuids" => users = Some(decode_users(c, occupancy.map(|(_, n)| n))?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    if let Some(result) = payload {
+        return Ok(result);
     }
-    let Some(occupancy) = occupancy else {
-        return Err(Error::decode(
-            0,
-            "here_now body has neither payload nor occupancy",
-        ));
+    let Some((at, occupancy)) = occupancy else {
+        return Err(Error::decode(0, "here_now body has neither payload nor occupancy"));
     };
     let Some(name) = flat_channel else {
         return Err(Error::decode(
-            occupancy.offset,
+            at,
             "single-channel here_now body for a request without exactly one channel",
         ));
-    };
-    let occupancy = occupancy.cursor().parse_u32()?;
-    let occupants = match uuids {
-        Some(f) => decode_users(&mut f.cursor())?,
-        None => Vec::new(),
     };
     Ok(HereNowResult {
         total_channels: 1,
@@ -284,13 +285,12 @@ pub fn decode<'a>(body: &'a [u8], flat_channel: Option<&'a str>) -> Result<HereN
         channels: vec![HereNowChannel {
             name: Cow::Borrowed(name),
             occupancy,
-            occupants,
+            occupants: users.unwrap_or_default(),
         }],
     })
 }
 
-fn decode_payload(payload: Field<'_>) -> Result<HereNowResult<'_>> {
-    let mut c = payload.cursor();
+fn decode_payload<'a>(c: &mut Cursor<'a>) -> Result<HereNowResult<'a>> {
     c.begin_object()?;
     let mut result = HereNowResult {
         total_channels: 0,
@@ -300,7 +300,7 @@ fn decode_payload(payload: Field<'_>) -> Result<HereNowResult<'_>> {
     let mut first = true;
     while let Some(key) = c.next_key(&mut first)? {
         match &*key {
-            "channels" => result.channels = decode_channels(&mut c)?,
+            "channels" => result.channels = decode_channels(c)?,
             "total_channels" => result.total_channels = c.parse_u32()?,
             "total_occupancy" => result.total_occupancy = c.parse_u32()?,
             _ => {
@@ -316,12 +316,13 @@ fn decode_channels<'a>(c: &mut Cursor<'a>) -> Result<Vec<HereNowChannel<'a>>> {
         // Tolerate `[]` for an empty map (some JSON encoders write an empty
         // map as an empty array); any other array is an error.
         let start = c.offset();
-        if c.skip_value()? == b"[]" {
+        if c.skip_value()? == "[]" {
             return Ok(Vec::new());
         }
         return Err(Error::decode(start, "expected an object of channels"));
     }
-    let mut channels = Vec::with_capacity(count_members(c)?);
+    // Grows by doubling: a few allocations, at most one per channel.
+    let mut channels = Vec::new();
     c.begin_object()?;
     let mut first = true;
     while let Some(name) = c.next_key(&mut first)? {
@@ -330,12 +331,17 @@ fn decode_channels<'a>(c: &mut Cursor<'a>) -> Result<Vec<HereNowChannel<'a>>> {
             occupancy: 0,
             occupants: Vec::new(),
         };
+        let mut occupancy = None;
         c.begin_object()?;
         let mut first_field = true;
         while let Some(key) = c.next_key(&mut first_field)? {
             match &*key {
-                "occupancy" => channel.occupancy = c.parse_u32()?,
-                "uuids" => channel.occupants = decode_users(c)?,
+                "occupancy" => {
+                    let n = c.parse_u32()?;
+                    occupancy = Some(n);
+                    channel.occupancy = n;
+                }
+                "uuids" => channel.occupants = decode_users(c, occupancy)?,
                 _ => {
                     c.skip_value()?;
                 }
@@ -347,8 +353,17 @@ fn decode_channels<'a>(c: &mut Cursor<'a>) -> Result<Vec<HereNowChannel<'a>>> {
 }
 
 /// `uuids`: an array of strings, or of `{"uuid": …, "state": …}` objects.
-fn decode_users<'a>(c: &mut Cursor<'a>) -> Result<Vec<HereNowUser<'a>>> {
-    let mut users = Vec::with_capacity(count_elements(c)?);
+///
+/// The `Vec` is sized once: from the occupancy when it came first (capped
+/// by what the rest of the body could hold, so a hostile count cannot make
+/// us allocate), else by counting the elements first.
+fn decode_users<'a>(c: &mut Cursor<'a>, occupancy: Option<u32>) -> Result<Vec<HereNowUser<'a>>> {
+    let capacity = match occupancy {
+        // The smallest occupant, `"x"`, takes 3 bytes plus a comma.
+        Some(n) => (n as usize).min(c.remaining() / 4 + 1),
+        None => count_elements(c)?,
+    };
+    let mut users = Vec::with_capacity(capacity);
     c.begin_array()?;
     let mut first = true;
     while c.next_element(&mut first)? {
