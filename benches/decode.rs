@@ -49,12 +49,7 @@ struct Row {
     allocs: [alloc::Stats; 3],
 }
 
-fn bench(
-    name: &str,
-    body: &[u8],
-    borrowed: &dyn Fn(&[u8]),
-    owned: &dyn Fn(&[u8]),
-) -> Row {
+fn bench(name: &str, body: &[u8], borrowed: &dyn Fn(&[u8]), owned: &dyn Fn(&[u8])) -> Row {
     let min = Duration::from_millis(400);
     let b = time(min, || borrowed(black_box(body)));
     let o = time(min, || owned(black_box(body)));
@@ -81,7 +76,10 @@ fn main() {
     for n in [10, 1_000, 10_000] {
         for with_state in [false, true] {
             let body = bodies::here_now(n, with_state);
-            let name = format!("here_now {n} occupants{}", if with_state { " + state" } else { "" });
+            let name = format!(
+                "here_now {n} occupants{}",
+                if with_state { " + state" } else { "" }
+            );
             rows.push(bench(
                 &name,
                 &body,
@@ -125,7 +123,13 @@ fn main() {
         },
         &|b| {
             let batch = decode::events(b).unwrap();
-            black_box(batch.events.into_iter().map(|e| e.event.into_owned()).count());
+            black_box(
+                batch
+                    .events
+                    .into_iter()
+                    .map(|e| e.event.into_owned())
+                    .count(),
+            );
         },
     ));
 

@@ -55,7 +55,10 @@ fn serve(body: Vec<u8>) -> String {
 }
 
 fn main() {
-    let n = std::env::var("OCCUPANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let n = std::env::var("OCCUPANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let body = bodies::here_now(n, true);
     let origin = serve(body.clone());
     let pubnub = PubNub::builder()
@@ -82,20 +85,103 @@ fn main() {
         bytes += s.bytes;
         peak = peak.max(s.peak);
     }
+    // The same call, handing the borrowed result to a closure.
+    let call_with = || {
+        pubnub
+            .here_now()
+            .channels(vec!["lobby".to_string()])
+            .include_state(true)
+            .execute_with(|r| r.total_occupancy)
+            .unwrap()
+    };
+    let (mut with_allocs, mut with_peak) = (0, 0);
+    for _ in 0..calls {
+        let (_, s) = alloc::measure(call_with);
+        with_allocs += s.allocs;
+        with_peak = with_peak.max(s.peak);
+    }
     let t = Instant::now();
     for _ in 0..calls {
         std::hint::black_box(call());
     }
     let per_sec = calls as f64 / t.elapsed().as_secs_f64();
-    println!("here_now over loopback, {n} occupants with state, body {} bytes", body.len());
+    // Where a steady-state call's allocations go.
+    let channels = vec!["lobby".to_string()];
+    let (b, s_builder) = alloc::measure(|| {
+        pubnub
+            .here_now()
+            .channels(channels.clone())
+            .include_state(true)
+    });
+    let (req, s_req) = alloc::measure(|| b.request().unwrap());
+    let (resp, s_send) = alloc::measure(|| pubnub.send(&req).unwrap());
+    let (_, s_dec) = alloc::measure(|| {
+        pubnub_presence::decode::here_now(&resp.body, Some("lobby"))
+            .unwrap()
+            .into_owned()
+    });
+    // The floor: the same GET with a bare ureq agent (same buffers), no
+    // request building or decoding of ours.
+    let url = req.url(pubnub.config().origin());
+    let agent = ureq::Agent::config_builder()
+        .input_buffer_size(8 * 1024)
+        .output_buffer_size(2 * 1024)
+        .build()
+        .new_agent();
+    let bare = || {
+        let mut v = Vec::with_capacity(2048);
+        std::io::Read::read_to_end(
+            &mut agent.get(&url).call().unwrap().into_body().into_reader(),
+            &mut v,
+        )
+        .unwrap();
+        v
+    };
+    bare();
+    let (_, s_bare) = alloc::measure(bare);
+    println!(
+        "here_now over loopback, {n} occupants with state, body {} bytes",
+        body.len()
+    );
     println!("| call | allocations | bytes allocated | peak heap | calls/s |");
     println!("|---|---:|---:|---:|---:|");
-    println!("| first (connect) | {} | {} | {} | – |", first.allocs, first.bytes, first.peak);
+    println!(
+        "| first (connect) | {} | {} | {} | – |",
+        first.allocs, first.bytes, first.peak
+    );
     println!(
         "| steady state (mean of {calls}; peak = max) | {:.1} | {:.0} | {} | {:.0} |",
         allocs as f64 / calls as f64,
         bytes as f64 / calls as f64,
         peak,
         per_sec
+    );
+    println!(
+        "| steady state, `execute_with` (borrowed result) | {:.1} | – | {} | – |",
+        with_allocs as f64 / calls as f64,
+        with_peak
+    );
+    println!();
+    println!("| part of a steady-state call | allocations | bytes |");
+    println!("|---|---:|---:|");
+    println!(
+        "| builder (incl. the caller's channel Vec clone) | {} | {} |",
+        s_builder.allocs, s_builder.bytes
+    );
+    println!(
+        "| request(): path + query | {} | {} |",
+        s_req.allocs, s_req.bytes
+    );
+    println!(
+        "| send(): ureq round trip + body | {} | {} |",
+        s_send.allocs, s_send.bytes
+    );
+    println!(
+        "| decode + into_owned | {} | {} |",
+        s_dec.allocs, s_dec.bytes
+    );
+    println!(
+        "| (floor: the same GET with a bare ureq agent) | {} | {} |",
+        s_bare.allocs, s_bare.bytes
     );
 }

@@ -74,6 +74,10 @@ pub(crate) fn from_raw(raw: &str, offset: usize) -> Result<State<'_>> {
 pub(crate) fn into_owned(state: State<'_>) -> State<'static> {
     #[cfg(not(feature = "serde"))]
     {
+        // "No state" is the common case: keep it static, no allocation.
+        if *state == *b"null" {
+            return null_state();
+        }
         Cow::Owned(state.into_owned())
     }
     #[cfg(feature = "serde")]

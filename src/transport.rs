@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::request::{Request, PNSDK};
+use std::io::Read;
 use std::time::Duration;
 
 /// How long a long-poll subscribe may take: the server holds it up to 280 s
@@ -60,19 +61,62 @@ impl Transport {
     /// Sends `request` as a GET to `origin`; returns the status and body.
     pub(crate) fn get(&self, origin: &str, request: &Request) -> Result<Response> {
         let url = request.url(origin);
-        let mut req = self.agent.get(&url).config();
-        if let Some(t) = request.timeout {
-            req = req.timeout_global(Some(t));
+        let resp = match request.timeout {
+            // A per-request config is a copy of the agent's: only pay for
+            // it when this request needs its own timeout.
+            Some(t) => self
+                .agent
+                .get(&url)
+                .config()
+                .timeout_global(Some(t))
+                .build()
+                .call(),
+            None => self.agent.get(&url).call(),
         }
-        let resp = req.build().call().map_err(map_error)?;
+        .map_err(map_error)?;
         let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .with_config()
-            .limit(self.max_response_size as u64)
-            .read_to_vec()
-            .map_err(map_error)?;
+        let cap = self.max_response_size;
+        let declared = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > cap) {
+            // Dropping the response drops the connection unread.
+            return Err(too_large(cap));
+        }
+        // One allocation of the declared size instead of doubling from 8.
+        let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(cap));
+        let mut reader = resp.into_body().into_reader().take(cap as u64 + 1);
+        reader
+            .read_to_end(&mut body)
+            .map_err(|e| map_error(io_to_ureq(e)))?;
+        if body.len() > cap {
+            return Err(too_large(cap));
+        }
         Ok(Response { status, body })
+    }
+}
+
+fn too_large(cap: usize) -> Error {
+    Error::transport(
+        TransportErrorKind::BodyTooLarge,
+        format!("the body exceeds the {cap}-byte cap"),
+    )
+}
+
+/// The body reader reports ureq errors wrapped in `io::Error`; unwrap them
+/// so timeouts and protocol errors keep their kind.
+fn io_to_ureq(e: std::io::Error) -> ureq::Error {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+    {
+        Some(_) => match e.into_inner().map(|b| b.downcast::<ureq::Error>()) {
+            Some(Ok(u)) => *u,
+            _ => ureq::Error::Io(std::io::Error::other("body read failed")),
+        },
+        None => ureq::Error::Io(e),
     }
 }
 

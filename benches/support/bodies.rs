@@ -37,5 +37,9 @@ pub fn events(n: usize) -> Vec<u8> {
     let msgs: Vec<String> = (0..n)
         .map(|i| format!("{{\"a\":\"5\",\"f\":0,\"p\":{{\"t\":\"1757969619337{i:04}\",\"r\":43}},\"k\":\"demo\",\"c\":\"room-pnpres\",\"u\":{{\"pn_action\":\"join\",\"pn_channel\":\"room\",\"pn_ispresence\":1,\"pn_occupancy\":{i},\"pn_timestamp\":1757969619,\"pn_uuid\":\"user-{i}\"}},\"d\":{{\"action\":\"join\",\"uuid\":\"user-{i}\",\"timestamp\":1757969619,\"precise_timestamp\":1757969619336,\"occupancy\":{i}}},\"b\":\"room-pnpres\"}}"))
         .collect();
-    format!("{{\"t\":{{\"t\":\"17579696193377821\",\"r\":43}},\"m\":[{}]}}", msgs.join(",")).into_bytes()
+    format!(
+        "{{\"t\":{{\"t\":\"17579696193377821\",\"r\":43}},\"m\":[{}]}}",
+        msgs.join(",")
+    )
+    .into_bytes()
 }

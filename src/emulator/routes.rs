@@ -211,7 +211,7 @@ fn user_of(req: &HttpRequest) -> String {
 }
 
 fn is_json_object(text: &str) -> bool {
-    let mut c = Cursor::new(&text);
+    let mut c = Cursor::new(text);
     matches!(c.peek_kind(), Ok(Kind::Object)) && crate::json::validate(text.as_bytes()).is_ok()
 }
 

@@ -166,6 +166,25 @@ impl<'p> HereNowBuilder<'p> {
         let resp = self.pubnub.send(&req)?;
         decode(&resp.body, self.flat_channel()).map(HereNowResult::into_owned)
     }
+
+    /// Sends the request and hands the *borrowed* result to `f`: no
+    /// allocation per occupant (user ids and states stay slices of the
+    /// response body). For small devices that only scan the answer.
+    ///
+    /// ```no_run
+    /// # let pubnub = pubnub_presence::PubNub::builder().subscribe_key("demo").user_id("me").build()?;
+    /// let online = pubnub
+    ///     .here_now()
+    ///     .channels(vec!["lobby".into()])
+    ///     .execute_with(|here| here.channels.iter().any(|c| c.occupants.iter().any(|u| u.user_id == "boss")))?;
+    /// # Ok::<(), pubnub_presence::Error>(())
+    /// ```
+    pub fn execute_with<R>(self, f: impl FnOnce(&HereNowResult<'_>) -> R) -> Result<R> {
+        let req = self.request()?;
+        let resp = self.pubnub.send(&req)?;
+        let result = decode(&resp.body, self.flat_channel())?;
+        Ok(f(&result))
+    }
 }
 
 /// Builder for `global_here_now`, from [`PubNub::global_here_now`].
@@ -271,7 +290,10 @@ pub fn decode<'a>(body: &'a [u8], flat_channel: Option<&'a str>) -> Result<HereN
         return Ok(result);
     }
     let Some((at, occupancy)) = occupancy else {
-        return Err(Error::decode(0, "here_now body has neither payload nor occupancy"));
+        return Err(Error::decode(
+            0,
+            "here_now body has neither payload nor occupancy",
+        ));
     };
     let Some(name) = flat_channel else {
         return Err(Error::decode(
