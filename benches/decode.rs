@@ -123,13 +123,12 @@ fn main() {
         },
         &|b| {
             let batch = decode::events(b).unwrap();
-            black_box(
-                batch
-                    .events
-                    .into_iter()
-                    .map(|e| e.event.into_owned())
-                    .count(),
-            );
+            let owned: Vec<_> = batch
+                .events
+                .into_iter()
+                .map(|e| e.event.into_owned())
+                .collect();
+            black_box(owned);
         },
     ));
 

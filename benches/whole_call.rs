@@ -42,10 +42,8 @@ fn serve(body: Vec<u8>) -> String {
                     if r.read_line(&mut line).unwrap_or(0) == 0 {
                         return;
                     }
-                    if line == "\r\n" {
-                        if w.write_all(&resp).is_err() {
-                            return;
-                        }
+                    if line == "\r\n" && w.write_all(&resp).is_err() {
+                        return;
                     }
                 }
             });
