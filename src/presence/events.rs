@@ -7,6 +7,7 @@ use crate::encode::{encode_names_into, push_param};
 use crate::envelope::{self, Field};
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::json::{count_elements, Cursor, Kind};
+use crate::presence::here_now::itoa;
 use crate::request::{self, Request};
 use crate::state::{self, State};
 use std::borrow::Cow;
@@ -351,35 +352,36 @@ fn decode_payload<'a>(
     }
     let action =
         action.ok_or_else(|| Error::decode(payload.offset, "presence event without action"))?;
-    let user = |user_id: Option<Cow<'a, str>>| -> Result<UserEvent<'a>> {
-        Ok(UserEvent {
-            channel: channel.clone(),
-            subscription: subscription.clone(),
-            user_id: user_id
-                .ok_or_else(|| Error::decode(payload.offset, "presence event without uuid"))?,
-            occupancy,
-            timestamp,
-            precise_timestamp,
-            state: data.clone(),
-        })
+    let wrap: fn(UserEvent<'a>) -> PresenceEvent<'a> = match &*action {
+        "join" => PresenceEvent::Join,
+        "leave" => PresenceEvent::Leave,
+        "timeout" => PresenceEvent::Timeout,
+        "state-change" => PresenceEvent::StateChange,
+        "interval" => {
+            return Ok(PresenceEvent::Interval(IntervalEvent {
+                channel,
+                subscription,
+                occupancy,
+                timestamp,
+                join,
+                leave,
+                timeout,
+                here_now_refresh,
+            }))
+        }
+        _ => return Ok(PresenceEvent::Unknown { channel, action }),
     };
-    Ok(match &*action {
-        "join" => PresenceEvent::Join(user(user_id)?),
-        "leave" => PresenceEvent::Leave(user(user_id)?),
-        "timeout" => PresenceEvent::Timeout(user(user_id)?),
-        "state-change" => PresenceEvent::StateChange(user(user_id)?),
-        "interval" => PresenceEvent::Interval(IntervalEvent {
-            channel,
-            subscription,
-            occupancy,
-            timestamp,
-            join,
-            leave,
-            timeout,
-            here_now_refresh,
-        }),
-        _ => PresenceEvent::Unknown { channel, action },
-    })
+    let user_id =
+        user_id.ok_or_else(|| Error::decode(payload.offset, "presence event without uuid"))?;
+    Ok(wrap(UserEvent {
+        channel,
+        subscription,
+        user_id,
+        occupancy,
+        timestamp,
+        precise_timestamp,
+        state: data,
+    }))
 }
 
 /// Builder for a presence event stream, from [`PubNub::presence_events`].
@@ -493,9 +495,13 @@ impl PresenceEvents {
         encode_names_into(&mut path, &self.channels);
         path.push_str("/0");
         let mut query = request::base_query(config, &self.groups);
-        push_param(&mut query, "tt", &self.cursor.t.to_string());
+        push_param(
+            &mut query,
+            "tt",
+            crate::presence::here_now::itoa64(self.cursor.t).as_str(),
+        );
         if self.cursor.t != 0 {
-            push_param(&mut query, "tr", &self.cursor.r.to_string());
+            push_param(&mut query, "tr", itoa(self.cursor.r).as_str());
         }
         let mut req = request::finish(path, query);
         req.timeout = Some(crate::transport::LONG_POLL_TIMEOUT);

@@ -239,9 +239,9 @@ fn push_flags(query: &mut String, include_state: bool, include_user_ids: bool) {
     push_param(query, "state", if include_state { "1" } else { "0" });
 }
 
-/// A `u32` in decimal without allocating.
+/// An unsigned integer in decimal, without allocating.
 pub(crate) struct Itoa {
-    buf: [u8; 10],
+    buf: [u8; 20],
     start: usize,
 }
 impl Itoa {
@@ -249,8 +249,11 @@ impl Itoa {
         std::str::from_utf8(self.buf.get(self.start..).unwrap_or_default()).unwrap_or("0")
     }
 }
-pub(crate) fn itoa(mut v: u32) -> Itoa {
-    let mut buf = [b'0'; 10];
+pub(crate) fn itoa(v: u32) -> Itoa {
+    itoa64(u64::from(v))
+}
+pub(crate) fn itoa64(mut v: u64) -> Itoa {
+    let mut buf = [b'0'; 20];
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -547,6 +550,9 @@ mod tests {
     fn itoa_values() {
         for v in [0, 7, 10, 1000, u32::MAX] {
             assert_eq!(itoa(v).as_str(), v.to_string());
+        }
+        for v in [0, 17302026156815862, u64::MAX] {
+            assert_eq!(itoa64(v).as_str(), v.to_string());
         }
     }
 }
