@@ -2,16 +2,20 @@
 
 use crate::config::{Config, PubNubBuilder};
 use crate::envelope;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::presence::events::PresenceEventsBuilder;
 use crate::presence::heartbeat::{HeartbeatBuilder, LeaveBuilder};
 use crate::presence::here_now::{GlobalHereNowBuilder, HereNowBuilder};
 use crate::presence::user_state::{GetStateBuilder, SetStateBuilder};
 use crate::presence::where_now::WhereNowBuilder;
 use crate::request::Request;
+use crate::retry::{self, RetryPolicy};
 use crate::state;
 use crate::transport::{Response, Transport};
 use std::fmt;
+use std::time::{Duration, Instant};
+#[cfg(feature = "tls")]
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A PubNub Presence client.
 ///
@@ -67,11 +71,72 @@ impl PubNub {
 
     /// Sends a request built by one of the builders and returns the raw
     /// response if its HTTP status is 2xx; any other status becomes
-    /// [`crate::Error::Server`].
+    /// [`crate::Error::Server`]. Signs the request when a secret key is
+    /// configured, and retries by the client's [`RetryPolicy`] (except
+    /// long-polls, which carry their own timeout).
     pub fn send(&self, request: &Request) -> Result<Response> {
-        let resp = self.transport.get(&self.config.origin, request)?;
+        let policy = match request.timeout {
+            Some(_) => RetryPolicy::none(),
+            None => self.config.retry,
+        };
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (err, retry_after) = match self.send_once(request, policy.deadline, started) {
+                Ok(resp) => return Ok(resp),
+                Err(pair) => pair,
+            };
+            if attempt >= policy.max_attempts || !retry::is_retryable(&err) {
+                return Err(retry::with_attempts(err, attempt));
+            }
+            let delay = retry_after.unwrap_or_else(|| policy.delay(attempt));
+            if policy
+                .deadline
+                .is_some_and(|d| started.elapsed() + delay >= d)
+            {
+                return Err(retry::with_attempts(err, attempt));
+            }
+            std::thread::sleep(delay);
+        }
+    }
+
+    fn send_once(
+        &self,
+        request: &Request,
+        deadline: Option<Duration>,
+        started: Instant,
+    ) -> std::result::Result<Response, (Error, Option<Duration>)> {
+        let mut owned;
+        let mut req = request;
+        // Never let one attempt outlive the call's deadline.
+        if let Some(d) = deadline {
+            let left = d.saturating_sub(started.elapsed());
+            if left < self.config.request_timeout && request.timeout.is_none() {
+                owned = request.clone();
+                owned.timeout = Some(left.max(Duration::from_millis(1)));
+                req = &owned;
+            }
+        }
+        #[cfg(feature = "tls")]
+        if let Some(secret) = &self.config.secret_key {
+            owned = req.clone();
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let publish_key = self.config.publish_key.as_deref().unwrap_or("");
+            crate::sign::sign(&mut owned.query, &owned.path, secret, publish_key, now);
+            req = &owned;
+        }
+        let resp = self
+            .transport
+            .get(&self.config.origin, req)
+            .map_err(|e| (e, None))?;
         if !(200..300).contains(&resp.status) {
-            return Err(envelope::error_from_response(resp.status, &resp.body));
+            return Err((
+                envelope::error_from_response(resp.status, &resp.body),
+                resp.retry_after,
+            ));
         }
         Ok(resp)
     }

@@ -2,6 +2,7 @@
 
 use crate::client::PubNub;
 use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
 use std::fmt;
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ pub struct Config {
     pub(crate) user_id: String,
     pub(crate) origin: String,
     pub(crate) auth_key: Option<String>,
+    pub(crate) secret_key: Option<String>,
+    pub(crate) retry: RetryPolicy,
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) max_response_size: usize,
@@ -70,6 +73,8 @@ impl fmt::Debug for Config {
             .field("subscribe_key", &"<set>")
             .field("publish_key", &set(&self.publish_key))
             .field("auth_key", &set(&self.auth_key))
+            .field("secret_key", &set(&self.secret_key))
+            .field("retry", &self.retry)
             .field("user_id", &self.user_id)
             .field("origin", &self.origin)
             .field("connect_timeout", &self.connect_timeout)
@@ -104,6 +109,8 @@ pub struct PubNubBuilder {
     user_id: Option<String>,
     origin: Option<String>,
     auth_key: Option<String>,
+    secret_key: Option<String>,
+    retry: Option<RetryPolicy>,
     connect_timeout: Option<Duration>,
     request_timeout: Option<Duration>,
     max_response_size: Option<usize>,
@@ -146,6 +153,19 @@ impl PubNubBuilder {
     /// An Access Manager auth key or token, sent as `auth`.
     pub fn auth_key(mut self, auth: impl Into<String>) -> Self {
         self.auth_key = Some(auth.into());
+        self
+    }
+    /// A secret key: every request is then signed (signature v2, see
+    /// [`crate::sign`]). Needs the `tls` feature, which brings the HMAC.
+    pub fn secret_key(mut self, secret: impl Into<String>) -> Self {
+        self.secret_key = Some(secret.into());
+        self
+    }
+    /// How failed requests are retried (default: [`RetryPolicy::default`];
+    /// [`RetryPolicy::none`] switches retries off). The event stream's
+    /// long-polls are not retried by this policy: the stream resumes on its own.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
         self
     }
     /// Timeout for establishing a connection (default 5 s).
@@ -219,12 +239,28 @@ impl PubNubBuilder {
         if max_response_size == 0 {
             return Err(Error::input("max_response_size", "must be at least 1 byte"));
         }
+        let secret_key = self.secret_key.filter(|k| !k.is_empty());
+        if secret_key.is_some() && !cfg!(feature = "tls") {
+            return Err(Error::input(
+                "secret_key",
+                "request signing needs the `tls` feature (it provides HMAC-SHA256)",
+            ));
+        }
+        let retry = self.retry.unwrap_or_default();
+        if retry.max_attempts == 0 {
+            return Err(Error::input(
+                "retry_policy",
+                "max_attempts must be at least 1",
+            ));
+        }
         let config = Config {
             subscribe_key,
             publish_key: self.publish_key.filter(|k| !k.is_empty()),
             user_id,
             origin,
             auth_key: self.auth_key.filter(|k| !k.is_empty()),
+            secret_key,
+            retry,
             connect_timeout: self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             request_timeout: self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
             max_response_size,
@@ -299,6 +335,13 @@ mod tests {
                 "heartbeat_interval",
             ),
             (base().max_response_size(0), "max_response_size"),
+            (
+                base().retry_policy(RetryPolicy {
+                    max_attempts: 0,
+                    ..RetryPolicy::default()
+                }),
+                "retry_policy",
+            ),
         ];
         for (b, arg) in cases {
             match b.build() {
@@ -323,11 +366,17 @@ mod tests {
         let p = base()
             .subscribe_key("sub-secret-1")
             .publish_key("pub-secret-2")
-            .auth_key("auth-secret-3")
-            .build()
-            .unwrap();
+            .auth_key("auth-secret-3");
+        #[cfg(feature = "tls")]
+        let p = p.secret_key("sec-secret-4");
+        let p = p.build().unwrap();
         let dbg = format!("{p:?} {:?}", p.config());
-        for secret in ["sub-secret-1", "pub-secret-2", "auth-secret-3"] {
+        for secret in [
+            "sub-secret-1",
+            "pub-secret-2",
+            "auth-secret-3",
+            "sec-secret-4",
+        ] {
             assert!(!dbg.contains(secret), "{dbg}");
         }
         assert!(dbg.contains("me"));

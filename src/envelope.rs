@@ -175,6 +175,7 @@ impl<'a, const N: usize> Envelope<'a, N> {
             service: text(self.service),
             channels: Vec::new(),
             channel_groups: Vec::new(),
+            attempts: 1,
         };
         if let Some(payload) = self.payload {
             // Best effort: a malformed payload leaves the lists empty.
@@ -229,6 +230,7 @@ pub fn error_from_response(http_status: u16, body: &[u8]) -> Error {
         service: String::new(),
         channels: Vec::new(),
         channel_groups: Vec::new(),
+        attempts: 1,
     })
 }
 

@@ -51,6 +51,8 @@ pub struct ServerError {
     /// `payload.channel-groups` of an Access Manager refusal (names as sent
     /// by the server, which prefixes them with `:`).
     pub channel_groups: Vec<String>,
+    /// How many attempts were made (more than 1 when retried).
+    pub attempts: u32,
 }
 
 /// The kind of a [`Error::Transport`].
@@ -148,6 +150,9 @@ impl fmt::Display for ServerError {
         if !self.channel_groups.is_empty() {
             write!(f, " (channel groups: {})", self.channel_groups.join(","))?;
         }
+        if self.attempts > 1 {
+            write!(f, " (after {} attempts)", self.attempts)?;
+        }
         Ok(())
     }
 }
@@ -183,6 +188,7 @@ mod tests {
                     service: "Access Manager".into(),
                     channels: vec!["a".into(), "b".into()],
                     channel_groups: vec![":g".into()],
+                    attempts: 1,
                 }),
                 "server error 403 from Access Manager: Forbidden (channels: a,b) (channel groups: :g)",
             ),

@@ -67,6 +67,9 @@ mod error;
 pub mod json;
 pub mod presence;
 pub mod request;
+pub mod retry;
+#[cfg(feature = "tls")]
+pub mod sign;
 pub mod state;
 mod transport;
 
@@ -82,5 +85,6 @@ pub use presence::schedule::{HeartbeatThread, Heartbeater};
 pub use presence::user_state::{GetStateInfo, GetStateResult, SetStateResult};
 pub use presence::where_now::WhereNowResult;
 pub use request::Request;
+pub use retry::RetryPolicy;
 pub use state::State;
 pub use transport::Response;

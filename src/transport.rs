@@ -24,6 +24,8 @@ pub struct Response {
     pub status: u16,
     /// The body, at most the configured cap.
     pub body: Vec<u8>,
+    /// The `Retry-After` header, in seconds, when present.
+    pub retry_after: Option<Duration>,
 }
 
 #[derive(Clone)]
@@ -75,6 +77,11 @@ impl Transport {
         }
         .map_err(map_error)?;
         let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::retry::parse_retry_after);
         let cap = self.max_response_size;
         let declared = resp
             .headers()
@@ -94,7 +101,11 @@ impl Transport {
         if body.len() > cap {
             return Err(too_large(cap));
         }
-        Ok(Response { status, body })
+        Ok(Response {
+            status,
+            body,
+            retry_after,
+        })
     }
 }
 

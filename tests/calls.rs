@@ -282,7 +282,13 @@ fn refused_and_timeout() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let p = client(&format!("http://127.0.0.1:{port}"));
+    let p = PubNub::builder()
+        .subscribe_key("s")
+        .user_id("me")
+        .origin(format!("http://127.0.0.1:{port}"))
+        .retry_policy(pubnub_presence::RetryPolicy::none())
+        .build()
+        .unwrap();
     match p.where_now().execute() {
         Err(Error::Transport {
             kind: TransportErrorKind::Connect,
@@ -297,6 +303,7 @@ fn refused_and_timeout() {
         .user_id("me")
         .origin(&s.origin)
         .request_timeout(std::time::Duration::from_millis(300))
+        .retry_policy(pubnub_presence::RetryPolicy::none())
         .build()
         .unwrap();
     let started = std::time::Instant::now();
@@ -341,4 +348,37 @@ fn secrets_stay_out_of_errors_and_debug() {
             assert!(!t.contains(secret), "{t}");
         }
     }
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn signed_request_carries_timestamp_and_signature() {
+    let s = Server::start(|_| ok_json(r#"{"payload":{"channels":[]}}"#));
+    let p = PubNub::builder()
+        .subscribe_key("sub")
+        .publish_key("pub")
+        .secret_key("sec")
+        .user_id("me")
+        .origin(&s.origin)
+        .build()
+        .unwrap();
+    p.where_now().execute().unwrap();
+    let target = s.last_target();
+    let (path, query) = target.split_once('?').unwrap();
+    let (signed_part, sig) = query.split_once("&signature=").unwrap();
+    assert!(
+        signed_part.starts_with(&format!("uuid=me&{SDK}&timestamp=")),
+        "{signed_part}"
+    );
+    let ts: u64 = signed_part.rsplit('=').next().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now.abs_diff(ts) < 60);
+    assert_eq!(
+        sig,
+        pubnub_presence::sign::signature_v2("sec", "pub", path, signed_part)
+    );
+    assert!(!format!("{p:?}").contains("sec\""));
 }

@@ -401,3 +401,47 @@ fn sub_key_underscore_spelling() {
         200
     );
 }
+
+#[cfg(feature = "tls")]
+#[test]
+fn signed_requests_verify_and_bad_ones_are_refused() {
+    let server = Server::start_with(
+        "127.0.0.1:0",
+        Options {
+            secret_key: Some("sec-c-test".into()),
+            publish_key: "pub-c-test".into(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let make = |secret: Option<&str>| {
+        let b = PubNub::builder()
+            .subscribe_key("demo")
+            .publish_key("pub-c-test")
+            .user_id("signed user")
+            .origin(server.origin());
+        match secret {
+            Some(s) => b.secret_key(s),
+            None => b,
+        }
+        .build()
+        .unwrap()
+    };
+    let good = make(Some("sec-c-test"));
+    good.heartbeat()
+        .channels(names(&["a b", "é"]))
+        .channel_groups(names(&["g"]))
+        .state_json(r#"{"a b":{"x":"~!*'()"}}"#)
+        .execute()
+        .unwrap();
+    assert_eq!(good.where_now().execute().unwrap().channels.len(), 2);
+    for bad in [make(Some("wrong")), make(None)] {
+        match bad.where_now().execute() {
+            Err(Error::Server(e)) => {
+                assert_eq!(e.status, 403);
+                assert_eq!(e.message, "Signature does not match");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

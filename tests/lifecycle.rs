@@ -137,6 +137,7 @@ fn heartbeat_schedule_with_an_injected_clock() {
         .user_id("dev")
         .origin(&s.origin)
         .presence_timeout(60) // interval 29 s
+        .retry_policy(pubnub_presence::RetryPolicy::none())
         .build()
         .unwrap();
     let mut hb = Heartbeater::new(&p);

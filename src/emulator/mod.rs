@@ -32,8 +32,11 @@
 //! - bounded resources: request head size, connections, long-poll waiters;
 //!   malformed requests get a 4xx and never stop the server.
 //!
-//! Not emulated: signature v2 verification, wildcard subscriptions,
-//! messages other than presence events.
+//! - with [`Options::secret_key`] (and the `tls` feature), signature v2
+//!   checks: unsigned or badly signed requests get a 403.
+//!
+//! Not emulated: wildcard subscriptions, messages other than presence
+//! events, timestamp skew limits.
 
 mod http;
 mod routes;
@@ -62,6 +65,12 @@ pub struct Options {
     pub max_waiters: usize,
     /// When non-empty, requests must carry one of these as `auth`.
     pub auth_keys: Vec<String>,
+    /// When set, every request must carry a valid signature v2 made with
+    /// this secret key (and [`Options::publish_key`]); others get a 403.
+    /// Needs the `tls` feature (HMAC from ring); without it `start` fails.
+    pub secret_key: Option<String>,
+    /// The publish key signatures are computed with.
+    pub publish_key: String,
     /// How often expiry and intervals are checked (real time).
     pub sweep_every: Duration,
 }
@@ -75,6 +84,8 @@ impl Default for Options {
             max_connections: 256,
             max_waiters: 128,
             auth_keys: Vec::new(),
+            secret_key: None,
+            publish_key: String::new(),
             sweep_every: Duration::from_millis(100),
         }
     }
@@ -135,6 +146,12 @@ impl Server {
 
     /// Starts a server with the given options.
     pub fn start_with(addr: impl ToSocketAddrs, options: Options) -> io::Result<ServerHandle> {
+        if options.secret_key.is_some() && !cfg!(feature = "tls") {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "signature checks need the `tls` feature",
+            ));
+        }
         let listener = TcpListener::bind(addr)?;
         let local = listener.local_addr()?;
         let shared = Arc::new(Shared {

@@ -192,7 +192,39 @@ fn not_found(req: &HttpRequest) -> Reply {
     (404, b)
 }
 
+/// Checks `signature` against the secret key, when one is configured.
+fn signature_ok(shared: &Shared, req: &HttpRequest) -> bool {
+    let Some(_secret) = &shared.options.secret_key else {
+        return true;
+    };
+    #[cfg(feature = "tls")]
+    {
+        let (Some(sig), Some(_)) = (req.param("signature"), req.param("timestamp")) else {
+            return false;
+        };
+        let want =
+            crate::sign::signature_v2(_secret, &shared.options.publish_key, &req.path, &req.query);
+        // Not constant-time: this is a local test server.
+        sig == want
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = req;
+        false
+    }
+}
+
 fn with_auth(shared: &Shared, req: &HttpRequest, t: &Targets, f: impl FnOnce() -> Reply) -> Reply {
+    if !signature_ok(shared, req) {
+        let mut b =
+            String::from("{\"error\":true,\"message\":\"Signature does not match\",\"payload\":{");
+        let (_, body) = forbidden(t);
+        // Reuse the payload lists of the Access Manager body.
+        if let Some(rest) = body.split_once("\"payload\":{").map(|x| x.1) {
+            b.push_str(rest);
+        }
+        return (403, b);
+    }
     let keys = &shared.options.auth_keys;
     if !keys.is_empty() {
         let auth = req.param("auth").unwrap_or_default();
