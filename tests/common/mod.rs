@@ -18,6 +18,11 @@ pub enum Reply {
     Close,
     /// Sleep this long, then send the reply.
     Delay(std::time::Duration, Box<Reply>),
+    /// Write these bytes one at a time with a pause between, then close.
+    Trickle(Vec<u8>, std::time::Duration),
+    /// A chunked 200 whose body is `chunk` repeated `times` (generated as
+    /// it is sent, so the server never holds it whole), then close.
+    ChunkedRepeat(Vec<u8>, usize),
 }
 
 type Handler = dyn Fn(&str) -> Reply + Send + Sync;
@@ -103,6 +108,29 @@ fn serve(stream: TcpStream, targets: &Mutex<Vec<String>>, handler: &Handler) {
                 return;
             }
             Reply::Close => return,
+            Reply::Trickle(bytes, pause) => {
+                for b in bytes {
+                    if out.write_all(&[b]).is_err() {
+                        return;
+                    }
+                    thread::sleep(pause);
+                }
+                return;
+            }
+            Reply::ChunkedRepeat(chunk, times) => {
+                let _ = out.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+                for _ in 0..times {
+                    let head = format!("{:x}\r\n", chunk.len());
+                    if out.write_all(head.as_bytes()).is_err()
+                        || out.write_all(&chunk).is_err()
+                        || out.write_all(b"\r\n").is_err()
+                    {
+                        return;
+                    }
+                }
+                let _ = out.write_all(b"0\r\n\r\n");
+                return;
+            }
             Reply::Delay(..) => unreachable!(),
         }
     }

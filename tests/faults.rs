@@ -1,0 +1,409 @@
+//! Fault injection: one test per fault a device meets in the field, each
+//! asserting the typed outcome and that the call returns within its
+//! deadline. Loopback only. (A reset in the middle of an event long-poll is
+//! in `tests/lifecycle.rs`: `dropped_long_poll_resumes_from_the_cursor`.)
+
+mod common;
+
+use common::{ok_json, Reply, Server};
+use pubnub_presence::{Error, PubNub, RetryPolicy, TransportErrorKind};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Tracks the peak of live heap bytes across the whole test process.
+struct Peak;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+unsafe impl GlobalAlloc for Peak {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let live = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+        PEAK.fetch_max(live, Ordering::Relaxed);
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        System.dealloc(p, l)
+    }
+}
+#[global_allocator]
+static GLOBAL: Peak = Peak;
+
+const WHERE_NOW_OK: &str =
+    r#"{"status":200,"message":"OK","payload":{"channels":["a"]},"service":"Presence"}"#;
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+        deadline: Some(Duration::from_secs(5)),
+    }
+}
+
+fn client_with(origin: &str, retry: RetryPolicy, timeout: Duration) -> PubNub {
+    PubNub::builder()
+        .subscribe_key("k")
+        .user_id("u")
+        .origin(origin)
+        .request_timeout(timeout)
+        .retry_policy(retry)
+        .build()
+        .unwrap()
+}
+
+/// Runs where_now against a server answering with `replies` in turn (the
+/// last one repeats); returns the outcome, the requests made and the time.
+fn run(
+    replies: Vec<fn() -> Reply>,
+    retry: RetryPolicy,
+    timeout: Duration,
+) -> (Result<Vec<String>, Error>, usize, Duration) {
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    let s = Server::start(move |_| {
+        let i = n2.fetch_add(1, Ordering::SeqCst);
+        replies[i.min(replies.len() - 1)]()
+    });
+    let p = client_with(&s.origin, retry, timeout);
+    let t = Instant::now();
+    let r = p
+        .where_now()
+        .execute()
+        .map(|w| w.channels.iter().map(|c| c.to_string()).collect());
+    (r, n.load(Ordering::SeqCst), t.elapsed())
+}
+
+fn transport_kind(r: &Result<Vec<String>, Error>) -> Option<TransportErrorKind> {
+    match r {
+        Err(Error::Transport { kind, .. }) => Some(*kind),
+        _ => None,
+    }
+}
+
+#[test]
+fn connection_refused_is_retried_then_reported() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = client_with(
+        &format!("http://127.0.0.1:{port}"),
+        fast_retries(),
+        Duration::from_secs(2),
+    );
+    let t = Instant::now();
+    let e = p.where_now().execute().unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(3));
+    match &e {
+        Error::Transport { kind, detail } => {
+            assert_eq!(*kind, TransportErrorKind::Connect);
+            assert!(detail.ends_with("(after 3 attempts)"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn reset_before_the_status_line() {
+    let (r, n, t) = run(
+        vec![|| Reply::Close],
+        fast_retries(),
+        Duration::from_secs(2),
+    );
+    assert!(
+        matches!(
+            transport_kind(&r),
+            Some(TransportErrorKind::Io | TransportErrorKind::Protocol)
+        ),
+        "{r:?}"
+    );
+    assert_eq!(n, 3, "retried");
+    assert!(t < Duration::from_secs(3));
+}
+
+#[test]
+fn reset_in_the_middle_of_a_chunked_body() {
+    let (r, _, t) = run(
+        vec![|| {
+            Reply::Raw(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n{\"payload\":"
+                    .to_vec(),
+            )
+        }],
+        RetryPolicy::none(),
+        Duration::from_secs(2),
+    );
+    assert!(
+        matches!(
+            transport_kind(&r),
+            Some(TransportErrorKind::Io | TransportErrorKind::Protocol)
+        ),
+        "{r:?}"
+    );
+    assert!(t < Duration::from_secs(3));
+}
+
+#[test]
+fn body_shorter_than_content_length() {
+    let (r, _, t) = run(
+        vec![|| {
+            Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{\"payload\":{}}".to_vec())
+        }],
+        RetryPolicy::none(),
+        Duration::from_secs(2),
+    );
+    assert!(
+        matches!(
+            transport_kind(&r),
+            Some(TransportErrorKind::Io | TransportErrorKind::Protocol)
+        ),
+        "{r:?}"
+    );
+    assert!(t < Duration::from_secs(3));
+}
+
+#[test]
+fn broken_chunked_encoding() {
+    let (r, _, t) = run(
+        vec![|| {
+            Reply::Raw(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+                    .to_vec(),
+            )
+        }],
+        RetryPolicy::none(),
+        Duration::from_secs(2),
+    );
+    assert!(
+        matches!(
+            transport_kind(&r),
+            Some(TransportErrorKind::Io | TransportErrorKind::Protocol)
+        ),
+        "{r:?}"
+    );
+    assert!(t < Duration::from_secs(3));
+}
+
+#[test]
+fn headers_slower_than_the_timeout() {
+    let (r, _, t) = run(
+        vec![|| Reply::Delay(Duration::from_secs(3), Box::new(ok_json(WHERE_NOW_OK)))],
+        RetryPolicy::none(),
+        Duration::from_millis(300),
+    );
+    assert_eq!(
+        transport_kind(&r),
+        Some(TransportErrorKind::Timeout),
+        "{r:?}"
+    );
+    assert!(t < Duration::from_millis(1500), "{t:?}");
+}
+
+#[test]
+fn body_trickling_past_the_deadline() {
+    let (r, _, t) = run(
+        vec![|| {
+            let mut bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".to_vec();
+            bytes.extend_from_slice(&[b' '; 100]);
+            Reply::Trickle(bytes, Duration::from_millis(30))
+        }],
+        RetryPolicy::none(),
+        Duration::from_millis(500),
+    );
+    assert_eq!(
+        transport_kind(&r),
+        Some(TransportErrorKind::Timeout),
+        "{r:?}"
+    );
+    assert!(t < Duration::from_millis(1500), "{t:?}");
+}
+
+#[test]
+fn whole_call_deadline_bounds_retries() {
+    let policy = RetryPolicy {
+        max_attempts: 10,
+        base_delay: Duration::from_millis(200),
+        max_delay: Duration::from_millis(200),
+        deadline: Some(Duration::from_millis(700)),
+    };
+    let (r, n, t) = run(
+        vec![|| Reply::Json(503, "{}".into())],
+        policy,
+        Duration::from_secs(5),
+    );
+    assert_eq!(r.unwrap_err().status(), Some(503));
+    assert!(n < 10, "stopped by the deadline after {n} attempts");
+    assert!(t < Duration::from_millis(900), "{t:?}");
+}
+
+#[test]
+fn a_500_then_a_200_is_retried_to_success() {
+    let (r, n, _) = run(
+        vec![|| Reply::Json(500, "<html>oops</html>".into()), || {
+            ok_json(WHERE_NOW_OK)
+        }],
+        fast_retries(),
+        Duration::from_secs(2),
+    );
+    assert_eq!(r.unwrap(), ["a"]);
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn a_429_with_retry_after_is_honoured() {
+    let (r, n, t) = run(
+        vec![
+            || {
+                Reply::Raw(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".to_vec())
+            },
+            || ok_json(WHERE_NOW_OK),
+        ],
+        fast_retries(),
+        Duration::from_secs(2),
+    );
+    assert_eq!(r.unwrap(), ["a"]);
+    assert_eq!(n, 2);
+    assert!(t >= Duration::from_millis(950), "waited {t:?}");
+    assert!(t < Duration::from_secs(3));
+}
+
+#[test]
+fn other_4xx_are_not_retried() {
+    let (r, n, _) = run(
+        vec![|| {
+            Reply::Json(400, r#"{"status":400,"error":1,"message":"Invalid JSON specified.","service":"Presence"}"#.into())
+        }],
+        fast_retries(),
+        Duration::from_secs(2),
+    );
+    let e = r.unwrap_err();
+    assert_eq!(e.status(), Some(400));
+    assert_eq!(n, 1);
+    assert!(e.to_string().contains("Invalid JSON specified."));
+}
+
+#[test]
+fn captive_portal_html_with_200() {
+    let (r, n, _) = run(
+        vec![|| ok_json("<!DOCTYPE html><html><body>Sign in to Hotel WiFi</body></html>")],
+        fast_retries(),
+        Duration::from_secs(2),
+    );
+    assert_eq!(
+        r.unwrap_err(),
+        Error::Decode {
+            offset: 0,
+            reason: "expected an object"
+        }
+    );
+    assert_eq!(n, 1, "a decode error is not retried");
+}
+
+#[test]
+fn error_json_with_200() {
+    let (r, _, _) = run(
+        vec![|| {
+            ok_json(
+                r#"{"status": 503, "message": "Service Unavailable", "error": 1, "service": "Presence"}"#,
+            )
+        }],
+        fast_retries(),
+        Duration::from_secs(2),
+    );
+    let Err(Error::Server(e)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        (e.status, e.message.as_str(), e.service.as_str()),
+        (503, "Service Unavailable", "Presence")
+    );
+}
+
+#[test]
+fn body_over_the_cap_keeps_memory_bounded() {
+    let s = Server::start(|_| Reply::ChunkedRepeat(vec![b' '; 64 * 1024], 160)); // 10 MiB
+    let p = PubNub::builder()
+        .subscribe_key("k")
+        .user_id("u")
+        .origin(&s.origin)
+        .max_response_size(64 * 1024)
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let e = p.where_now().execute().unwrap_err();
+    let grew = PEAK.load(Ordering::Relaxed).saturating_sub(before);
+    assert!(
+        matches!(
+            e,
+            Error::Transport {
+                kind: TransportErrorKind::BodyTooLarge,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // The cap is 64 KiB; everything in the process (server thread included)
+    // stayed far below the 10 MiB that was offered.
+    assert!(grew < 1024 * 1024, "heap grew by {grew} bytes");
+
+    // A declared Content-Length over the cap is refused before reading.
+    let s = Server::start(|_| {
+        Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 104857600\r\n\r\n{".to_vec())
+    });
+    let p = PubNub::builder()
+        .subscribe_key("k")
+        .user_id("u")
+        .origin(&s.origin)
+        .max_response_size(64 * 1024)
+        .build()
+        .unwrap();
+    let e = p.where_now().execute().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Transport {
+                kind: TransportErrorKind::BodyTooLarge,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn invalid_utf8_inside_a_json_string() {
+    let (r, _, _) = run(
+        vec![|| {
+            Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 28\r\n\r\n{\"payload\":{\"channels\":[\"\xff\"]}}".to_vec())
+        }],
+        RetryPolicy::none(),
+        Duration::from_secs(2),
+    );
+    assert_eq!(
+        r.unwrap_err(),
+        Error::Decode {
+            offset: 25,
+            reason: "invalid utf-8"
+        }
+    );
+}
+
+#[test]
+fn garbage_status_line() {
+    let (r, n, _) = run(
+        vec![|| Reply::Raw(b"SSH-2.0-OpenSSH_9.2\r\n\r\n".to_vec())],
+        fast_retries(),
+        Duration::from_secs(2),
+    );
+    assert_eq!(
+        transport_kind(&r),
+        Some(TransportErrorKind::Protocol),
+        "{r:?}"
+    );
+    assert_eq!(n, 1, "a protocol error is not retried");
+}
