@@ -1,0 +1,8 @@
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use pubnub_presence::decode;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = decode::here_now(data, Some("ch"));
+    let _ = decode::here_now(data, None);
+});
