@@ -8,7 +8,8 @@
 //!
 //! With no keys in the environment it starts the local presence server
 //! in-process. With `PUBNUB_SUBSCRIBE_KEY` (and optionally
-//! `PUBNUB_PUBLISH_KEY`, `PUBNUB_ORIGIN`, `PUBNUB_AUTH_KEY`) it talks to that
+//! `PUBNUB_PUBLISH_KEY`, `PUBNUB_SECRET_KEY`, `PUBNUB_ORIGIN`,
+//! `PUBNUB_AUTH_KEY`) it talks to that
 //! service instead; the timeout then takes real time (presence timeout 20 s).
 
 use pubnub_presence::emulator::{Options, Server, ServerHandle};
@@ -38,20 +39,19 @@ struct Target {
     subscribe_key: String,
     publish_key: Option<String>,
     auth_key: Option<String>,
+    secret_key: Option<String>,
     emulator: Option<ServerHandle>,
 }
 
 fn target() -> Result<Target, Box<dyn std::error::Error>> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     if let Some(subscribe_key) = env("PUBNUB_SUBSCRIBE_KEY") {
-        if env("PUBNUB_SECRET_KEY").is_some() {
-            println!("note: PUBNUB_SECRET_KEY is set, but request signing is not implemented yet; requests go unsigned");
-        }
         return Ok(Target {
             origin: env("PUBNUB_ORIGIN"),
             subscribe_key,
             publish_key: env("PUBNUB_PUBLISH_KEY"),
             auth_key: env("PUBNUB_AUTH_KEY"),
+            secret_key: env("PUBNUB_SECRET_KEY"),
             emulator: None,
         });
     }
@@ -67,6 +67,7 @@ fn target() -> Result<Target, Box<dyn std::error::Error>> {
         subscribe_key: "demo".into(),
         publish_key: Some("demo".into()),
         auth_key: None,
+        secret_key: None,
         emulator: Some(server),
     })
 }
@@ -84,6 +85,11 @@ fn client(t: &Target, user: &str, presence_timeout: u32) -> Result<PubNub, pubnu
     }
     if let Some(k) = &t.auth_key {
         b = b.auth_key(k);
+    }
+    if let Some(k) = &t.secret_key {
+        // Signing needs the `tls` feature (on by default); without it
+        // build() says so.
+        b = b.secret_key(k);
     }
     b.build()
 }
