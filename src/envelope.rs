@@ -34,44 +34,45 @@ pub(crate) struct Envelope<'a, const N: usize> {
 }
 
 /// Reads the top-level object of `body`, keeping the common fields and the
-/// ones named in `keys`. The whole body is validated on the way.
+/// ones named in `keys` as raw slices, and fails with the server error the
+/// body reports, if any. The whole body is validated on the way.
 pub(crate) fn parse<'a, const N: usize>(
     body: &'a [u8],
     keys: [&str; N],
 ) -> Result<Envelope<'a, N>> {
-    let mut env = Envelope {
-        status: None,
-        error: None,
-        message: None,
-        service: None,
-        payload: None,
-        extra: [None; N],
-    };
-    let mut c = Cursor::from_bytes(body)?;
-    c.begin_object()?;
-    let mut first = true;
-    while let Some(key) = c.next_key(&mut first)? {
-        c.skip_ws();
+    parse_at(body, keys, 200)
+}
+
+/// [`parse`] for a response whose HTTP status was `http_status`.
+fn parse_at<'a, const N: usize>(
+    body: &'a [u8],
+    keys: [&str; N],
+    http_status: u16,
+) -> Result<Envelope<'a, N>> {
+    let mut extra = [None; N];
+    let env = parse_inner(body, http_status, |key, c| {
+        let Some(slot) = keys
+            .iter()
+            .position(|want| *want == key)
+            .and_then(|i| extra.get_mut(i))
+        else {
+            return Ok(false);
+        };
         let offset = c.offset();
-        let raw = c.skip_value()?;
-        let field = Some(Field { raw, offset });
-        match &*key {
-            "status" => env.status = field,
-            "error" => env.error = field,
-            "message" => env.message = field,
-            "service" => env.service = field,
-            "payload" => env.payload = field,
-            k => {
-                if let Some(i) = keys.iter().position(|want| *want == k) {
-                    if let Some(slot) = env.extra.get_mut(i) {
-                        *slot = field;
-                    }
-                }
-            }
-        }
-    }
-    c.finish()?;
-    Ok(env)
+        *slot = Some(Field {
+            raw: c.skip_value()?,
+            offset,
+        });
+        Ok(true)
+    })?;
+    Ok(Envelope {
+        status: env.status,
+        error: env.error,
+        message: env.message,
+        service: env.service,
+        payload: env.payload,
+        extra,
+    })
 }
 
 /// The text between two positions of cursors over the same document.
@@ -88,6 +89,14 @@ fn probe_text<'a>(from: &Cursor<'a>, to: &Cursor<'a>) -> &'a str {
 /// `payload` is not a here_now payload).
 pub(crate) fn parse_with<'a>(
     body: &'a [u8],
+    f: impl FnMut(&str, &mut Cursor<'a>) -> Result<bool>,
+) -> Result<Envelope<'a, 0>> {
+    parse_inner(body, 200, f)
+}
+
+fn parse_inner<'a>(
+    body: &'a [u8],
+    http_status: u16,
     mut f: impl FnMut(&str, &mut Cursor<'a>) -> Result<bool>,
 ) -> Result<Envelope<'a, 0>> {
     let mut env = Envelope {
@@ -135,7 +144,7 @@ pub(crate) fn parse_with<'a>(
         }
     }
     c.finish()?;
-    env.check(200)?;
+    env.check(http_status)?;
     match deferred {
         Some(e) => Err(e),
         None => Ok(env),
@@ -219,10 +228,10 @@ fn read_strings(c: &mut Cursor<'_>, out: &mut Vec<String>) -> Result<()> {
 /// The error for a response whose HTTP status is not 2xx: from its JSON
 /// body when it has one, else with a short excerpt of the body as message.
 pub fn error_from_response(http_status: u16, body: &[u8]) -> Error {
-    if let Ok(env) = parse::<0>(body, []) {
-        if let Err(e) = env.check(http_status.max(400)) {
-            return e;
-        }
+    // With a status of 400 or more forced, a JSON body always yields the
+    // server error; only a non-JSON body falls through.
+    if let Err(e @ Error::Server(_)) = parse_at::<0>(body, [], http_status.max(400)) {
+        return e;
     }
     Error::Server(ServerError {
         status: http_status,
@@ -247,7 +256,7 @@ fn excerpt(body: &[u8]) -> String {
 /// Decodes a body that carries no result (heartbeat, leave): `Ok` unless it
 /// is malformed or reports an error.
 pub fn decode_ack(body: &[u8]) -> Result<()> {
-    parse::<0>(body, [])?.check(200)
+    parse::<0>(body, []).map(drop)
 }
 
 #[cfg(test)]
@@ -312,6 +321,12 @@ mod tests {
         // A JSON body without an error marker still fails on an error status.
         let e = server(error_from_response(500, br#"{"foo":1}"#));
         assert_eq!(e.status, 500);
+        // A marker without a body status takes the HTTP status.
+        let e = server(error_from_response(
+            404,
+            br#"{"error":1,"message":"Not found"}"#,
+        ));
+        assert_eq!((e.status, e.message.as_str()), (404, "Not found"));
     }
 
     #[test]

@@ -172,7 +172,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Skips whitespace and consumes `byte`, or fails with `reason`.
-    fn expect(&mut self, byte: u8, reason: &'static str) -> Result<()> {
+    fn consume(&mut self, byte: u8, reason: &'static str) -> Result<()> {
         self.skip_ws();
         if self.peek() == Some(byte) {
             self.bump();
@@ -199,7 +199,7 @@ impl<'a> Cursor<'a> {
 
     /// Consumes `{`. Follow with [`Cursor::next_key`] until it returns `None`.
     pub fn begin_object(&mut self) -> Result<()> {
-        self.expect(b'{', "expected an object")
+        self.consume(b'{', "expected an object")
     }
 
     /// The next key of the object (its `:` consumed), or `None` after the
@@ -223,13 +223,13 @@ impl<'a> Cursor<'a> {
             return Err(self.err("expected an object key"));
         }
         let key = self.parse_str()?;
-        self.expect(b':', "expected ':'")?;
+        self.consume(b':', "expected ':'")?;
         Ok(Some(key))
     }
 
     /// Consumes `[`. Follow with [`Cursor::next_element`] until it returns `false`.
     pub fn begin_array(&mut self) -> Result<()> {
-        self.expect(b'[', "expected an array")
+        self.consume(b'[', "expected an array")
     }
 
     /// Whether another element follows (its `,` consumed), or `false` after
@@ -256,7 +256,7 @@ impl<'a> Cursor<'a> {
 
     /// Parses a string, borrowing it unless it contains escapes.
     pub fn parse_str(&mut self) -> Result<Cow<'a, str>> {
-        self.expect(b'"', "expected a string")?;
+        self.consume(b'"', "expected a string")?;
         let start = self.pos;
         let has_escape = self.scan_str_body()?;
         // scan_str_body leaves pos just after the closing quote.
@@ -491,7 +491,7 @@ impl<'a> Cursor<'a> {
             return Err(self.err("expected an object key"));
         }
         self.scan_string_checked()?;
-        self.expect(b':', "expected ':'")
+        self.consume(b':', "expected ':'")
     }
 
     /// Checks that only whitespace follows.

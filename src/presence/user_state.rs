@@ -183,7 +183,6 @@ impl<'p> GetStateBuilder<'p> {
 /// the requested channel list, echoed into the result.
 pub fn decode_set<'a>(body: &'a [u8], channel: &'a str) -> Result<SetStateResult<'a>> {
     let env = envelope::parse::<0>(body, [])?;
-    env.check(200)?;
     let payload = env
         .payload
         .ok_or_else(|| Error::decode(0, "set state body has no payload"))?;
@@ -198,7 +197,6 @@ pub fn decode_set<'a>(body: &'a [u8], channel: &'a str) -> Result<SetStateResult
 /// (`payload.channels` maps channel to state, no top-level `channel`).
 pub fn decode_get(body: &[u8]) -> Result<GetStateResult<'_>> {
     let env = envelope::parse(body, ["channel"])?;
-    env.check(200)?;
     let payload = env
         .payload
         .ok_or_else(|| Error::decode(0, "get state body has no payload"))?;

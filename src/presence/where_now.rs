@@ -70,7 +70,6 @@ impl<'p> WhereNowBuilder<'p> {
 /// Decodes a where_now body: `payload.channels`, an array of names.
 pub fn decode(body: &[u8]) -> Result<WhereNowResult<'_>> {
     let env = envelope::parse::<0>(body, [])?;
-    env.check(200)?;
     let payload = env
         .payload
         .ok_or_else(|| Error::decode(0, "where_now body has no payload"))?;
