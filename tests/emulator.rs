@@ -445,3 +445,49 @@ fn signed_requests_verify_and_bad_ones_are_refused() {
         }
     }
 }
+
+#[test]
+fn connection_and_long_poll_caps() {
+    let server = Server::start_with(
+        "127.0.0.1:0",
+        Options {
+            max_connections: 2,
+            max_waiters: 1,
+            long_poll_hold: Duration::from_secs(3),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let addr = server.local_addr();
+    let open = || {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    let poll =
+        "GET /v2/subscribe/demo/a-pnpres/0?uuid=u&tt=1 HTTP/1.1\r\nConnection: close\r\n\r\n";
+    // The first long-poll is held...
+    let mut first = open();
+    first.write_all(poll.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // ...a second one on another connection is refused at once.
+    let t = std::time::Instant::now();
+    let mut second = open();
+    second.write_all(poll.as_bytes()).unwrap();
+    let mut out = String::new();
+    second.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    // With two connections open (the held one and an idle one), a third is
+    // answered 503 and closed.
+    let _idle = open();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = open();
+    let mut out = String::new();
+    third.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    // The held poll still completes normally.
+    let mut out = String::new();
+    first.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
