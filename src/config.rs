@@ -156,7 +156,7 @@ impl PubNubBuilder {
         self
     }
     /// A secret key: every request is then signed (signature v2, see
-    /// [`crate::sign`]). Needs the `tls` feature, which brings the HMAC.
+    /// `pubnub_presence::sign`). Needs the `tls` feature, which brings the HMAC.
     pub fn secret_key(mut self, secret: impl Into<String>) -> Self {
         self.secret_key = Some(secret.into());
         self
