@@ -79,13 +79,13 @@ impl Transport {
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
-            .get("retry-after")
+            .get(ureq::http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(crate::retry::parse_retry_after);
         let cap = self.max_response_size;
         let declared = resp
             .headers()
-            .get("content-length")
+            .get(ureq::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > cap) {
