@@ -557,6 +557,11 @@ fn subscribe(shared: &Shared, req: &HttpRequest, sub: &str, t: &Targets) -> Repl
     let _slot = WaiterSlot(shared);
     let deadline = Instant::now() + shared.options.long_poll_hold;
     loop {
+        // Group membership can change while we wait: read it once per round.
+        let groups: Vec<(&str, Vec<String>)> = watch_groups
+            .iter()
+            .map(|g| (*g, store.group_channels(sub, g)))
+            .collect();
         let mut m = String::from("[");
         let mut count = 0;
         let mut last = tt;
@@ -568,10 +573,10 @@ fn subscribe(shared: &Shared, req: &HttpRequest, sub: &str, t: &Targets) -> Repl
             let via = if watch_channels.contains(&e.channel.as_str()) {
                 Some(format!("{}{PNPRES}", e.channel))
             } else {
-                watch_groups
+                groups
                     .iter()
-                    .find(|g| store.group_channels(sub, g).contains(&e.channel))
-                    .map(|g| format!("{g}{PNPRES}"))
+                    .find(|(_, chans)| chans.contains(&e.channel))
+                    .map(|(g, _)| format!("{g}{PNPRES}"))
             };
             let Some(via) = via else { continue };
             if count > 0 {
