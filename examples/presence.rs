@@ -200,15 +200,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     where_camera.sort();
     println!("\nwhere_now(camera): {}", where_camera.join(", "));
 
-    // State round trip for the doorbell.
+    // State round trip for the doorbell: set, then read back. A map
+    // serializes with miniserde (default) and with serde (feature `serde`).
     let doorbell = &devices[1];
+    let new_state: BTreeMap<String, u32> =
+        [("battery".to_string(), 86), ("rings".to_string(), 3)].into();
     let set = doorbell
-        .heartbeat()
+        .set_presence_state(&new_state)
         .channels(names(&["hallway"]))
-        .state_json(r#"{"hallway":{"battery":86,"ringing":true}}"#)
-        .execute();
+        .execute()?;
     calls += 1;
-    set?;
+    println!(
+        "set_presence_state(doorbell, {}): {}",
+        set.channel,
+        state_json(&set.state)
+    );
     let got = watcher
         .get_presence_state()
         .channels(names(&["hallway"]))
