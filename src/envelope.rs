@@ -167,7 +167,7 @@ impl<'a, const N: usize> Envelope<'a, N> {
                 .filter(|&s| s >= 400 || http_status < 400)
                 .and_then(|s| u16::try_from(s).ok())
                 .unwrap_or(http_status);
-            return Err(Error::Server(self.server_error(status)));
+            return Err(Error::Server(Box::new(self.server_error(status))));
         }
         Ok(())
     }
@@ -233,14 +233,14 @@ pub fn error_from_response(http_status: u16, body: &[u8]) -> Error {
     if let Err(e @ Error::Server(_)) = parse_at::<0>(body, [], http_status.max(400)) {
         return e;
     }
-    Error::Server(ServerError {
+    Error::Server(Box::new(ServerError {
         status: http_status,
         message: excerpt(body),
         service: String::new(),
         channels: Vec::new(),
         channel_groups: Vec::new(),
         attempts: 1,
-    })
+    }))
 }
 
 /// Up to 120 characters of a body, for an error message.
@@ -265,7 +265,7 @@ mod tests {
 
     fn server(e: Error) -> ServerError {
         match e {
-            Error::Server(s) => s,
+            Error::Server(s) => *s,
             other => panic!("not a server error: {other:?}"),
         }
     }

@@ -19,7 +19,8 @@ pub enum Error {
     },
     /// The server answered with an error: an HTTP status of 400 or more, or a
     /// 200 whose body carries `"error"` with a `status` of 400 or more.
-    Server(ServerError),
+    /// Boxed so that `Result<T, Error>` stays small on the parser's hot path.
+    Server(Box<ServerError>),
     /// The request did not complete: connection, TLS, timeout, size cap.
     Transport {
         /// Which part of the exchange failed.
@@ -182,14 +183,14 @@ mod tests {
                 "timed out",
             ),
             (
-                Error::Server(ServerError {
+                Error::Server(Box::new(ServerError {
                     status: 403,
                     message: "Forbidden".into(),
                     service: "Access Manager".into(),
                     channels: vec!["a".into(), "b".into()],
                     channel_groups: vec![":g".into()],
                     attempts: 1,
-                }),
+                })),
                 "server error 403 from Access Manager: Forbidden (channels: a,b) (channel groups: :g)",
             ),
         ];

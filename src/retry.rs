@@ -129,10 +129,10 @@ mod tests {
     #[test]
     fn what_is_retried() {
         let server = |status| {
-            Error::Server(ServerError {
+            Error::Server(Box::new(ServerError {
                 status,
                 ..ServerError::default()
-            })
+            }))
         };
         let t = |kind| Error::transport(kind, "x");
         let yes = [
