@@ -179,6 +179,30 @@ fn heartbeat_schedule_with_an_injected_clock() {
 }
 
 #[test]
+fn interval_zero_sends_nothing_on_its_own() {
+    let s = hb_server(Arc::new(AtomicUsize::new(0)));
+    let p = PubNub::builder()
+        .subscribe_key("k")
+        .user_id("dev")
+        .origin(&s.origin)
+        .heartbeat_interval(0)
+        .build()
+        .unwrap();
+    let mut hb = Heartbeater::new(&p);
+    hb.join(vec!["a".into()]).unwrap();
+    let t0 = Instant::now();
+    assert_eq!(hb.next_due(t0), None);
+    for secs in [0, 100, 10_000] {
+        assert!(!hb.tick(t0 + Duration::from_secs(secs)).unwrap());
+    }
+    assert!(s.targets().is_empty());
+    // An explicit heartbeat still works.
+    hb.heartbeat_now(t0).unwrap();
+    assert_eq!(s.targets().len(), 1);
+    assert_eq!(hb.next_due(t0), None);
+}
+
+#[test]
 fn heartbeat_thread_leaves_on_drop() {
     let s = hb_server(Arc::new(AtomicUsize::new(0)));
     let p = client(&s.origin);

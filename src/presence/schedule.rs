@@ -114,13 +114,13 @@ impl Heartbeater {
     /// When the next heartbeat is due: `None` when nothing is joined or
     /// automatic heartbeats are off; a past instant means "now".
     pub fn next_due(&self, now: Instant) -> Option<Instant> {
+        // Interval 0: no automatic heartbeats at all, not even on join (as
+        // PubNub's presence engine behaves with `heartbeatInterval: 0`).
+        self.interval?;
         if self.channels.is_empty() && self.groups.is_empty() {
             return None;
         }
-        match self.next_due {
-            None => Some(now),
-            Some(due) => self.interval.map(|_| due),
-        }
+        Some(self.next_due.unwrap_or(now))
     }
 
     /// Sends a heartbeat if one is due at `now`. Returns whether one was
