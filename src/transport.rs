@@ -160,6 +160,21 @@ fn tls_config(config: &Config) -> Result<ureq::tls::TlsConfig> {
     Ok(builder.build())
 }
 
+/// Whether an I/O error carries a rustls error (a failed handshake or
+/// certificate check surfaces this way).
+fn is_tls_failure(io: &std::io::Error) -> bool {
+    #[cfg(feature = "tls")]
+    {
+        io.get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = io;
+        false
+    }
+}
+
 /// Maps ureq's error to ours. Never includes the URL: its query carries
 /// `auth` and `signature`.
 fn map_error(e: ureq::Error) -> Error {
@@ -177,7 +192,7 @@ fn map_error(e: ureq::Error) -> Error {
             let kind = match io.kind() {
                 ErrorKind::ConnectionRefused => K::Connect,
                 ErrorKind::TimedOut | ErrorKind::WouldBlock => K::Timeout,
-                ErrorKind::InvalidData => K::Tls,
+                _ if is_tls_failure(&io) => K::Tls,
                 _ => K::Io,
             };
             let detail = match io.get_ref() {
