@@ -50,7 +50,7 @@ fn parse_at<'a, const N: usize>(
     http_status: u16,
 ) -> Result<Envelope<'a, N>> {
     let mut extra = [None; N];
-    let env = parse_inner(body, http_status, |key, c| {
+    let env = parse_inner(body, http_status, &mut |key, c| {
         let Some(slot) = keys
             .iter()
             .position(|want| *want == key)
@@ -89,15 +89,17 @@ fn probe_text<'a>(from: &Cursor<'a>, to: &Cursor<'a>) -> &'a str {
 /// `payload` is not a here_now payload).
 pub(crate) fn parse_with<'a>(
     body: &'a [u8],
-    f: impl FnMut(&str, &mut Cursor<'a>) -> Result<bool>,
+    mut f: impl FnMut(&str, &mut Cursor<'a>) -> Result<bool>,
 ) -> Result<Envelope<'a, 0>> {
-    parse_inner(body, 200, f)
+    parse_inner(body, 200, &mut f)
 }
 
+/// One copy of the top-level loop for every decoder: the handler is a
+/// trait object, not a generic, so it is not duplicated per caller.
 fn parse_inner<'a>(
     body: &'a [u8],
     http_status: u16,
-    mut f: impl FnMut(&str, &mut Cursor<'a>) -> Result<bool>,
+    f: &mut dyn FnMut(&str, &mut Cursor<'a>) -> Result<bool>,
 ) -> Result<Envelope<'a, 0>> {
     let mut env = Envelope {
         status: None,

@@ -506,9 +506,10 @@ impl<'a> Cursor<'a> {
 }
 
 fn hex4(raw: &[u8], at: usize) -> Option<u16> {
-    let s = raw.get(at..at + 4)?;
-    let s = std::str::from_utf8(s).ok()?;
-    u16::from_str_radix(s, 16).ok()
+    raw.get(at..at + 4)?.iter().try_fold(0u16, |acc, &b| {
+        let digit = char::from(b).to_digit(16)?;
+        Some(acc << 4 | digit as u16)
+    })
 }
 
 /// Walks the escapes of a raw string body, checking that every surrogate
@@ -614,6 +615,28 @@ pub fn validate(buf: &[u8]) -> Result<()> {
     let mut c = Cursor::from_bytes(buf)?;
     c.skip_value()?;
     c.finish()
+}
+
+/// Parses an array of strings, borrowing each unless it has escapes.
+pub fn string_list<'a>(c: &mut Cursor<'a>) -> Result<Vec<Cow<'a, str>>> {
+    let mut out = Vec::with_capacity(count_elements(c)?);
+    c.begin_array()?;
+    let mut first = true;
+    while c.next_element(&mut first)? {
+        out.push(c.parse_str()?);
+    }
+    Ok(out)
+}
+
+/// Parses decimal digits (and nothing else) into a `u64`.
+pub fn digits_u64(s: &str) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.bytes().try_fold(0u64, |acc, b| {
+        let d = char::from(b).to_digit(10)?;
+        acc.checked_mul(10)?.checked_add(u64::from(d))
+    })
 }
 
 /// Counts the elements of the array that starts at the cursor, without

@@ -106,7 +106,7 @@ pub(crate) fn with_attempts(e: Error, attempts: u32) -> Error {
 /// Parses a `Retry-After` value in seconds (the HTTP-date form is not
 /// used by PubNub's front end and is ignored).
 pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    crate::json::digits_u64(value.trim()).map(Duration::from_secs)
 }
 
 #[cfg(test)]

@@ -87,7 +87,8 @@ impl Transport {
             .headers()
             .get(ureq::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
+            .and_then(crate::json::digits_u64)
+            .and_then(|n| usize::try_from(n).ok());
         if declared.is_some_and(|n| n > cap) {
             // Dropping the response drops the connection unread.
             return Err(too_large(cap));

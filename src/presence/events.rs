@@ -6,7 +6,7 @@ use crate::client::PubNub;
 use crate::encode::{encode_names_into, push_param};
 use crate::envelope::{self, Field};
 use crate::error::{Error, Result, TransportErrorKind};
-use crate::json::{count_elements, Cursor, Kind};
+use crate::json::{digits_u64, string_list, Cursor, Kind};
 use crate::presence::here_now::itoa;
 use crate::request::{self, Request};
 use crate::state::{self, State};
@@ -203,11 +203,7 @@ fn parse_tt(c: &mut Cursor<'_>) -> Result<u64> {
         Kind::String => {
             let at = c.offset();
             let s = c.parse_str()?;
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(Error::decode(at, "timetoken is not a number"));
-            }
-            s.parse()
-                .map_err(|_| Error::decode(at, "timetoken overflows u64"))
+            digits_u64(&s).ok_or_else(|| Error::decode(at, "timetoken is not a u64 number"))
         }
         _ => c.parse_u64(),
     }
@@ -303,16 +299,6 @@ fn decode_message<'a>(c: &mut Cursor<'a>) -> Result<Option<ReceivedEvent<'a>>> {
     }))
 }
 
-fn decode_names<'a>(c: &mut Cursor<'a>) -> Result<Vec<Cow<'a, str>>> {
-    let mut out = Vec::with_capacity(count_elements(c)?);
-    c.begin_array()?;
-    let mut first = true;
-    while c.next_element(&mut first)? {
-        out.push(c.parse_str()?);
-    }
-    Ok(out)
-}
-
 fn decode_payload<'a>(
     payload: Field<'a>,
     channel: Cow<'a, str>,
@@ -341,9 +327,9 @@ fn decode_payload<'a>(
                 let at = c.offset();
                 data = Some(state::from_raw(c.skip_value()?, at)?);
             }
-            "join" => join = decode_names(&mut c)?,
-            "leave" => leave = decode_names(&mut c)?,
-            "timeout" => timeout = decode_names(&mut c)?,
+            "join" => join = string_list(&mut c)?,
+            "leave" => leave = string_list(&mut c)?,
+            "timeout" => timeout = string_list(&mut c)?,
             "here_now_refresh" => here_now_refresh = c.parse_bool()?,
             _ => {
                 c.skip_value()?;

@@ -3,7 +3,7 @@
 use crate::client::PubNub;
 use crate::envelope;
 use crate::error::{Error, Result};
-use crate::json::{count_elements, Cursor};
+use crate::json::string_list;
 use crate::request::{self, Request};
 use std::borrow::Cow;
 
@@ -79,7 +79,7 @@ pub fn decode(body: &[u8]) -> Result<WhereNowResult<'_>> {
     let mut first = true;
     while let Some(key) = c.next_key(&mut first)? {
         if key == "channels" {
-            channels = Some(names(&mut c)?);
+            channels = Some(string_list(&mut c)?);
         } else {
             c.skip_value()?;
         }
@@ -87,16 +87,6 @@ pub fn decode(body: &[u8]) -> Result<WhereNowResult<'_>> {
     let channels =
         channels.ok_or_else(|| Error::decode(payload.offset, "payload has no channels"))?;
     Ok(WhereNowResult { channels })
-}
-
-fn names<'a>(c: &mut Cursor<'a>) -> Result<Vec<Cow<'a, str>>> {
-    let mut out = Vec::with_capacity(count_elements(c)?);
-    c.begin_array()?;
-    let mut first = true;
-    while c.next_element(&mut first)? {
-        out.push(c.parse_str()?);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
