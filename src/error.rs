@@ -145,11 +145,21 @@ impl fmt::Display for ServerError {
         if !self.message.is_empty() {
             write!(f, ": {}", self.message)?;
         }
-        if !self.channels.is_empty() {
-            write!(f, " (channels: {})", self.channels.join(","))?;
-        }
-        if !self.channel_groups.is_empty() {
-            write!(f, " (channel groups: {})", self.channel_groups.join(","))?;
+        for (label, names) in [
+            (" (channels: ", &self.channels),
+            (" (channel groups: ", &self.channel_groups),
+        ] {
+            if names.is_empty() {
+                continue;
+            }
+            f.write_str(label)?;
+            for (i, name) in names.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(",")?;
+                }
+                f.write_str(name)?;
+            }
+            f.write_str(")")?;
         }
         if self.attempts > 1 {
             write!(f, " (after {} attempts)", self.attempts)?;

@@ -117,7 +117,13 @@ impl<'p> SetStateBuilder<'p> {
     pub fn execute(self) -> Result<SetStateResult<'static>> {
         let req = self.request()?;
         let resp = self.pubnub.send(&req)?;
-        let channel = self.channels.join(",");
+        let mut channel = String::new();
+        for (i, name) in self.channels.iter().enumerate() {
+            if i > 0 {
+                channel.push(',');
+            }
+            channel.push_str(name);
+        }
         decode_set(&resp.body, &channel).map(SetStateResult::into_owned)
     }
 }
