@@ -491,3 +491,30 @@ fn connection_and_long_poll_caps() {
     first.read_to_string(&mut out).unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
+
+mod routing_properties {
+    use proptest::prelude::*;
+    use pubnub_presence::emulator::fuzz_request;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Any request line and query reach the router without a panic.
+        #[test]
+        fn router_never_panics(
+            path in "(/[a-z_\\-%0-9,.~]{0,12}){0,9}",
+            query in "[a-z_\\-=&%0-9A-F{}\\[\\]\":,]{0,60}",
+        ) {
+            let req = format!("GET {path}?{query} HTTP/1.1\r\n\r\n");
+            fuzz_request(req.as_bytes());
+            let presence = format!("GET /v2/presence/sub-key/k{path}?uuid=u&{query} HTTP/1.1\r\n\r\n");
+            fuzz_request(presence.as_bytes());
+            let subscribe = format!("GET /v2/subscribe/k/a-pnpres/0?uuid=u&tt=1&{query} HTTP/1.1\r\n\r\n");
+            fuzz_request(subscribe.as_bytes());
+        }
+
+        #[test]
+        fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            fuzz_request(&bytes);
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! and connection count. Bodies are ignored; answers carry Content-Length.
 
 use crate::encode::decode_bytes;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ pub(crate) enum Incoming {
     Closed,
 }
 
-pub(crate) fn read_request(reader: &mut BufReader<TcpStream>) -> Incoming {
+pub(crate) fn read_request<R: BufRead>(reader: &mut R) -> Incoming {
     let mut head = Vec::with_capacity(512);
     // Read lines until the blank line, never more than MAX_HEAD bytes.
     loop {
@@ -165,4 +165,78 @@ pub(crate) fn configure(stream: &TcpStream) {
     let _ = stream.set_read_timeout(Some(IDLE));
     let _ = stream.set_write_timeout(Some(IDLE));
     let _ = stream.set_nodelay(true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(bytes: &[u8]) -> Incoming {
+        read_request(&mut std::io::Cursor::new(bytes))
+    }
+
+    #[test]
+    fn requests_table() {
+        let ok =
+            parse(b"GET /v2/presence/sub-key/k/uuid/u?uuid=u&a=%20b HTTP/1.1\r\nHost: x\r\n\r\n");
+        let Incoming::Request(r) = ok else {
+            panic!("not parsed")
+        };
+        assert_eq!(r.path, "/v2/presence/sub-key/k/uuid/u");
+        assert_eq!(r.param("a").as_deref(), Some(" b"));
+        assert!(!r.close);
+        let cases: [(&[u8], Option<u16>); 7] = [
+            (b"", None),
+            (b"GET / HTTP/1.1\r\n", Some(400)),
+            (b"garbage\r\n\r\n", Some(400)),
+            (b"PUT / HTTP/1.1\r\n\r\n", Some(405)),
+            (b"GET / SPDY/3\r\n\r\n", Some(400)),
+            (
+                b"GET / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n",
+                Some(413),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Some(400),
+            ),
+        ];
+        for (bytes, want) in cases {
+            let got = match parse(bytes) {
+                Incoming::Bad(status, _) => Some(status),
+                Incoming::Closed => None,
+                Incoming::Request(_) => Some(200),
+            };
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(bytes));
+        }
+        let huge = [
+            b"GET / HTTP/1.1\r\nX: ".as_slice(),
+            &[b'a'; MAX_HEAD],
+            b"\r\n\r\n",
+        ]
+        .concat();
+        assert!(matches!(parse(&huge), Incoming::Bad(431, _)));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = parse(&bytes);
+        }
+
+        #[test]
+        fn never_panics_on_mutated_requests(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6)
+        ) {
+            let mut req = b"GET /v2/subscribe/k/a-pnpres/0?uuid=u&tt=1&channel-group=g%2Ch HTTP/1.1\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}".to_vec();
+            for (at, byte) in edits {
+                let i = at.index(req.len());
+                req[i] = byte;
+            }
+            if let Incoming::Request(r) = parse(&req) {
+                let _ = r.param("uuid");
+            }
+        }
+    }
 }

@@ -133,6 +133,36 @@ impl Shared {
     }
 }
 
+/// Parses one request head from `bytes` and, if it is a request, routes it
+/// against a fresh server state. For fuzzing the emulator's request path;
+/// not part of the stable API.
+#[doc(hidden)]
+pub fn fuzz_request(bytes: &[u8]) {
+    // A fresh state per input: runs stay independent and memory bounded.
+    let shared = Shared {
+        store: Mutex::new(store::Store::new(store::Settings {
+            announce_max: 2,
+            interval_secs: 10,
+        })),
+        changed: Condvar::new(),
+        clock: Clock::default(),
+        options: Options {
+            // Long-polls answer at once so the fuzzer never blocks.
+            long_poll_hold: Duration::ZERO,
+            ..Options::default()
+        },
+        waiters: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+        connections: AtomicUsize::new(0),
+        open: Mutex::new(Vec::new()),
+        served: AtomicU64::new(0),
+    };
+    if let http::Incoming::Request(req) = http::read_request(&mut std::io::Cursor::new(bytes)) {
+        let _ = routes::handle(&shared, &req);
+        shared.sweep();
+    }
+}
+
 /// Starts servers. See the [module docs](self).
 #[derive(Debug)]
 pub struct Server;
