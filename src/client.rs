@@ -90,7 +90,13 @@ impl PubNub {
             if attempt >= policy.max_attempts || !retry::is_retryable(&err) {
                 return Err(retry::with_attempts(err, attempt));
             }
-            let delay = retry_after.unwrap_or_else(|| policy.delay(attempt));
+            // A server's Retry-After wins; without a deadline it is capped at
+            // max_delay so a device never sleeps for hours on one header.
+            let delay = match (retry_after, policy.deadline) {
+                (Some(r), Some(_)) => r,
+                (Some(r), None) => r.min(policy.max_delay),
+                (None, _) => policy.delay(attempt),
+            };
             if policy
                 .deadline
                 .is_some_and(|d| started.elapsed() + delay >= d)

@@ -3,8 +3,9 @@
 //! Presence calls are GETs, so a failed one can be sent again. Retried:
 //! connection failures, timeouts, resets (I/O errors), HTTP 5xx and 429.
 //! Never retried: other 4xx, TLS failures, oversized or malformed bodies.
-//! Delays grow exponentially with jitter, a server's `Retry-After` wins,
-//! and a total deadline bounds the whole call.
+//! Delays grow exponentially with jitter, a server's `Retry-After` wins
+//! (capped at `max_delay` when no deadline is set), and a total deadline
+//! bounds the whole call: a retry that would end past it is not made.
 
 use crate::error::{Error, TransportErrorKind};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
