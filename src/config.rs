@@ -173,7 +173,9 @@ impl PubNubBuilder {
         self.connect_timeout = Some(timeout);
         self
     }
-    /// Timeout for a whole request, connect to last body byte (default 10 s).
+    /// Timeout for each phase of a request: sending it, waiting for the
+    /// response head, reading the body (default 10 s each). The retry
+    /// policy's deadline bounds the whole call.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = Some(timeout);
         self
