@@ -88,3 +88,8 @@ pub use request::Request;
 pub use retry::RetryPolicy;
 pub use state::State;
 pub use transport::Response;
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
