@@ -382,3 +382,15 @@ fn signed_request_carries_timestamp_and_signature() {
     );
     assert!(!format!("{p:?}").contains("sec\""));
 }
+
+#[test]
+fn client_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<PubNub>();
+    send_sync::<pubnub_presence::Error>();
+    send_sync::<pubnub_presence::HereNowResult<'static>>();
+    send::<pubnub_presence::PresenceEvents>();
+    send::<pubnub_presence::Heartbeater>();
+    send::<pubnub_presence::HeartbeatThread>();
+}
