@@ -561,6 +561,12 @@ impl PresenceEvents {
     /// Waits at most `timeout` for the next event: `Ok(None)` when none
     /// came. A long-poll cut short is simply re-issued from the same cursor,
     /// so nothing is lost. For single-threaded loops.
+    ///
+    /// NOTE(cost): a wait that ends empty abandons the request, and with it
+    /// the connection (a blocking client cannot keep a request in flight
+    /// across calls), so the next poll connects again (a TLS handshake with
+    /// `https://`). Prefer waits of seconds to tens of seconds, or
+    /// [`PresenceEvents::next_event`] on a thread of its own.
     pub fn poll(&mut self, timeout: Duration) -> Result<Option<PresenceEvent<'static>>> {
         if let Some(e) = self.pending.pop_front() {
             return Ok(Some(e));
