@@ -518,3 +518,35 @@ mod routing_properties {
         }
     }
 }
+
+#[test]
+fn a_full_presence_store_answers_503_and_recovers() {
+    let server = Server::start_with(
+        "127.0.0.1:0",
+        Options {
+            max_entries: 2,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let quick = |user: &str| {
+        PubNub::builder()
+            .subscribe_key("demo")
+            .user_id(user)
+            .origin(server.origin())
+            .retry_policy(pubnub_presence::RetryPolicy::none())
+            .build()
+            .unwrap()
+    };
+    let (a, b, c) = (quick("a"), quick("b"), quick("c"));
+    a.heartbeat().channels(names(&["x"])).execute().unwrap();
+    b.heartbeat().channels(names(&["x"])).execute().unwrap();
+    let e = c.heartbeat().channels(names(&["x"])).execute().unwrap_err();
+    assert_eq!(e.status(), Some(503));
+    // Refreshing an existing presence still works; a leave makes room.
+    a.heartbeat().channels(names(&["x"])).execute().unwrap();
+    b.leave().channels(names(&["x"])).execute().unwrap();
+    c.heartbeat().channels(names(&["x"])).execute().unwrap();
+    let here = a.here_now().channels(names(&["x"])).execute().unwrap();
+    assert_eq!(here.total_occupancy, 2);
+}

@@ -29,7 +29,8 @@
 //! - `sub-key` and `sub_key` path spellings; Access Manager style 403s when
 //!   [`Options::auth_keys`] is set;
 //! - a controllable clock ([`ServerHandle::advance`]) so tests need not sleep;
-//! - bounded resources: request head size, connections, long-poll waiters;
+//! - bounded resources: request head size, connections, long-poll waiters,
+//!   stored presence and state entries;
 //!   malformed requests get a 4xx and never stop the server.
 //!
 //! - with [`Options::secret_key`] (and the `tls` feature), signature v2
@@ -63,6 +64,9 @@ pub struct Options {
     pub max_connections: usize,
     /// Long-polls waiting at once; more are answered 503.
     pub max_waiters: usize,
+    /// Presence and state entries (one per channel and user) kept at most,
+    /// so memory stays bounded; requests that would add more get a 503.
+    pub max_entries: usize,
     /// When non-empty, requests must carry one of these as `auth`.
     pub auth_keys: Vec<String>,
     /// When set, every request must carry a valid signature v2 made with
@@ -83,6 +87,7 @@ impl Default for Options {
             long_poll_hold: Duration::from_secs(280),
             max_connections: 256,
             max_waiters: 128,
+            max_entries: 1_000_000,
             auth_keys: Vec::new(),
             secret_key: None,
             publish_key: String::new(),
@@ -143,6 +148,7 @@ pub fn fuzz_request(bytes: &[u8]) {
         store: Mutex::new(store::Store::new(store::Settings {
             announce_max: 2,
             interval_secs: 10,
+            max_entries: 1000,
         })),
         changed: Condvar::new(),
         clock: Clock::default(),
@@ -188,6 +194,7 @@ impl Server {
             store: Mutex::new(store::Store::new(store::Settings {
                 announce_max: options.announce_max,
                 interval_secs: options.interval_secs,
+                max_entries: options.max_entries,
             })),
             changed: Condvar::new(),
             clock: Clock::default(),

@@ -359,10 +359,14 @@ fn set_state(shared: &Shared, req: &HttpRequest, sub: &str, user: &str, t: &Targ
     let Ok(mut store) = shared.store.lock() else {
         return error(500, "Internal error");
     };
+    let mut fits = true;
     for channel in t.expand(&store, sub) {
-        store.set_state(sub, &channel, user, &state, now);
+        fits &= store.set_state(sub, &channel, user, &state, now);
     }
     shared.changed.notify_all();
+    if !fits {
+        return error(503, "Presence store full");
+    }
     (
         200,
         format!(
@@ -457,15 +461,19 @@ fn heartbeat(shared: &Shared, req: &HttpRequest, sub: &str, t: &Targets) -> Repl
     let channels = t.expand(&store, sub);
     // State first: a join then carries it as `data`, and a user already
     // present gets a state-change only when the state really changed.
+    let mut fits = true;
     for (channel, state) in states {
         if channels.contains(&channel) {
-            store.set_state(sub, &channel, &user, &state, now);
+            fits &= store.set_state(sub, &channel, &user, &state, now);
         }
     }
     for channel in &channels {
-        store.heartbeat(sub, channel, &user, timeout, now);
+        fits &= store.heartbeat(sub, channel, &user, timeout, now);
     }
     shared.changed.notify_all();
+    if !fits {
+        return error(503, "Presence store full");
+    }
     (200, OK_ACK.to_string())
 }
 
@@ -537,8 +545,13 @@ fn subscribe(shared: &Shared, req: &HttpRequest, sub: &str, t: &Targets) -> Repl
         return error(500, "Internal error");
     };
     if !(join.channels.is_empty() && join.groups.is_empty()) {
+        let mut fits = true;
         for channel in join.expand(&store, sub) {
-            store.heartbeat(sub, &channel, &user, timeout, now);
+            fits &= store.heartbeat(sub, &channel, &user, timeout, now);
+        }
+        if !fits {
+            shared.changed.notify_all();
+            return error(503, "Presence store full");
         }
         shared.changed.notify_all();
     }

@@ -11,6 +11,8 @@ const EVENT_LOG: usize = 10_000;
 pub(crate) struct Settings {
     pub announce_max: usize,
     pub interval_secs: u64,
+    /// Presence and state entries (channel × user) kept at most.
+    pub max_entries: usize,
 }
 
 #[derive(Debug, Default)]
@@ -54,6 +56,8 @@ pub(crate) struct Store {
     keysets: HashMap<String, Keyset>,
     pub events: VecDeque<StoredEvent>,
     last_timetoken: u64,
+    /// Presence plus state entries held, against `settings.max_entries`.
+    entries: usize,
 }
 
 /// Appends `s` as a JSON string literal.
@@ -92,6 +96,7 @@ impl Store {
             keysets: HashMap::new(),
             events: VecDeque::new(),
             last_timetoken: 0,
+            entries: 0,
         }
     }
 
@@ -188,9 +193,38 @@ impl Store {
         self.push_event(sub, channel, d, u, now_ms);
     }
 
+    /// Whether `user` has a presence (`state == false`) or state entry on
+    /// `channel`.
+    fn has_entry(&self, sub: &str, channel: &str, user: &str, state: bool) -> bool {
+        self.keyset_ref(sub)
+            .and_then(|k| k.channels.get(channel))
+            .is_some_and(|c| {
+                if state {
+                    c.states.contains_key(user)
+                } else {
+                    c.users.contains_key(user)
+                }
+            })
+    }
+
+    /// Whether a new entry fits under the cap.
+    fn room(&self) -> bool {
+        self.entries < self.settings.max_entries
+    }
+
     /// Marks `user` present on `channel` until `now + timeout`; a join event
-    /// if it was not present.
-    pub fn heartbeat(&mut self, sub: &str, channel: &str, user: &str, timeout_s: u64, now_ms: u64) {
+    /// if it was not present. `false` when the store is full.
+    pub fn heartbeat(
+        &mut self,
+        sub: &str,
+        channel: &str,
+        user: &str,
+        timeout_s: u64,
+        now_ms: u64,
+    ) -> bool {
+        if !self.room() && !self.has_entry(sub, channel, user, false) {
+            return false;
+        }
         let expires = now_ms.saturating_add(timeout_s.saturating_mul(1000));
         let ch = self
             .keyset(sub)
@@ -200,8 +234,10 @@ impl Store {
         let joined = ch.users.insert(user.to_string(), expires).is_none();
         if joined {
             let state = ch.states.get(user).cloned();
+            self.entries += 1;
             self.announce(sub, channel, "join", user, state.as_deref(), now_ms);
         }
+        true
     }
 
     /// Removes `user` from `channel` (leave or timeout) and drops its state.
@@ -209,24 +245,47 @@ impl Store {
         let Some(ch) = self.keyset(sub).channels.get_mut(channel) else {
             return;
         };
-        ch.states.remove(user);
-        if ch.users.remove(user).is_some() {
+        let had_state = ch.states.remove(user).is_some();
+        let was_present = ch.users.remove(user).is_some();
+        self.entries = self
+            .entries
+            .saturating_sub(usize::from(had_state) + usize::from(was_present));
+        if was_present {
             self.announce(sub, channel, action, user, None, now_ms);
         }
     }
 
-    /// Stores state; a state-change event when the user is present.
-    pub fn set_state(&mut self, sub: &str, channel: &str, user: &str, json: &str, now_ms: u64) {
+    /// Stores state; a state-change event when the user is present. `false`
+    /// when the store is full.
+    pub fn set_state(
+        &mut self,
+        sub: &str,
+        channel: &str,
+        user: &str,
+        json: &str,
+        now_ms: u64,
+    ) -> bool {
+        if !self.room() && !self.has_entry(sub, channel, user, true) {
+            return false;
+        }
         let ch = self
             .keyset(sub)
             .channels
             .entry(channel.to_string())
             .or_default();
         let changed = ch.states.get(user).map(String::as_str) != Some(json);
-        ch.states.insert(user.to_string(), json.to_string());
-        if changed && ch.users.contains_key(user) {
+        let present = ch.users.contains_key(user);
+        if ch
+            .states
+            .insert(user.to_string(), json.to_string())
+            .is_none()
+        {
+            self.entries += 1;
+        }
+        if changed && present {
             self.announce(sub, channel, "state-change", user, Some(json), now_ms);
         }
+        true
     }
 
     pub fn state_of(&self, sub: &str, channel: &str, user: &str) -> Option<&str> {
@@ -364,6 +423,7 @@ mod tests {
         Store::new(Settings {
             announce_max,
             interval_secs: 10,
+            max_entries: 100,
         })
     }
 
@@ -410,5 +470,29 @@ mod tests {
         assert!(last.contains("\"action\":\"interval\""), "{last}");
         assert!(last.contains("\"occupancy\":4"), "{last}");
         assert!(last.contains("\"join\":[\"c\",\"d\"]"), "{last}");
+    }
+
+    #[test]
+    fn entries_are_capped_and_counted_back() {
+        let mut s = store(20);
+        s.settings.max_entries = 3;
+        assert!(s.heartbeat("k", "c", "a", 60, 0));
+        assert!(s.set_state("k", "c", "a", "{}", 0));
+        assert!(s.heartbeat("k", "c", "b", 60, 0));
+        assert!(!s.heartbeat("k", "c", "x", 60, 0), "full");
+        assert!(!s.set_state("k", "c", "b", "{}", 0), "full");
+        assert!(
+            s.heartbeat("k", "c", "a", 60, 1),
+            "refreshing an entry is fine"
+        );
+        assert!(
+            s.set_state("k", "c", "a", "{\"v\":1}", 1),
+            "replacing state is fine"
+        );
+        s.remove("k", "c", "a", "leave", 2); // frees presence and state
+        assert!(s.heartbeat("k", "c", "x", 60, 3));
+        assert!(s.set_state("k", "c", "x", "{}", 3));
+        s.sweep(1_000_000); // everyone times out
+        assert_eq!(s.entries, 0);
     }
 }
