@@ -664,15 +664,23 @@ fn channel_group(
                 b.push_str("},\"service\":\"channel-registry\",\"status\":200}");
                 return (200, b);
             }
-            let g = store
-                .keyset(sub)
-                .groups
-                .entry(group.to_string())
-                .or_default();
-            g.extend(add);
+            // Bounded like the service: 2,000 channels per group, and here
+            // also 10,000 groups per keyset.
+            const MAX_GROUP_CHANNELS: usize = 2_000;
+            const MAX_GROUPS: usize = 10_000;
+            let ks = store.keyset(sub);
+            if !ks.groups.contains_key(group) && ks.groups.len() >= MAX_GROUPS {
+                return error(400, "Maximum number of channel groups reached");
+            }
+            let g = ks.groups.entry(group.to_string()).or_default();
             for r in &remove {
                 g.remove(r);
             }
+            let new = add.iter().filter(|c| !g.contains(*c)).count();
+            if g.len() + new > MAX_GROUP_CHANNELS {
+                return error(400, "Maximum number of channels in a channel group reached");
+            }
+            g.extend(add);
             (200, DONE.to_string())
         }
         _ => not_found(req),

@@ -242,7 +242,12 @@ impl Store {
 
     /// Removes `user` from `channel` (leave or timeout) and drops its state.
     pub fn remove(&mut self, sub: &str, channel: &str, user: &str, action: &str, now_ms: u64) {
-        let Some(ch) = self.keyset(sub).channels.get_mut(channel) else {
+        // Never create a keyset just to remove from it.
+        let Some(ch) = self
+            .keysets
+            .get_mut(sub)
+            .and_then(|k| k.channels.get_mut(channel))
+        else {
             return;
         };
         let had_state = ch.states.remove(user).is_some();
