@@ -550,3 +550,20 @@ fn a_full_presence_store_answers_503_and_recovers() {
     let here = a.here_now().channels(names(&["x"])).execute().unwrap();
     assert_eq!(here.total_occupancy, 2);
 }
+
+#[test]
+fn channel_groups_are_capped() {
+    let server = Server::start("127.0.0.1:0").unwrap();
+    let add = |from: usize, to: usize| {
+        let list: Vec<String> = (from..to).map(|i| format!("c{i:04}")).collect();
+        let req = format!(
+            "GET /v1/channel-registration/sub-key/demo/channel-group/g?add={}&uuid=u HTTP/1.1\r\nConnection: close\r\n\r\n",
+            list.join(",")
+        );
+        raw(&server, req.as_bytes())
+    };
+    assert_eq!(add(0, 1000), 200);
+    assert_eq!(add(1000, 2000), 200);
+    assert_eq!(add(0, 10), 200, "re-adding members adds nothing");
+    assert_eq!(add(2000, 2001), 400, "the 2,001st channel is refused");
+}
