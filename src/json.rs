@@ -639,6 +639,12 @@ pub fn digits_u64(s: &str) -> Option<u64> {
     })
 }
 
+/// Whether `text` is exactly one JSON object (plus whitespace).
+pub fn is_object(text: &str) -> bool {
+    let mut c = Cursor::new(text);
+    matches!(c.peek_kind(), Ok(Kind::Object)) && c.skip_value().is_ok() && c.finish().is_ok()
+}
+
 /// Counts the elements of the array that starts at the cursor, without
 /// moving it. Used to size a `Vec` once instead of growing it per element.
 pub fn count_elements(c: &Cursor<'_>) -> Result<usize> {
@@ -777,6 +783,16 @@ mod tests {
         ];
         for json in bad {
             assert!(validate(json.as_bytes()).is_err(), "{json}");
+        }
+    }
+
+    #[test]
+    fn objects_only() {
+        for yes in ["{}", " {\"a\":[1]} ", "{\"k\":{\"n\":null}}"] {
+            assert!(is_object(yes), "{yes}");
+        }
+        for no in ["", "[]", "1", "\"{}\"", "{", "{} {}", "{\"a\":}", "null"] {
+            assert!(!is_object(no), "{no}");
         }
     }
 

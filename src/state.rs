@@ -106,6 +106,15 @@ pub(crate) fn to_json_object<T: Serialize + ?Sized>(
     Ok(json)
 }
 
+/// Checks that `json` is a JSON object, the only form presence state takes.
+pub(crate) fn check_json_object(json: &str, argument: &'static str) -> Result<()> {
+    if crate::json::is_object(json) {
+        Ok(())
+    } else {
+        Err(Error::input(argument, "state must be a json object"))
+    }
+}
+
 /// The JSON text of a state value: its raw bytes without `serde`,
 /// `Value::to_string` with it.
 pub fn state_json<'s>(state: &'s State<'_>) -> std::borrow::Cow<'s, str> {

@@ -242,11 +242,6 @@ fn user_of(req: &HttpRequest) -> String {
     req.param("uuid").unwrap_or_default()
 }
 
-fn is_json_object(text: &str) -> bool {
-    let mut c = Cursor::new(text);
-    matches!(c.peek_kind(), Ok(Kind::Object)) && crate::json::validate(text.as_bytes()).is_ok()
-}
-
 fn flag(req: &HttpRequest, key: &str) -> bool {
     req.param(key).is_some_and(|v| v == "1" || v == "true")
 }
@@ -352,7 +347,7 @@ fn set_state(shared: &Shared, req: &HttpRequest, sub: &str, user: &str, t: &Targ
     let Some(state) = req.param("state").filter(|s| !s.is_empty()) else {
         return error(400, "No state specified.");
     };
-    if !is_json_object(&state) {
+    if !crate::json::is_object(&state) {
         return error(400, "Invalid JSON specified.");
     }
     let now = shared.clock.now_ms();

@@ -48,13 +48,14 @@ impl<'p> HeartbeatBuilder<'p> {
     /// The state as an already-serialized JSON object keyed by channel.
     pub fn state_json(mut self, json: impl Into<String>) -> Self {
         let json = json.into();
-        self.state = Some(if json.trim_start().starts_with('{') {
-            crate::json::validate(json.as_bytes())
-                .map(|()| json)
-                .map_err(|_| crate::Error::input("state", "state is not valid json"))
-        } else {
-            Err(crate::Error::input("state", "state must be a json object"))
-        });
+        self.state = Some(state::check_json_object(&json, "state").map(|()| json));
+        self
+    }
+
+    /// State already known to be a JSON object (built by `Heartbeater`
+    /// from validated pieces): not parsed again on every heartbeat.
+    pub(crate) fn state_checked(mut self, json: String) -> Self {
+        self.state = Some(Ok(json));
         self
     }
     /// The presence timeout to ask for, in seconds (default: the client's,
