@@ -73,20 +73,24 @@ impl PubNub {
     /// response if its HTTP status is 2xx; any other status becomes
     /// [`crate::Error::Server`]. Signs the request when a secret key is
     /// configured, and retries by the client's [`RetryPolicy`] (except
-    /// long-polls, which carry their own timeout).
-    pub fn send(&self, request: &Request) -> Result<Response> {
-        let policy = match request.timeout {
+    /// long-polls, which carry their own timeout). Takes the request by
+    /// value: its URL goes to the HTTP stack without a copy.
+    pub fn send(&self, request: Request) -> Result<Response> {
+        let timeout = request.timeout;
+        let policy = match timeout {
             Some(_) => RetryPolicy::none(),
             None => self.config.retry,
         };
+        let target = Target::new(&self.config, request)?;
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (err, retry_after) = match self.send_once(request, policy.deadline, started) {
-                Ok(resp) => return Ok(resp),
-                Err(pair) => pair,
-            };
+            let (err, retry_after) =
+                match self.send_once(&target, timeout, policy.deadline, started) {
+                    Ok(resp) => return Ok(resp),
+                    Err(pair) => pair,
+                };
             if attempt >= policy.max_attempts || !retry::is_retryable(&err) {
                 return Err(retry::with_attempts(err, attempt));
             }
@@ -109,35 +113,21 @@ impl PubNub {
 
     fn send_once(
         &self,
-        request: &Request,
+        target: &Target,
+        timeout: Option<Duration>,
         deadline: Option<Duration>,
         started: Instant,
     ) -> std::result::Result<Response, (Error, Option<Duration>)> {
-        let mut owned;
-        let mut req = request;
+        let mut timeout = timeout;
         // Never let one attempt outlive the call's deadline.
         if let Some(d) = deadline {
             let left = d.saturating_sub(started.elapsed());
-            if left < self.config.request_timeout && request.timeout.is_none() {
-                owned = request.clone();
-                owned.timeout = Some(left.max(Duration::from_millis(1)));
-                req = &owned;
+            if left < self.config.request_timeout && timeout.is_none() {
+                timeout = Some(left.max(Duration::from_millis(1)));
             }
         }
-        #[cfg(feature = "tls")]
-        if let Some(secret) = &self.config.secret_key {
-            owned = req.clone();
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let publish_key = self.config.publish_key.as_deref().unwrap_or("");
-            crate::sign::sign(&mut owned.query, &owned.path, secret, publish_key, now);
-            req = &owned;
-        }
-        let resp = self
-            .transport
-            .get(&self.config.origin, req)
-            .map_err(|e| (e, None))?;
+        let uri = target.uri(&self.config).map_err(|e| (e, None))?;
+        let resp = self.transport.get(uri, timeout).map_err(|e| (e, None))?;
         if !(200..300).contains(&resp.status) {
             return Err((
                 envelope::error_from_response(resp.status, &resp.body),
@@ -196,5 +186,44 @@ impl PubNub {
     /// events on channels or groups.
     pub fn presence_events(&self) -> PresenceEventsBuilder<'_> {
         PresenceEventsBuilder::new(self)
+    }
+}
+
+/// What each attempt sends: a parsed URL reused as is, or (with a secret
+/// key) the request, signed afresh with the current time per attempt.
+enum Target {
+    Plain(ureq::http::Uri),
+    #[cfg(feature = "tls")]
+    Signed(Request),
+}
+
+impl Target {
+    fn new(config: &Config, request: Request) -> Result<Self> {
+        #[cfg(feature = "tls")]
+        if config.secret_key.is_some() {
+            return Ok(Target::Signed(request));
+        }
+        let _ = config;
+        crate::transport::parse_uri(request.into_url()).map(Target::Plain)
+    }
+
+    fn uri(&self, config: &Config) -> Result<ureq::http::Uri> {
+        #[cfg(not(feature = "tls"))]
+        let _ = config;
+        match self {
+            // A clone shares the parsed URL's bytes: no allocation.
+            Target::Plain(uri) => Ok(uri.clone()),
+            #[cfg(feature = "tls")]
+            Target::Signed(request) => {
+                let mut signed = request.clone();
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let secret = config.secret_key.as_deref().unwrap_or_default();
+                let publish_key = config.publish_key.as_deref().unwrap_or("");
+                crate::sign::sign(&mut signed, secret, publish_key, now);
+                crate::transport::parse_uri(signed.into_url())
+            }
+        }
     }
 }

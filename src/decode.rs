@@ -18,9 +18,8 @@
 //!     .build()?;
 //! // 1. Build the request; nothing is sent.
 //! let req = pubnub.here_now().channels(vec!["lobby".into()]).request()?;
-//! assert_eq!(req.path, "/v2/presence/sub-key/demo/channel/lobby");
-//! let url = req.url(pubnub.config().origin());
-//! # let _ = url;
+//! assert_eq!(req.path(), "/v2/presence/sub-key/demo/channel/lobby");
+//! assert!(req.url().starts_with("http://127.0.0.1:8090/v2/presence/"));
 //!
 //! // 2. Send it with any HTTP client; here is a body the service returns.
 //! let (status, body) = (200, br#"{"message":"OK","occupancy":2,"service":"Presence","status":200,"uuids":["kim","glen"]}"#);

@@ -1,40 +1,67 @@
 //! The sans-IO request: a path and a query string, ready for any HTTP stack.
 
 use crate::config::Config;
-use crate::encode::{self, encode_names_into, PATH_SEGMENT};
+use crate::encode::{self, encode_names_into, PATH_SEGMENT, QUERY_VALUE};
 use crate::error::{Error, Result};
 
 /// Version string sent as `pnsdk`.
 pub const PNSDK: &str = concat!("PubNub-Rust-Presence/", env!("CARGO_PKG_VERSION"));
 
-/// A presence request as pure data: an HTTP GET of `origin + path + "?" + query`.
+/// A presence request as pure data: an HTTP GET of [`Request::url`].
 ///
 /// Every builder's `request()` returns one without touching the network, so
 /// the crate can be used with any HTTP client: send it, then give the body
-/// to the matching function in [`crate::decode`].
+/// to the matching function in [`crate::decode`]. The URL is built against
+/// the client's configured origin; [`Request::path`] and
+/// [`Request::query`] give the parts for another origin.
+///
+/// NOTE(allocations): origin, path and query live in one string, built in
+/// one pass and handed to the HTTP stack without a copy: one allocation per
+/// request instead of four (path, query, joined URL, the stack's copy).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Request {
-    /// The percent-encoded path, starting with `/`.
-    pub path: String,
-    /// The percent-encoded query string, without the leading `?`.
-    pub query: String,
+    url: String,
+    path_at: usize,
+    query_at: usize,
     /// A timeout for this request that replaces the client's request
     /// timeout (long-poll subscribe); `None` for ordinary calls.
     pub timeout: Option<std::time::Duration>,
 }
 
 impl Request {
-    /// The full URL of this request against `origin` (e.g. `https://ps.pndsn.com`).
-    pub fn url(&self, origin: &str) -> String {
-        let origin = origin.trim_end_matches('/');
-        let mut url = String::with_capacity(origin.len() + self.path.len() + self.query.len() + 1);
-        url.push_str(origin);
-        url.push_str(&self.path);
-        if !self.query.is_empty() {
-            url.push('?');
-            url.push_str(&self.query);
+    /// The full URL: origin, percent-encoded path, `?` and query.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The percent-encoded path, starting with `/`.
+    pub fn path(&self) -> &str {
+        self.url
+            .get(self.path_at..self.query_at)
+            .unwrap_or_default()
+    }
+
+    /// The percent-encoded query string, without the leading `?`.
+    pub fn query(&self) -> &str {
+        self.url.get(self.query_at + 1..).unwrap_or_default()
+    }
+
+    /// The URL, consumed.
+    pub fn into_url(self) -> String {
+        self.url
+    }
+
+    /// Appends `key=value` (value percent-encoded) to the query.
+    #[cfg(any(feature = "tls", test))]
+    pub(crate) fn push_param(&mut self, key: &str, value: &str) {
+        if self.query_at == self.url.len() {
+            self.url.push('?');
+            self.url.push_str(key);
+            self.url.push('=');
+            encode::encode_into(&mut self.url, value, encode::QUERY_VALUE);
+        } else {
+            encode::push_param(&mut self.url, key, value);
         }
-        url
     }
 }
 
@@ -42,7 +69,7 @@ impl std::fmt::Debug for Request {
     // The query carries `auth` and `signature`: show the path only.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
-            .field("path", &self.path)
+            .field("path", &self.path())
             .field("query", &"<redacted>")
             .finish()
     }
@@ -88,15 +115,22 @@ pub(crate) fn check_user_id(argument: &'static str, user_id: &str) -> Result<()>
     }
 }
 
-/// Starts `/v2/presence/sub-key/{sub}`.
-pub(crate) fn presence_path(config: &Config) -> String {
-    let mut path = String::with_capacity(96);
-    path.push_str("/v2/presence/sub-key/");
-    encode::encode_into(&mut path, &config.subscribe_key, PATH_SEGMENT);
-    path
+/// Starts a URL: the origin, `prefix` and the encoded subscribe key.
+pub(crate) fn start(config: &Config, prefix: &str) -> String {
+    // One allocation sized for a typical request (origin, path, query).
+    let mut url = String::with_capacity(config.origin.len() + 256);
+    url.push_str(&config.origin);
+    url.push_str(prefix);
+    encode::encode_into(&mut url, &config.subscribe_key, PATH_SEGMENT);
+    url
 }
 
-/// `/v2/presence/sub-key/{sub}/channel/{chs|,}`.
+/// Starts `{origin}/v2/presence/sub-key/{sub}`.
+pub(crate) fn presence_path(config: &Config) -> String {
+    start(config, "/v2/presence/sub-key/")
+}
+
+/// `{origin}/v2/presence/sub-key/{sub}/channel/{chs|,}`.
 pub(crate) fn channel_path(config: &Config, channels: &[String]) -> String {
     let mut path = presence_path(config);
     path.push_str("/channel/");
@@ -110,25 +144,32 @@ pub(crate) fn push_uuid_segment(path: &mut String, user_id: &str) {
     encode::encode_into(path, user_id, PATH_SEGMENT);
 }
 
-/// The query parameters every request carries: `uuid`, `pnsdk`, and `auth`
-/// when configured; then `channel-group` when groups are given.
-pub(crate) fn base_query(config: &Config, groups: &[String]) -> String {
-    let mut q = String::with_capacity(128);
-    encode::push_param(&mut q, "uuid", &config.user_id);
-    encode::push_param(&mut q, "pnsdk", PNSDK);
+/// Ends the path and starts the query with the parameters every request
+/// carries: `uuid`, `pnsdk`, and `auth` when configured; then
+/// `channel-group` when groups are given. Later parameters are appended
+/// with [`encode::push_param`].
+pub(crate) fn base_query(mut url: String, config: &Config, groups: &[String]) -> String {
+    url.push_str("?uuid=");
+    encode::encode_into(&mut url, &config.user_id, QUERY_VALUE);
+    encode::push_param(&mut url, "pnsdk", PNSDK);
     if let Some(auth) = &config.auth_key {
-        encode::push_param(&mut q, "auth", auth);
+        encode::push_param(&mut url, "auth", auth);
     }
     if !groups.is_empty() {
-        encode::push_list_param(&mut q, "channel-group", groups);
+        encode::push_list_param(&mut url, "channel-group", groups);
     }
-    q
+    url
 }
 
-pub(crate) fn finish(path: String, query: String) -> Request {
+/// Wraps a URL built by [`start`] (and [`base_query`]) into a request.
+pub(crate) fn finish(config: &Config, url: String) -> Request {
+    // The origin holds no `?` (checked at build) and the path is
+    // percent-encoded, so the first `?` starts the query.
+    let query_at = url.find('?').unwrap_or(url.len());
     Request {
-        path,
-        query,
+        path_at: config.origin.len().min(query_at),
+        query_at,
+        url,
         timeout: None,
     }
 }
@@ -158,13 +199,36 @@ mod tests {
     }
 
     #[test]
-    fn url_and_debug() {
-        let r = finish("/p".into(), "auth=secret".into());
-        assert_eq!(r.url("http://h:1/"), "http://h:1/p?auth=secret");
-        assert!(!format!("{r:?}").contains("secret"));
+    fn url_parts_and_debug() {
+        let config = crate::PubNub::builder()
+            .subscribe_key("s")
+            .user_id("u")
+            .auth_key("secret")
+            .origin("http://h:1/")
+            .build()
+            .unwrap()
+            .config()
+            .clone();
+        let mut r = finish(&config, base_query(presence_path(&config), &config, &[]));
         assert_eq!(
-            finish("/p".into(), String::new()).url("http://h"),
-            "http://h/p"
+            r.url(),
+            format!(
+                "http://h:1/v2/presence/sub-key/s?uuid=u&pnsdk={}&auth=secret",
+                PNSDK.replace('/', "%2F")
+            )
         );
+        assert_eq!(r.path(), "/v2/presence/sub-key/s");
+        assert!(r.query().starts_with("uuid=u&pnsdk="));
+        r.push_param("x", "a b");
+        assert!(r.url().ends_with("&auth=secret&x=a%20b"), "{}", r.url());
+        assert!(!format!("{r:?}").contains("secret"));
+        // A URL without a query: the first parameter opens it.
+        let mut bare = finish(&config, presence_path(&config));
+        assert_eq!(bare.query(), "");
+        assert_eq!(bare.path(), "/v2/presence/sub-key/s");
+        bare.push_param("k", "v");
+        assert_eq!(bare.url(), "http://h:1/v2/presence/sub-key/s?k=v");
+        assert_eq!(bare.query(), "k=v");
+        assert_eq!(bare.clone().into_url(), bare.url());
     }
 }

@@ -71,21 +71,19 @@ pub fn signature_v2(secret_key: &str, publish_key: &str, path: &str, query: &str
     sig
 }
 
-/// Adds `timestamp` and `signature` to `query`.
+/// Adds `timestamp` and `signature` to the request's query.
 pub(crate) fn sign(
-    query: &mut String,
-    path: &str,
+    request: &mut crate::Request,
     secret_key: &str,
     publish_key: &str,
     unix_secs: u64,
 ) {
-    crate::encode::push_param(
-        query,
+    request.push_param(
         "timestamp",
         crate::presence::here_now::itoa64(unix_secs).as_str(),
     );
-    let sig = signature_v2(secret_key, publish_key, path, query);
-    crate::encode::push_param(query, "signature", &sig);
+    let sig = signature_v2(secret_key, publish_key, request.path(), request.query());
+    request.push_param("signature", &sig);
 }
 
 #[cfg(test)]
@@ -151,11 +149,22 @@ mod tests {
             canonical_query("uuid=u&auth=a&signature=x&b=&a=2"),
             "a=2&auth=a&b=&uuid=u"
         );
-        let mut q = String::from("uuid=u");
-        sign(&mut q, "/p", "sec", "pub", 1583755527);
-        let (rest, sig) = q.split_once("&signature=").unwrap();
-        assert_eq!(rest, "uuid=u&timestamp=1583755527");
-        assert_eq!(sig, signature_v2("sec", "pub", "/p", rest));
+        let pn = crate::PubNub::builder()
+            .subscribe_key("s")
+            .user_id("u")
+            .origin("http://h")
+            .build()
+            .unwrap();
+        let mut r = pn.where_now().request().unwrap();
+        let query = r.query().to_string();
+        sign(&mut r, "sec", "pub", 1583755527);
+        let (rest, sig) = r.query().split_once("&signature=").unwrap();
+        assert_eq!(rest, format!("{query}&timestamp=1583755527"));
+        assert_eq!(
+            sig,
+            signature_v2("sec", "pub", "/v2/presence/sub-key/s/uuid/u", rest)
+        );
+        assert_eq!(r.path(), "/v2/presence/sub-key/s/uuid/u");
         assert!(sig.starts_with("v2."));
     }
 }

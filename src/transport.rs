@@ -2,9 +2,10 @@
 
 use crate::config::Config;
 use crate::error::{Error, Result, TransportErrorKind};
-use crate::request::{Request, PNSDK};
+use crate::request::PNSDK;
 use std::io::Read;
 use std::time::Duration;
+use ureq::http::Uri;
 
 /// How long a long-poll subscribe may take: the server holds it up to 280 s
 /// (PROTOCOL.md §5), so the read timeout must be longer.
@@ -43,6 +44,9 @@ impl Transport {
             .max_redirects(0)
             .user_agent(PNSDK)
             .accept_encoding("identity")
+            // NOTE(allocations): ureq copies each automatic header value per
+            // request; `Accept: */*` says nothing, so it is not sent.
+            .accept("")
             .timeout_connect(Some(config.connect_timeout))
             // NOTE(allocations): ureq's whole-call timer (`timeout_global`)
             // costs 5 allocations per request; per-phase timers cost none.
@@ -67,15 +71,15 @@ impl Transport {
         })
     }
 
-    /// Sends `request` as a GET to `origin`; returns the status and body.
-    pub(crate) fn get(&self, origin: &str, request: &Request) -> Result<Response> {
-        let url = request.url(origin);
-        let resp = match request.timeout {
+    /// Sends a GET of `uri`, with `timeout` (when given) replacing the
+    /// configured per-phase timeouts; returns the status and body.
+    pub(crate) fn get(&self, uri: Uri, timeout: Option<Duration>) -> Result<Response> {
+        let resp = match timeout {
             // A per-request config is a copy of the agent's: only pay for
             // it when this request needs its own timeout.
             Some(t) => self
                 .agent
-                .get(&url)
+                .get(uri)
                 .config()
                 .timeout_send_request(Some(t))
                 .timeout_recv_response(Some(t))
@@ -83,7 +87,7 @@ impl Transport {
                 .timeout_global(Some(t))
                 .build()
                 .call(),
-            None => self.agent.get(&url).call(),
+            None => self.agent.get(uri).call(),
         }
         .map_err(map_error)?;
         let status = resp.status().as_u16();
@@ -118,6 +122,12 @@ impl Transport {
             retry_after,
         })
     }
+}
+
+/// Parses a request URL. Taking the `String` by value lets the parsed URL
+/// keep its bytes instead of copying them.
+pub(crate) fn parse_uri(url: String) -> Result<Uri> {
+    Uri::try_from(url).map_err(|_| Error::input("origin", "the request url is not valid"))
 }
 
 fn too_large(cap: usize) -> Error {

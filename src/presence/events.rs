@@ -506,17 +506,11 @@ impl PresenceEvents {
     /// The subscribe request for the current cursor (sans-IO).
     pub fn request(&self) -> Request {
         let config = self.pubnub.config();
-        let mut path = String::with_capacity(64);
-        path.push_str("/v2/subscribe/");
-        crate::encode::encode_into(
-            &mut path,
-            config.subscribe_key(),
-            crate::encode::PATH_SEGMENT,
-        );
+        let mut path = request::start(config, "/v2/subscribe/");
         path.push('/');
         encode_names_into(&mut path, &self.channels);
         path.push_str("/0");
-        let mut query = request::base_query(config, &self.groups);
+        let mut query = request::base_query(path, config, &self.groups);
         push_param(
             &mut query,
             "tt",
@@ -525,7 +519,7 @@ impl PresenceEvents {
         if self.cursor.t != 0 {
             push_param(&mut query, "tr", itoa(self.cursor.r).as_str());
         }
-        let mut req = request::finish(path, query);
+        let mut req = request::finish(config, query);
         req.timeout = Some(crate::transport::LONG_POLL_TIMEOUT);
         req
     }
@@ -552,7 +546,7 @@ impl PresenceEvents {
         if let Some(t) = timeout {
             req.timeout = Some(t);
         }
-        let resp = self.pubnub.send(&req)?;
+        let resp = self.pubnub.send(req)?;
         let batch = decode(&resp.body)?;
         self.accept(batch);
         Ok(())

@@ -78,19 +78,19 @@ impl<'p> HeartbeatBuilder<'p> {
         }
         let mut path = request::channel_path(config, &self.channels);
         path.push_str("/heartbeat");
-        let mut query = request::base_query(config, &self.channel_groups);
+        let mut query = request::base_query(path, config, &self.channel_groups);
         push_param(&mut query, "heartbeat", itoa(timeout).as_str());
         if let Some(state) = &self.state {
             let json = state.as_ref().map_err(Clone::clone)?;
             push_param(&mut query, "state", json);
         }
-        Ok(request::finish(path, query))
+        Ok(request::finish(config, query))
     }
 
     /// Sends the heartbeat.
     pub fn execute(self) -> Result<()> {
         let req = self.request()?;
-        let resp = self.pubnub.send(&req)?;
+        let resp = self.pubnub.send(req)?;
         decode_ack(&resp.body)
     }
 }
@@ -129,14 +129,14 @@ impl<'p> LeaveBuilder<'p> {
         let mut path = request::channel_path(config, &self.channels);
         path.push_str("/leave");
         Ok(request::finish(
-            path,
-            request::base_query(config, &self.channel_groups),
+            config,
+            request::base_query(path, config, &self.channel_groups),
         ))
     }
     /// Sends the leave.
     pub fn execute(self) -> Result<()> {
         let req = self.request()?;
-        let resp = self.pubnub.send(&req)?;
+        let resp = self.pubnub.send(req)?;
         decode_ack(&resp.body)
     }
 }
@@ -165,9 +165,12 @@ mod tests {
             .presence_timeout(60)
             .request()
             .unwrap();
-        assert_eq!(r.path, "/v2/presence/sub-key/sub/channel/a%20b,c/heartbeat");
         assert_eq!(
-            r.query,
+            r.path(),
+            "/v2/presence/sub-key/sub/channel/a%20b,c/heartbeat"
+        );
+        assert_eq!(
+            r.query(),
             "uuid=me&pnsdk=PubNub-Rust-Presence%2F0.1.0&channel-group=g&heartbeat=60&state=%7B%22a%20b%22%3A%7B%22k%22%3A1%7D%7D"
         );
         let r = p
@@ -175,8 +178,8 @@ mod tests {
             .channel_groups(vec!["g".into()])
             .request()
             .unwrap();
-        assert_eq!(r.path, "/v2/presence/sub-key/sub/channel/,/heartbeat");
-        assert!(r.query.ends_with("&heartbeat=300"));
+        assert_eq!(r.path(), "/v2/presence/sub-key/sub/channel/,/heartbeat");
+        assert!(r.query().ends_with("&heartbeat=300"));
         assert!(p.heartbeat().request().is_err());
         assert!(p
             .heartbeat()
@@ -202,14 +205,14 @@ mod tests {
     fn leave_requests() {
         let p = pn();
         let r = p.leave().channels(vec!["x".into()]).request().unwrap();
-        assert_eq!(r.path, "/v2/presence/sub-key/sub/channel/x/leave");
+        assert_eq!(r.path(), "/v2/presence/sub-key/sub/channel/x/leave");
         let r = p
             .leave()
             .channel_groups(vec!["g1".into(), "g2".into()])
             .request()
             .unwrap();
-        assert_eq!(r.path, "/v2/presence/sub-key/sub/channel/,/leave");
-        assert!(r.query.ends_with("&channel-group=g1%2Cg2"));
+        assert_eq!(r.path(), "/v2/presence/sub-key/sub/channel/,/leave");
+        assert!(r.query().ends_with("&channel-group=g1%2Cg2"));
         assert!(p.leave().channels(vec!["a,b".into()]).request().is_err());
     }
 }

@@ -142,13 +142,13 @@ impl<'p> HereNowBuilder<'p> {
         request::check_targets(&self.channels, &self.channel_groups)?;
         let config = self.pubnub.config();
         let path = request::channel_path(config, &self.channels);
-        let mut query = request::base_query(config, &self.channel_groups);
+        let mut query = request::base_query(path, config, &self.channel_groups);
         push_flags(&mut query, self.include_state, self.include_user_ids);
         push_param(&mut query, "limit", itoa(self.limit).as_str());
         if self.offset > 0 {
             push_param(&mut query, "offset", itoa(self.offset).as_str());
         }
-        Ok(request::finish(path, query))
+        Ok(request::finish(config, query))
     }
 
     /// The channel name a flat-shaped answer is about, if this request
@@ -163,7 +163,7 @@ impl<'p> HereNowBuilder<'p> {
     /// Sends the request and decodes the answer.
     pub fn execute(self) -> Result<HereNowResult<'static>> {
         let req = self.request()?;
-        let resp = self.pubnub.send(&req)?;
+        let resp = self.pubnub.send(req)?;
         decode(&resp.body, self.flat_channel()).map(HereNowResult::into_owned)
     }
 
@@ -181,7 +181,7 @@ impl<'p> HereNowBuilder<'p> {
     /// ```
     pub fn execute_with<R>(self, f: impl FnOnce(&HereNowResult<'_>) -> R) -> Result<R> {
         let req = self.request()?;
-        let resp = self.pubnub.send(&req)?;
+        let resp = self.pubnub.send(req)?;
         let result = decode(&resp.body, self.flat_channel())?;
         Ok(f(&result))
     }
@@ -218,14 +218,14 @@ impl<'p> GlobalHereNowBuilder<'p> {
     pub fn request(&self) -> Result<Request> {
         let config = self.pubnub.config();
         let path = request::presence_path(config);
-        let mut query = request::base_query(config, &[]);
+        let mut query = request::base_query(path, config, &[]);
         push_flags(&mut query, self.include_state, self.include_user_ids);
-        Ok(request::finish(path, query))
+        Ok(request::finish(config, query))
     }
     /// Sends the request and decodes the answer.
     pub fn execute(self) -> Result<HereNowResult<'static>> {
         let req = self.request()?;
-        let resp = self.pubnub.send(&req)?;
+        let resp = self.pubnub.send(req)?;
         decode(&resp.body, None).map(HereNowResult::into_owned)
     }
 }

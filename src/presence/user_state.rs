@@ -108,15 +108,15 @@ impl<'p> SetStateBuilder<'p> {
         let mut path = request::channel_path(config, &self.channels);
         request::push_uuid_segment(&mut path, user_id);
         path.push_str("/data");
-        let mut query = request::base_query(config, &self.channel_groups);
+        let mut query = request::base_query(path, config, &self.channel_groups);
         push_param(&mut query, "state", json);
-        Ok(request::finish(path, query))
+        Ok(request::finish(config, query))
     }
 
     /// Sends the request and decodes the answer.
     pub fn execute(self) -> Result<SetStateResult<'static>> {
         let req = self.request()?;
-        let resp = self.pubnub.send(&req)?;
+        let resp = self.pubnub.send(req)?;
         let mut channel = String::new();
         for (i, name) in self.channels.iter().enumerate() {
             if i > 0 {
@@ -172,15 +172,15 @@ impl<'p> GetStateBuilder<'p> {
         let mut path = request::channel_path(config, &self.channels);
         request::push_uuid_segment(&mut path, user_id);
         Ok(request::finish(
-            path,
-            request::base_query(config, &self.channel_groups),
+            config,
+            request::base_query(path, config, &self.channel_groups),
         ))
     }
 
     /// Sends the request and decodes the answer.
     pub fn execute(self) -> Result<GetStateResult<'static>> {
         let req = self.request()?;
-        let resp = self.pubnub.send(&req)?;
+        let resp = self.pubnub.send(req)?;
         decode_get(&resp.body).map(GetStateResult::into_owned)
     }
 }

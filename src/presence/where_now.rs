@@ -56,13 +56,16 @@ impl<'p> WhereNowBuilder<'p> {
         request::check_user_id("user_id", user_id)?;
         let mut path = request::presence_path(config);
         request::push_uuid_segment(&mut path, user_id);
-        Ok(request::finish(path, request::base_query(config, &[])))
+        Ok(request::finish(
+            config,
+            request::base_query(path, config, &[]),
+        ))
     }
 
     /// Sends the request and decodes the answer.
     pub fn execute(self) -> Result<WhereNowResult<'static>> {
         let req = self.request()?;
-        let resp = self.pubnub.send(&req)?;
+        let resp = self.pubnub.send(req)?;
         decode(&resp.body).map(WhereNowResult::into_owned)
     }
 }
