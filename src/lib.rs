@@ -27,8 +27,8 @@
 //! - **Blocking, no runtime.** One `ureq` agent, one kept-alive connection,
 //!   small I/O buffers. Built for small Linux devices and single-threaded
 //!   tools.
-//! - **Sans-IO core.** Each builder's `request()` returns the path and
-//!   query without sending anything; [`decode`] turns response bytes into
+//! - **Sans-IO core.** Each builder's `request()` returns the URL (path
+//!   and query available apart) without sending anything; [`decode`] turns response bytes into
 //!   results. Only the transport module touches the network.
 //! - **Compact parser.** A non-recursive JSON cursor ([`json`]) that borrows
 //!   strings from the body; results borrow too (`HereNowResult<'a>`) and
