@@ -165,7 +165,7 @@ pub(crate) fn base_query(mut url: String, config: &Config, groups: &[String]) ->
 pub(crate) fn finish(config: &Config, url: String) -> Request {
     // The origin holds no `?` (checked at build) and the path is
     // percent-encoded, so the first `?` starts the query.
-    let query_at = url.find('?').unwrap_or(url.len());
+    let query_at = url.bytes().position(|b| b == b'?').unwrap_or(url.len());
     Request {
         path_at: config.origin.len().min(query_at),
         query_at,
