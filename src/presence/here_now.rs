@@ -161,10 +161,15 @@ impl<'p> HereNowBuilder<'p> {
     }
 
     /// Sends the request and decodes the answer.
-    pub fn execute(self) -> Result<HereNowResult<'static>> {
+    pub fn execute(mut self) -> Result<HereNowResult<'static>> {
         let req = self.request()?;
         let resp = self.pubnub.send(req)?;
-        decode(&resp.body, self.flat_channel()).map(HereNowResult::into_owned)
+        // The one channel's name moves into the result (no copy).
+        let flat = match self.flat_channel() {
+            Some(_) => self.channels.pop().map(Cow::Owned),
+            None => None,
+        };
+        decode_named(&resp.body, flat).map(HereNowResult::into_owned)
     }
 
     /// Sends the request and hands the *borrowed* result to `f`: no
@@ -277,6 +282,15 @@ pub(crate) fn itoa64(mut v: u64) -> Itoa {
 /// occupants, each sized once; strings are borrowed unless escaped. With the
 /// `serde` feature each state becomes a `serde_json::Value`.
 pub fn decode<'a>(body: &'a [u8], flat_channel: Option<&'a str>) -> Result<HereNowResult<'a>> {
+    decode_named(body, flat_channel.map(Cow::Borrowed))
+}
+
+/// [`decode`], with the flat channel's name given as a `Cow` so `execute`
+/// can move the request's own `String` into the result instead of copying.
+fn decode_named<'a>(
+    body: &'a [u8],
+    flat_channel: Option<Cow<'a, str>>,
+) -> Result<HereNowResult<'a>> {
     let mut payload = None;
     let mut occupancy = None;
     let mut users = None;
@@ -308,7 +322,7 @@ pub fn decode<'a>(body: &'a [u8], flat_channel: Option<&'a str>) -> Result<HereN
         total_channels: 1,
         total_occupancy: occupancy,
         channels: vec![HereNowChannel {
-            name: Cow::Borrowed(name),
+            name,
             occupancy,
             occupants: users.unwrap_or_default(),
         }],
