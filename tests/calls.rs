@@ -383,6 +383,47 @@ fn signed_request_carries_timestamp_and_signature() {
     assert!(!format!("{p:?}").contains("sec\""));
 }
 
+/// A retried signed request is signed afresh per attempt from the unsigned
+/// request: each attempt carries exactly one timestamp and one valid
+/// signature.
+#[cfg(feature = "tls")]
+#[test]
+fn signed_request_is_signed_once_per_attempt() {
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    let s = Server::start(move |_| {
+        if n.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::Json(503, "{}".into())
+        } else {
+            ok_json(r#"{"payload":{"channels":[]}}"#)
+        }
+    });
+    let p = PubNub::builder()
+        .subscribe_key("sub")
+        .publish_key("pub")
+        .secret_key("sec")
+        .user_id("me")
+        .origin(&s.origin)
+        .retry_policy(pubnub_presence::RetryPolicy {
+            base_delay: std::time::Duration::from_millis(1),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    p.where_now().execute().unwrap();
+    let targets = s.targets();
+    assert_eq!(targets.len(), 2, "{targets:?}");
+    for target in targets {
+        let (path, query) = target.split_once('?').unwrap();
+        assert_eq!(query.matches("timestamp=").count(), 1, "{query}");
+        assert_eq!(query.matches("signature=").count(), 1, "{query}");
+        let (signed_part, sig) = query.split_once("&signature=").unwrap();
+        assert_eq!(
+            sig,
+            pubnub_presence::sign::signature_v2("sec", "pub", path, signed_part)
+        );
+    }
+}
+
 #[test]
 fn client_types_are_send_and_sync() {
     fn send_sync<T: Send + Sync>() {}
