@@ -8,7 +8,7 @@
 //! ```
 
 use pubnub_presence::emulator::{Options, Server};
-use pubnub_presence::{Error, PubNub};
+use pubnub_presence::{Error, ErrorKind, PubNub};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -96,11 +96,11 @@ fn read_response(s: &mut TcpStream) -> bool {
 }
 
 fn kind(e: &Error) -> String {
-    match e {
-        Error::Input { .. } => "input".into(),
-        Error::Server(s) => format!("server {}", s.status),
-        Error::Transport { kind, .. } => format!("transport {kind:?}"),
-        Error::Decode { .. } => "decode".into(),
+    match e.kind() {
+        ErrorKind::Input { .. } => "input".into(),
+        ErrorKind::Server(s) => format!("server {}", s.status),
+        ErrorKind::Transport { kind, .. } => format!("transport {kind:?}"),
+        ErrorKind::Decode { .. } => "decode".into(),
         _ => "other".into(),
     }
 }

@@ -71,7 +71,7 @@ impl PubNub {
 
     /// Sends a request built by one of the builders and returns the raw
     /// response if its HTTP status is 2xx; any other status becomes
-    /// [`crate::Error::Server`]. Signs the request when a secret key is
+    /// [`crate::ErrorKind::Server`]. Signs the request when a secret key is
     /// configured, and retries by the client's [`RetryPolicy`] (except
     /// long-polls, which carry their own timeout). Takes the request by
     /// value: its URL goes to the HTTP stack without a copy.

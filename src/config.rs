@@ -346,15 +346,18 @@ mod tests {
             ),
         ];
         for (b, arg) in cases {
-            match b.build() {
-                Err(Error::Input { argument, .. }) => assert_eq!(argument, arg),
+            match b.build().map_err(Error::into_kind) {
+                Err(crate::ErrorKind::Input { argument, .. }) => assert_eq!(argument, arg),
                 other => panic!("{arg}: {other:?}"),
             }
         }
         #[cfg(not(feature = "tls"))]
         assert!(matches!(
-            base().origin("https://ps.pndsn.com").build(),
-            Err(Error::Input {
+            base()
+                .origin("https://ps.pndsn.com")
+                .build()
+                .map_err(Error::into_kind),
+            Err(crate::ErrorKind::Input {
                 argument: "origin",
                 ..
             })

@@ -7,6 +7,8 @@
 //! records where each wanted value lies; the decoders then parse those
 //! slices in whatever order they need.
 
+#[cfg(test)]
+use crate::error::ErrorKind;
 use crate::error::{Error, Result, ServerError};
 use crate::json::{Cursor, Kind};
 
@@ -169,7 +171,7 @@ impl<'a, const N: usize> Envelope<'a, N> {
                 .filter(|&s| s >= 400 || http_status < 400)
                 .and_then(|s| u16::try_from(s).ok())
                 .unwrap_or(http_status);
-            return Err(Error::Server(Box::new(self.server_error(status))));
+            return Err(Error::from_server(self.server_error(status)));
         }
         Ok(())
     }
@@ -232,17 +234,19 @@ fn read_strings(c: &mut Cursor<'_>, out: &mut Vec<String>) -> Result<()> {
 pub fn error_from_response(http_status: u16, body: &[u8]) -> Error {
     // With a status of 400 or more forced, a JSON body always yields the
     // server error; only a non-JSON body falls through.
-    if let Err(e @ Error::Server(_)) = parse_at::<0>(body, [], http_status.max(400)) {
-        return e;
+    if let Err(e) = parse_at::<0>(body, [], http_status.max(400)) {
+        if e.server().is_some() {
+            return e;
+        }
     }
-    Error::Server(Box::new(ServerError {
+    Error::from_server(ServerError {
         status: http_status,
         message: excerpt(body),
         service: String::new(),
         channels: Vec::new(),
         channel_groups: Vec::new(),
         attempts: 1,
-    }))
+    })
 }
 
 /// Up to 120 characters of a body, for an error message.
@@ -266,8 +270,8 @@ mod tests {
     use super::*;
 
     fn server(e: Error) -> ServerError {
-        match e {
-            Error::Server(s) => *s,
+        match e.into_kind() {
+            ErrorKind::Server(s) => s,
             other => panic!("not a server error: {other:?}"),
         }
     }

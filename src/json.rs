@@ -712,16 +712,13 @@ mod tests {
         for (json, offset, reason) in bad {
             assert_eq!(
                 str_of(json).unwrap_err(),
-                Error::Decode { offset, reason },
+                Error::decode(offset, reason),
                 "{json}"
             );
         }
         assert_eq!(
             Cursor::from_bytes(b"\"a\xff\"").err(),
-            Some(Error::Decode {
-                offset: 2,
-                reason: "invalid utf-8"
-            })
+            Some(Error::decode(2, "invalid utf-8"))
         );
     }
 

@@ -78,7 +78,7 @@ pub use config::{
     Config, PubNubBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_SIZE, DEFAULT_ORIGIN,
     DEFAULT_PRESENCE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, MIN_PRESENCE_TIMEOUT,
 };
-pub use error::{Error, Result, ServerError, TransportErrorKind};
+pub use error::{Error, ErrorKind, Result, ServerError, TransportErrorKind};
 pub use presence::events::{IntervalEvent, PresenceEvent, PresenceEvents, UserEvent};
 pub use presence::here_now::{HereNowChannel, HereNowResult, HereNowUser};
 pub use presence::schedule::{HeartbeatThread, Heartbeater};

@@ -191,8 +191,8 @@ mod tests {
             (s(&[]), s(&["g,h"]), "channel_groups"),
         ];
         for (ch, gr, arg) in cases {
-            match check_targets(&ch, &gr) {
-                Err(Error::Input { argument, .. }) => assert_eq!(argument, arg),
+            match check_targets(&ch, &gr).map_err(Error::into_kind) {
+                Err(crate::ErrorKind::Input { argument, .. }) => assert_eq!(argument, arg),
                 other => panic!("{ch:?} {gr:?}: {other:?}"),
             }
         }

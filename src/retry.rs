@@ -7,7 +7,7 @@
 //! (capped at `max_delay` when no deadline is set), and a total deadline
 //! bounds the whole call: a retry that would end past it is not made.
 
-use crate::error::{Error, TransportErrorKind};
+use crate::error::{Error, ErrorKind, TransportErrorKind};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How a client retries failed requests. `RetryPolicy::default()`: 3
@@ -76,12 +76,12 @@ fn random_u64() -> u64 {
 
 /// Whether an error is worth another attempt.
 pub(crate) fn is_retryable(e: &Error) -> bool {
-    match e {
-        Error::Transport { kind, .. } => matches!(
+    match e.kind() {
+        ErrorKind::Transport { kind, .. } => matches!(
             kind,
             TransportErrorKind::Connect | TransportErrorKind::Timeout | TransportErrorKind::Io
         ),
-        Error::Server(s) => s.status >= 500 || s.status == 429,
+        ErrorKind::Server(s) => s.status >= 500 || s.status == 429,
         _ => false,
     }
 }
@@ -91,17 +91,15 @@ pub(crate) fn with_attempts(e: Error, attempts: u32) -> Error {
     if attempts <= 1 {
         return e;
     }
-    match e {
-        Error::Server(mut s) => {
-            s.attempts = attempts;
-            Error::Server(s)
+    let mut e = e;
+    match e.kind_mut() {
+        ErrorKind::Server(s) => s.attempts = attempts,
+        ErrorKind::Transport { detail, .. } => {
+            *detail = format!("{detail} (after {attempts} attempts)").into();
         }
-        Error::Transport { kind, detail } => Error::Transport {
-            kind,
-            detail: format!("{detail} (after {attempts} attempts)").into(),
-        },
-        other => other,
+        _ => {}
     }
+    e
 }
 
 /// Parses a `Retry-After` value in seconds (the HTTP-date form is not
@@ -130,10 +128,10 @@ mod tests {
     #[test]
     fn what_is_retried() {
         let server = |status| {
-            Error::Server(Box::new(ServerError {
+            Error::from_server(ServerError {
                 status,
                 ..ServerError::default()
-            }))
+            })
         };
         let t = |kind| Error::transport(kind, "x");
         let yes = [
@@ -159,8 +157,8 @@ mod tests {
         assert!(!no.iter().any(is_retryable));
         assert_eq!(parse_retry_after(" 2 "), Some(Duration::from_secs(2)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        match with_attempts(server(503), 3) {
-            Error::Server(s) => assert_eq!(s.attempts, 3),
+        match with_attempts(server(503), 3).into_kind() {
+            ErrorKind::Server(s) => assert_eq!(s.attempts, 3),
             e => panic!("{e:?}"),
         }
         assert_eq!(

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{client, ok_json, Reply, Server};
-use pubnub_presence::{Error, PubNub, TransportErrorKind};
+use pubnub_presence::{Error, ErrorKind, PubNub, TransportErrorKind};
 use std::sync::atomic::Ordering;
 
 const SDK: &str = "pnsdk=PubNub-Rust-Presence%2F0.1.0";
@@ -202,8 +202,8 @@ fn input_errors_send_nothing() {
         .execute()
         .map(drop);
     for (result, arg) in cases.into_iter().chain([(not_object, "state")]) {
-        match result {
-            Err(Error::Input { argument, .. }) => assert_eq!(argument, arg),
+        match result.map_err(Error::into_kind) {
+            Err(ErrorKind::Input { argument, .. }) => assert_eq!(argument, arg),
             other => panic!("{arg}: {other:?}"),
         }
     }
@@ -224,7 +224,7 @@ fn access_manager_403() {
         .channels(vec!["demo".into()])
         .execute()
         .unwrap_err();
-    let Error::Server(e) = e else { panic!("{e:?}") };
+    let Some(e) = e.server() else { panic!("{e:?}") };
     assert_eq!(e.status, 403);
     assert_eq!(e.message, "Forbidden");
     assert_eq!(e.service, "Access Manager");
@@ -266,8 +266,8 @@ fn body_over_the_cap() {
         .max_response_size(4096)
         .build()
         .unwrap();
-    match p.where_now().execute() {
-        Err(Error::Transport {
+    match p.where_now().execute().map_err(Error::into_kind) {
+        Err(ErrorKind::Transport {
             kind: TransportErrorKind::BodyTooLarge,
             ..
         }) => {}
@@ -289,8 +289,8 @@ fn refused_and_timeout() {
         .retry_policy(pubnub_presence::RetryPolicy::none())
         .build()
         .unwrap();
-    match p.where_now().execute() {
-        Err(Error::Transport {
+    match p.where_now().execute().map_err(Error::into_kind) {
+        Err(ErrorKind::Transport {
             kind: TransportErrorKind::Connect,
             ..
         }) => {}
@@ -307,8 +307,8 @@ fn refused_and_timeout() {
         .build()
         .unwrap();
     let started = std::time::Instant::now();
-    match p.where_now().execute() {
-        Err(Error::Transport {
+    match p.where_now().execute().map_err(Error::into_kind) {
+        Err(ErrorKind::Transport {
             kind: TransportErrorKind::Timeout,
             ..
         }) => {}
@@ -322,8 +322,8 @@ fn html_captive_portal_is_a_decode_error() {
     let s = Server::start(|_| ok_json("<html><body>Please log in</body></html>"));
     let p = client(&s.origin);
     assert_eq!(
-        p.where_now().execute().unwrap_err(),
-        Error::Decode {
+        p.where_now().execute().unwrap_err().into_kind(),
+        ErrorKind::Decode {
             offset: 0,
             reason: "expected an object"
         }

@@ -3,7 +3,7 @@
 
 use pubnub_presence::emulator::{Options, Server, ServerHandle};
 use pubnub_presence::state::state_json;
-use pubnub_presence::{Error, PresenceEvent, PubNub};
+use pubnub_presence::{Error, ErrorKind, PresenceEvent, PubNub};
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -323,7 +323,7 @@ fn access_control_and_errors() {
         .channel_groups(names(&["g"]))
         .execute()
         .unwrap_err();
-    let Error::Server(e) = e else { panic!("{e:?}") };
+    let Some(e) = e.server() else { panic!("{e:?}") };
     assert_eq!((e.status, e.service.as_str()), (403, "Access Manager"));
     assert_eq!(e.channels, ["a"]);
     assert_eq!(e.channel_groups, [":g"]);
@@ -436,8 +436,8 @@ fn signed_requests_verify_and_bad_ones_are_refused() {
         .unwrap();
     assert_eq!(good.where_now().execute().unwrap().channels.len(), 2);
     for bad in [make(Some("wrong")), make(None)] {
-        match bad.where_now().execute() {
-            Err(Error::Server(e)) => {
+        match bad.where_now().execute().map_err(Error::into_kind) {
+            Err(ErrorKind::Server(e)) => {
                 assert_eq!(e.status, 403);
                 assert_eq!(e.message, "Signature does not match");
             }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{ok_json, Reply, Server};
-use pubnub_presence::{Error, PubNub, RetryPolicy, TransportErrorKind};
+use pubnub_presence::{Error, ErrorKind, PubNub, RetryPolicy, TransportErrorKind};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -76,8 +76,8 @@ fn run(
 }
 
 fn transport_kind(r: &Result<Vec<String>, Error>) -> Option<TransportErrorKind> {
-    match r {
-        Err(Error::Transport { kind, .. }) => Some(*kind),
+    match r.as_ref().map_err(Error::kind) {
+        Err(ErrorKind::Transport { kind, .. }) => Some(*kind),
         _ => None,
     }
 }
@@ -97,8 +97,8 @@ fn connection_refused_is_retried_then_reported() {
     let t = Instant::now();
     let e = p.where_now().execute().unwrap_err();
     assert!(t.elapsed() < Duration::from_secs(3));
-    match &e {
-        Error::Transport { kind, detail } => {
+    match e.kind() {
+        ErrorKind::Transport { kind, detail } => {
             assert_eq!(*kind, TransportErrorKind::Connect);
             assert!(detail.ends_with("(after 3 attempts)"), "{detail}");
         }
@@ -295,8 +295,8 @@ fn captive_portal_html_with_200() {
         Duration::from_secs(2),
     );
     assert_eq!(
-        r.unwrap_err(),
-        Error::Decode {
+        r.unwrap_err().into_kind(),
+        ErrorKind::Decode {
             offset: 0,
             reason: "expected an object"
         }
@@ -315,7 +315,7 @@ fn error_json_with_200() {
         fast_retries(),
         Duration::from_secs(2),
     );
-    let Err(Error::Server(e)) = r else {
+    let Some(e) = r.as_ref().err().and_then(Error::server) else {
         panic!("{r:?}")
     };
     assert_eq!(
@@ -341,8 +341,8 @@ fn body_over_the_cap_keeps_memory_bounded() {
     let grew = PEAK.load(Ordering::Relaxed).saturating_sub(before);
     assert!(
         matches!(
-            e,
-            Error::Transport {
+            e.kind(),
+            ErrorKind::Transport {
                 kind: TransportErrorKind::BodyTooLarge,
                 ..
             }
@@ -367,8 +367,8 @@ fn body_over_the_cap_keeps_memory_bounded() {
     let e = p.where_now().execute().unwrap_err();
     assert!(
         matches!(
-            e,
-            Error::Transport {
+            e.kind(),
+            ErrorKind::Transport {
                 kind: TransportErrorKind::BodyTooLarge,
                 ..
             }
@@ -387,8 +387,8 @@ fn invalid_utf8_inside_a_json_string() {
         Duration::from_secs(2),
     );
     assert_eq!(
-        r.unwrap_err(),
-        Error::Decode {
+        r.unwrap_err().into_kind(),
+        ErrorKind::Decode {
             offset: 25,
             reason: "invalid utf-8"
         }

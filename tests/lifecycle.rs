@@ -4,7 +4,7 @@
 mod common;
 
 use common::{client, ok_json, Reply, Server};
-use pubnub_presence::{Error, Heartbeater, PresenceEvent, PubNub};
+use pubnub_presence::{Error, ErrorKind, Heartbeater, PresenceEvent, PubNub};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,8 +108,8 @@ fn server_errors_end_next_event() {
         .channels(vec!["room".into()])
         .open()
         .unwrap();
-    match ev.next_event() {
-        Err(Error::Server(e)) => assert_eq!(e.channels, ["room-pnpres"]),
+    match ev.next_event().map_err(Error::into_kind) {
+        Err(ErrorKind::Server(e)) => assert_eq!(e.channels, ["room-pnpres"]),
         other => panic!("{other:?}"),
     }
 }

@@ -4,7 +4,7 @@
 //! certificate.
 #![cfg(feature = "tls")]
 
-use pubnub_presence::{Error, PubNub, RetryPolicy, TransportErrorKind};
+use pubnub_presence::{Error, ErrorKind, PubNub, RetryPolicy, TransportErrorKind};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::io::{BufRead, BufReader, Write};
@@ -96,8 +96,8 @@ fn client(port: u16, root: Option<&Ca>) -> PubNub {
 }
 
 fn tls_error(r: Result<impl std::fmt::Debug, Error>) -> String {
-    match r {
-        Err(Error::Transport {
+    match r.map_err(Error::into_kind) {
+        Err(ErrorKind::Transport {
             kind: TransportErrorKind::Tls,
             detail,
         }) => detail.into_owned(),
@@ -146,8 +146,8 @@ fn bad_pem_is_an_input_error() {
         .build();
     assert!(
         matches!(
-            r,
-            Err(Error::Input {
+            r.as_ref().map_err(Error::kind),
+            Err(ErrorKind::Input {
                 argument: "root_certificate_pem",
                 ..
             })

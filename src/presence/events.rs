@@ -5,7 +5,7 @@
 use crate::client::PubNub;
 use crate::encode::{encode_names_into, push_param};
 use crate::envelope::{self, Field};
-use crate::error::{Error, Result, TransportErrorKind};
+use crate::error::{Error, ErrorKind, Result, TransportErrorKind};
 use crate::json::{digits_u64, string_list, Cursor, Kind};
 use crate::presence::here_now::itoa;
 use crate::request::{self, Request};
@@ -570,10 +570,17 @@ impl PresenceEvents {
                 self.backoff.failures = 0;
                 Ok(self.pending.pop_front())
             }
-            Err(Error::Transport {
-                kind: TransportErrorKind::Timeout,
-                ..
-            }) => Ok(None),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Transport {
+                        kind: TransportErrorKind::Timeout,
+                        ..
+                    }
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
@@ -589,7 +596,7 @@ impl PresenceEvents {
             }
             match self.poll_once(None) {
                 Ok(()) => self.backoff.failures = 0,
-                Err(Error::Transport { .. }) => {
+                Err(e) if matches!(e.kind(), ErrorKind::Transport { .. }) => {
                     std::thread::sleep(self.backoff.delay());
                     self.backoff.failures = self.backoff.failures.saturating_add(1);
                 }
@@ -684,14 +691,17 @@ mod tests {
             br#"{"t":{"t":"1"},"m":[{"d":{"action":"join"}}]}"#,
         ] {
             assert!(
-                matches!(decode(bad), Err(Error::Decode { .. })),
+                matches!(
+                    decode(bad).map_err(Error::into_kind),
+                    Err(ErrorKind::Decode { .. })
+                ),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
         }
         assert!(matches!(
-            decode(br#"{"status":403,"error":true,"message":"Forbidden","payload":{"channels":["a-pnpres"]}}"#),
-            Err(Error::Server(_))
+            decode(br#"{"status":403,"error":true,"message":"Forbidden","payload":{"channels":["a-pnpres"]}}"#).map_err(Error::into_kind),
+            Err(ErrorKind::Server(_))
         ));
     }
 

@@ -553,8 +553,8 @@ mod tests {
             ),
         ];
         for (body, reason) in cases {
-            match decode(body, Some("c")) {
-                Err(Error::Decode { reason: r, .. }) => assert_eq!(r, reason),
+            match decode(body, Some("c")).map_err(Error::into_kind) {
+                Err(crate::ErrorKind::Decode { reason: r, .. }) => assert_eq!(r, reason),
                 other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
             }
         }

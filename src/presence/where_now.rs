@@ -119,7 +119,10 @@ mod tests {
             r#"{"payload":{"channels":[1]}}"#,
         ] {
             assert!(
-                matches!(decode(bad.as_bytes()), Err(Error::Decode { .. })),
+                matches!(
+                    decode(bad.as_bytes()).map_err(Error::into_kind),
+                    Err(crate::ErrorKind::Decode { .. })
+                ),
                 "{bad}"
             );
         }
