@@ -154,31 +154,80 @@ fn io_to_ureq(e: std::io::Error) -> ureq::Error {
 
 #[cfg(feature = "tls")]
 fn tls_config(config: &Config) -> Result<ureq::tls::TlsConfig> {
-    use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
+    use ureq::tls::{Certificate, RootCerts, TlsConfig};
     let mut builder = TlsConfig::builder();
     if let Some(pem) = &config.root_certificate_pem {
-        let mut certs = Vec::new();
-        for item in parse_pem(pem) {
-            match item {
-                Ok(PemItem::Certificate(c)) => certs.push(c),
-                Ok(_) => {}
-                Err(_) => {
-                    return Err(Error::input(
-                        "root_certificate_pem",
-                        "the root certificate is not valid PEM",
-                    ))
-                }
-            }
+        let bad = |reason| Error::input("root_certificate_pem", reason);
+        let ders =
+            pem_certificates(pem).ok_or_else(|| bad("the root certificate is not valid PEM"))?;
+        if ders.is_empty() {
+            return Err(bad("the PEM holds no certificate"));
         }
-        if certs.is_empty() {
-            return Err(Error::input(
-                "root_certificate_pem",
-                "the PEM holds no certificate",
-            ));
-        }
+        let certs: Vec<Certificate<'static>> = ders
+            .iter()
+            .map(|der| Certificate::from_der(der).to_owned())
+            .collect();
         builder = builder.root_certs(RootCerts::new_with_certs(&certs));
     }
     Ok(builder.build())
+}
+
+/// The DER bodies of the `CERTIFICATE` blocks of a PEM text, in order;
+/// other blocks are skipped. `None` for an unterminated block or bad
+/// base64.
+///
+/// NOTE(size): a few hundred bytes of code; the PEM reader that
+/// `ureq::tls::parse_pem` brings in cost about 3 KB in the footprint build.
+#[cfg(feature = "tls")]
+pub(crate) fn pem_certificates(pem: &[u8]) -> Option<Vec<Vec<u8>>> {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let mut certs = Vec::new();
+    let mut rest = pem;
+    while let Some(start) = find(rest, BEGIN) {
+        let body = rest.get(start + BEGIN.len()..)?;
+        let end = find(body, END)?;
+        certs.push(base64_decode(body.get(..end)?)?);
+        rest = body.get(end + END.len()..)?;
+    }
+    Some(certs)
+}
+
+/// Decodes standard base64 (`+/`, `=` padding), ignoring ASCII whitespace.
+#[cfg(feature = "tls")]
+fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits, mut pad) = (0u32, 0u32, 0usize);
+    for &c in text {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => {
+                pad += 1;
+                continue;
+            }
+            b' ' | b'\t' | b'\r' | b'\n' => continue,
+            _ => return None,
+        };
+        if pad > 0 {
+            return None; // data after padding
+        }
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    // Leftover bits must be the zero padding of a final partial group.
+    if pad > 2 || bits >= 6 || acc & ((1 << bits) - 1) != 0 {
+        return None;
+    }
+    Some(out)
 }
 
 /// Whether an I/O error carries a rustls error (a failed handshake or
@@ -233,5 +282,82 @@ fn map_error(e: ureq::Error) -> Error {
         ureq::Error::BadUri(_) => Error::input("origin", "the request url is not valid"),
         ureq::Error::StatusCode(code) => Error::transport(K::Protocol, format!("status {code}")),
         _ => Error::transport(K::Io, "request failed"),
+    }
+}
+
+#[cfg(all(test, feature = "tls"))]
+mod tests {
+    use super::*;
+
+    /// Standard base64 with padding, wrapped at `width` characters.
+    fn encode(bytes: &[u8], width: usize) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut s = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    s.push('=');
+                }
+            }
+        }
+        let mut wrapped = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && i % width == 0 {
+                wrapped.push_str("\r\n");
+            }
+            wrapped.push(c);
+        }
+        wrapped
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn base64_round_trip(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200), width in 4usize..80) {
+            proptest::prop_assert_eq!(base64_decode(encode(&bytes, width).as_bytes()), Some(bytes));
+        }
+
+        #[test]
+        fn pem_never_panics(text in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let mut pem = b"x-----BEGIN CERTIFICATE-----".to_vec();
+            pem.extend_from_slice(&text);
+            let _ = pem_certificates(&pem);
+            let _ = base64_decode(&text);
+        }
+    }
+
+    #[test]
+    fn pem_blocks() {
+        let pem = format!(
+            "junk\n-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n\
+             -----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n\
+             -----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            encode(b"first der", 64),
+            encode(b"second", 64)
+        );
+        assert_eq!(
+            pem_certificates(pem.as_bytes()),
+            Some(vec![b"first der".to_vec(), b"second".to_vec()])
+        );
+        assert_eq!(pem_certificates(b"no blocks here"), Some(vec![]));
+        for bad in [
+            &b"-----BEGIN CERTIFICATE-----\nAAAA\n"[..],
+            b"-----BEGIN CERTIFICATE-----\nA!AA\n-----END CERTIFICATE-----",
+            b"-----BEGIN CERTIFICATE-----\nAAAAA\n-----END CERTIFICATE-----",
+            b"-----BEGIN CERTIFICATE-----\nAA==AA\n-----END CERTIFICATE-----",
+            b"-----BEGIN CERTIFICATE-----\nAB==\n-----END CERTIFICATE-----",
+        ] {
+            assert_eq!(
+                pem_certificates(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }
