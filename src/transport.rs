@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::request::PNSDK;
 use std::io::Read;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use ureq::http::Uri;
 
@@ -32,62 +33,97 @@ pub struct Response {
 #[derive(Clone)]
 pub(crate) struct Transport {
     agent: ureq::Agent,
+    /// The agent for requests with their own timeout (long-polls, an
+    /// attempt cut short by the retry deadline), kept while that timeout
+    /// stays the same, so a poll loop reuses its connection.
+    ///
+    /// NOTE(size): a second agent instead of ureq's per-request config,
+    /// whose copy-and-override code cost about 2 KB in the footprint build.
+    timed: Arc<Mutex<Option<(Duration, ureq::Agent)>>>,
+    setup: Arc<Setup>,
     max_response_size: usize,
+}
+
+/// What building an agent needs.
+struct Setup {
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    #[cfg(feature = "tls")]
+    tls: ureq::tls::TlsConfig,
+}
+
+/// An agent whose phases (send, response head, body) are each bounded by
+/// `timeout`, and the whole request too when `timeout` is given.
+#[inline(never)]
+fn agent(setup: &Setup, timeout: Option<Duration>) -> ureq::Agent {
+    let phase = Some(timeout.unwrap_or(setup.request_timeout));
+    let builder = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        // A redirect from a presence origin is a captive portal or a
+        // misconfiguration; report it instead of following it.
+        .max_redirects(0)
+        .user_agent(PNSDK)
+        .accept_encoding("identity")
+        // NOTE(allocations): ureq copies each automatic header value per
+        // request; `Accept: */*` says nothing, so it is not sent.
+        .accept("")
+        .timeout_connect(Some(setup.connect_timeout))
+        // NOTE(allocations): ureq's whole-call timer (`timeout_global`)
+        // costs 5 allocations per request; per-phase timers cost none.
+        // The request timeout therefore bounds each phase (sending,
+        // waiting for the response head, reading the body), and the
+        // retry policy's deadline bounds the whole call. Only requests
+        // with their own timeout pay for the whole-call timer.
+        .timeout_send_request(phase)
+        .timeout_recv_response(phase)
+        .timeout_recv_body(phase)
+        .timeout_global(timeout)
+        .input_buffer_size(INPUT_BUFFER)
+        .output_buffer_size(OUTPUT_BUFFER)
+        .max_response_header_size(MAX_HEADER_SIZE)
+        .max_idle_connections(2)
+        .max_idle_connections_per_host(2);
+    #[cfg(feature = "tls")]
+    let builder = builder.tls_config(setup.tls.clone());
+    builder.build().new_agent()
 }
 
 impl Transport {
     pub(crate) fn new(config: &Config) -> Result<Self> {
-        let builder = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            // A redirect from a presence origin is a captive portal or a
-            // misconfiguration; report it instead of following it.
-            .max_redirects(0)
-            .user_agent(PNSDK)
-            .accept_encoding("identity")
-            // NOTE(allocations): ureq copies each automatic header value per
-            // request; `Accept: */*` says nothing, so it is not sent.
-            .accept("")
-            .timeout_connect(Some(config.connect_timeout))
-            // NOTE(allocations): ureq's whole-call timer (`timeout_global`)
-            // costs 5 allocations per request; per-phase timers cost none.
-            // The request timeout therefore bounds each phase (sending,
-            // waiting for the response head, reading the body), and the
-            // retry policy's deadline bounds the whole call.
-            .timeout_send_request(Some(config.request_timeout))
-            .timeout_recv_response(Some(config.request_timeout))
-            .timeout_recv_body(Some(config.request_timeout))
-            .input_buffer_size(INPUT_BUFFER)
-            .output_buffer_size(OUTPUT_BUFFER)
-            .max_response_header_size(MAX_HEADER_SIZE)
-            .max_idle_connections(2)
-            .max_idle_connections_per_host(2);
-        #[cfg(feature = "tls")]
-        let builder = builder.tls_config(tls_config(config)?);
         #[cfg(not(feature = "tls"))]
         let _ = &config.root_certificate_pem;
+        let setup = Setup {
+            connect_timeout: config.connect_timeout,
+            request_timeout: config.request_timeout,
+            #[cfg(feature = "tls")]
+            tls: tls_config(config)?,
+        };
         Ok(Transport {
-            agent: builder.build().new_agent(),
+            agent: agent(&setup, None),
+            timed: Arc::new(Mutex::new(None)),
+            setup: Arc::new(setup),
             max_response_size: config.max_response_size,
         })
+    }
+
+    fn timed_agent(&self, timeout: Duration) -> ureq::Agent {
+        let mut slot = self.timed.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*slot {
+            Some((t, a)) if *t == timeout => a.clone(),
+            _ => {
+                let a = agent(&self.setup, Some(timeout));
+                *slot = Some((timeout, a.clone()));
+                a
+            }
+        }
     }
 
     /// Sends a GET of `uri`, with `timeout` (when given) replacing the
     /// configured per-phase timeouts; returns the status and body.
     pub(crate) fn get(&self, uri: Uri, timeout: Option<Duration>) -> Result<Response> {
         let resp = match timeout {
-            // A per-request config is a copy of the agent's: only pay for
-            // it when this request needs its own timeout.
-            Some(t) => self
-                .agent
-                .get(uri)
-                .config()
-                .timeout_send_request(Some(t))
-                .timeout_recv_response(Some(t))
-                .timeout_recv_body(Some(t))
-                .timeout_global(Some(t))
-                .build()
-                .call(),
             None => self.agent.get(uri).call(),
+            Some(t) => self.timed_agent(t).get(uri).call(),
         }
         .map_err(map_error)?;
         let status = resp.status().as_u16();

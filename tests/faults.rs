@@ -241,6 +241,29 @@ fn whole_call_deadline_bounds_retries() {
     assert!(t < Duration::from_millis(1500), "{t:?}");
 }
 
+/// An attempt that would outlive the call's deadline is cut at it, even when
+/// the per-phase request timeout is longer.
+#[test]
+fn an_attempt_is_cut_at_the_deadline() {
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(50),
+        deadline: Some(Duration::from_millis(800)),
+    };
+    let (r, _, t) = run(
+        vec![|| Reply::Delay(Duration::from_secs(4), Box::new(ok_json("{}")))],
+        policy,
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        transport_kind(&r),
+        Some(TransportErrorKind::Timeout),
+        "{r:?}"
+    );
+    assert!(t < Duration::from_millis(2000), "{t:?}");
+}
+
 #[test]
 fn a_500_then_a_200_is_retried_to_success() {
     let (r, n, _) = run(
