@@ -5,9 +5,12 @@
 //! cargo run --example presence-server --features emulator &
 //! cargo run --example footprint -- http://127.0.0.1:8090
 //! ```
+//!
+//! Each call sits between `// [name]` and `// [/name]` markers and prints
+//! its own result, so `benches/footprint_calls.sh` can build the program
+//! without one call and report what that call costs.
 
 use pubnub_presence::PubNub;
-use std::time::Duration;
 
 fn main() -> Result<(), pubnub_presence::Error> {
     let origin = std::env::args()
@@ -19,17 +22,24 @@ fn main() -> Result<(), pubnub_presence::Error> {
         .origin(origin)
         .build()?;
     let ch = vec!["lobby".to_string()];
+    // [heartbeat]
     pn.heartbeat()
         .channels(ch.clone())
         .state_json(r#"{"lobby":{"a":1}}"#)
         .execute()?;
+    // [/heartbeat]
+    // [here_now]
     let here = pn
         .here_now()
         .channels(ch.clone())
         .include_state(true)
         .execute()?;
     let global = pn.global_here_now().execute()?;
+    println!("{} {}", here.total_occupancy, global.total_channels);
+    // [/here_now]
     let wher = pn.where_now().execute()?;
+    println!("{}", wher.channels.len());
+    // [set_state]
     // A map serializes with both miniserde and serde. Built by insert:
     // `BTreeMap::from([..])` would add std's stable sort (about 2 KB) to a
     // number that is meant to show this crate's cost.
@@ -39,17 +49,16 @@ fn main() -> Result<(), pubnub_presence::Error> {
         .set_presence_state(&state)
         .channels(ch.clone())
         .execute()?;
+    println!("{}", set.channel);
+    // [/set_state]
+    // [get_state]
     let got = pn.get_presence_state().channels(ch.clone()).execute()?;
+    println!("{}", got.state.len());
+    // [/get_state]
+    // [events]
     let mut events = pn.presence_events().channels(ch.clone()).open()?;
-    let _ = events.poll(Duration::from_millis(100))?;
+    let _ = events.poll(std::time::Duration::from_millis(100))?;
+    // [/events]
     pn.leave().channels(ch).execute()?;
-    println!(
-        "{} {} {} {} {}",
-        here.total_occupancy,
-        global.total_channels,
-        wher.channels.len(),
-        set.channel,
-        got.state.len()
-    );
     Ok(())
 }
