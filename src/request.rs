@@ -1,4 +1,4 @@
-//! The sans-IO request: a path and a query string, ready for any HTTP stack.
+//! The sans-IO request: one URL (origin, path, query), ready for any HTTP stack.
 
 use crate::config::Config;
 use crate::encode::{self, encode_names_into, PATH_SEGMENT, QUERY_VALUE};

@@ -57,6 +57,9 @@ struct Setup {
 #[inline(never)]
 fn agent(setup: &Setup, timeout: Option<Duration>) -> ureq::Agent {
     let phase = Some(timeout.unwrap_or(setup.request_timeout));
+    // A long-poll loop needs one idle connection; keep the second pool
+    // from holding more (each idle connection keeps its buffers).
+    let idle = if timeout.is_some() { 1 } else { 2 };
     let builder = ureq::Agent::config_builder()
         .http_status_as_error(false)
         // A redirect from a presence origin is a captive portal or a
@@ -81,8 +84,8 @@ fn agent(setup: &Setup, timeout: Option<Duration>) -> ureq::Agent {
         .input_buffer_size(INPUT_BUFFER)
         .output_buffer_size(OUTPUT_BUFFER)
         .max_response_header_size(MAX_HEADER_SIZE)
-        .max_idle_connections(2)
-        .max_idle_connections_per_host(2);
+        .max_idle_connections(idle)
+        .max_idle_connections_per_host(idle);
     #[cfg(feature = "tls")]
     let builder = builder.tls_config(setup.tls.clone());
     builder.build().new_agent()
