@@ -435,13 +435,16 @@ impl<'p> PresenceEventsBuilder<'p> {
     }
     /// Checks the arguments and returns the stream. No request is sent
     /// until the first `next_event` or `poll`.
-    pub fn open(self) -> Result<PresenceEvents> {
+    pub fn open(mut self) -> Result<PresenceEvents> {
         request::check_targets(&self.channels, &self.channel_groups)?;
-        let pres = |v: Vec<String>| -> Vec<String> { v.into_iter().map(|n| n + PNPRES).collect() };
+        // In place: no second vector (and no collect code) per list.
+        for name in self.channels.iter_mut().chain(&mut self.channel_groups) {
+            name.push_str(PNPRES);
+        }
         Ok(PresenceEvents {
             pubnub: self.pubnub.clone(),
-            channels: pres(self.channels),
-            groups: pres(self.channel_groups),
+            channels: self.channels,
+            groups: self.channel_groups,
             cursor: Timetoken::default(),
             pending: VecDeque::new(),
             seen: VecDeque::new(),
