@@ -350,22 +350,42 @@ fn secrets_stay_out_of_errors_and_debug() {
     }
 }
 
+/// A client signing with secret "sec" and publish key "pub".
 #[cfg(feature = "tls")]
-#[test]
-fn signed_request_carries_timestamp_and_signature() {
-    let s = Server::start(|_| ok_json(r#"{"payload":{"channels":[]}}"#));
-    let p = PubNub::builder()
+fn signing_client(origin: &str, retry: pubnub_presence::RetryPolicy) -> PubNub {
+    PubNub::builder()
         .subscribe_key("sub")
         .publish_key("pub")
         .secret_key("sec")
         .user_id("me")
-        .origin(&s.origin)
+        .origin(origin)
+        .retry_policy(retry)
         .build()
-        .unwrap();
-    p.where_now().execute().unwrap();
-    let target = s.last_target();
+        .unwrap()
+}
+
+/// Checks one request target's signature (exactly one `timestamp` and one
+/// `signature`, the signature valid for the rest); returns the signed part.
+#[cfg(feature = "tls")]
+fn check_signature(target: &str) -> String {
     let (path, query) = target.split_once('?').unwrap();
+    assert_eq!(query.matches("timestamp=").count(), 1, "{query}");
+    assert_eq!(query.matches("signature=").count(), 1, "{query}");
     let (signed_part, sig) = query.split_once("&signature=").unwrap();
+    assert_eq!(
+        sig,
+        pubnub_presence::sign::signature_v2("sec", "pub", path, signed_part)
+    );
+    signed_part.to_string()
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn signed_request_carries_timestamp_and_signature() {
+    let s = Server::start(|_| ok_json(r#"{"payload":{"channels":[]}}"#));
+    let p = signing_client(&s.origin, Default::default());
+    p.where_now().execute().unwrap();
+    let signed_part = check_signature(&s.last_target());
     assert!(
         signed_part.starts_with(&format!("uuid=me&{SDK}&timestamp=")),
         "{signed_part}"
@@ -376,10 +396,6 @@ fn signed_request_carries_timestamp_and_signature() {
         .unwrap()
         .as_secs();
     assert!(now.abs_diff(ts) < 60);
-    assert_eq!(
-        sig,
-        pubnub_presence::sign::signature_v2("sec", "pub", path, signed_part)
-    );
     assert!(!format!("{p:?}").contains("sec\""));
 }
 
@@ -397,30 +413,18 @@ fn signed_request_is_signed_once_per_attempt() {
             ok_json(r#"{"payload":{"channels":[]}}"#)
         }
     });
-    let p = PubNub::builder()
-        .subscribe_key("sub")
-        .publish_key("pub")
-        .secret_key("sec")
-        .user_id("me")
-        .origin(&s.origin)
-        .retry_policy(pubnub_presence::RetryPolicy {
-            base_delay: std::time::Duration::from_millis(1),
-            ..Default::default()
-        })
-        .build()
+    let retry = pubnub_presence::RetryPolicy {
+        base_delay: std::time::Duration::from_millis(1),
+        ..Default::default()
+    };
+    signing_client(&s.origin, retry)
+        .where_now()
+        .execute()
         .unwrap();
-    p.where_now().execute().unwrap();
     let targets = s.targets();
     assert_eq!(targets.len(), 2, "{targets:?}");
     for target in targets {
-        let (path, query) = target.split_once('?').unwrap();
-        assert_eq!(query.matches("timestamp=").count(), 1, "{query}");
-        assert_eq!(query.matches("signature=").count(), 1, "{query}");
-        let (signed_part, sig) = query.split_once("&signature=").unwrap();
-        assert_eq!(
-            sig,
-            pubnub_presence::sign::signature_v2("sec", "pub", path, signed_part)
-        );
+        check_signature(&target);
     }
 }
 
