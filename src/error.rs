@@ -174,11 +174,10 @@ impl fmt::Display for Error {
 
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use ErrorKind as Error;
         match self {
-            Error::Input { argument, reason } => write!(f, "invalid {argument}: {reason}"),
-            Error::Server(e) => fmt::Display::fmt(e, f),
-            Error::Transport { kind, detail } => {
+            ErrorKind::Input { argument, reason } => write!(f, "invalid {argument}: {reason}"),
+            ErrorKind::Server(e) => fmt::Display::fmt(e, f),
+            ErrorKind::Transport { kind, detail } => {
                 let what = match kind {
                     TransportErrorKind::Dns => "host name lookup failed",
                     TransportErrorKind::Connect => "connection failed",
@@ -194,7 +193,7 @@ impl fmt::Display for ErrorKind {
                     write!(f, "{what}: {detail}")
                 }
             }
-            Error::Decode { offset, reason } => {
+            ErrorKind::Decode { offset, reason } => {
                 write!(f, "malformed response body at byte {offset}: {reason}")
             }
         }
