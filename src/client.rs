@@ -137,6 +137,23 @@ impl PubNub {
         Ok(resp)
     }
 
+    /// Where kept connections (event stream, device loop) connect.
+    pub(crate) fn endpoint(&self) -> Result<crate::conn::Endpoint> {
+        self.transport.endpoint(&self.config)
+    }
+
+    /// The URL to send for `request` now: signed with the current time
+    /// when a secret key is configured.
+    pub(crate) fn url_for(&self, request: Request) -> Result<String> {
+        #[cfg(feature = "tls")]
+        if let Some(secret) = self.config.secret_key.as_deref() {
+            let mut signed = request;
+            sign_now(&mut signed, &self.config, secret);
+            return Ok(signed.into_url());
+        }
+        Ok(request.into_url())
+    }
+
     /// Who, and how many, are on the given channels or channel groups.
     pub fn here_now(&self) -> HereNowBuilder<'_> {
         HereNowBuilder::new(self)
@@ -216,14 +233,20 @@ impl Target {
             #[cfg(feature = "tls")]
             Target::Signed(request) => {
                 let mut signed = request.clone();
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
                 let secret = config.secret_key.as_deref().unwrap_or_default();
-                let publish_key = config.publish_key.as_deref().unwrap_or("");
-                crate::sign::sign(&mut signed, secret, publish_key, now);
+                sign_now(&mut signed, config, secret);
                 crate::transport::parse_uri(signed.into_url())
             }
         }
     }
+}
+
+/// Signs `request` (signature v2) with the current Unix time.
+#[cfg(feature = "tls")]
+fn sign_now(request: &mut Request, config: &Config, secret: &str) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let publish_key = config.publish_key.as_deref().unwrap_or("");
+    crate::sign::sign(request, secret, publish_key, now);
 }

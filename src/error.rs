@@ -127,6 +127,14 @@ impl Error {
         self.server().map(|e| e.status)
     }
 
+    /// Whether the failure may clear by itself, so that trying again
+    /// later makes sense: connection failures, timeouts, resets, HTTP 5xx
+    /// and 429. Not: input errors, TLS verification, DNS, an oversized or
+    /// malformed body, other 4xx.
+    pub fn is_retryable(&self) -> bool {
+        crate::retry::is_retryable(self)
+    }
+
     pub(crate) fn kind_mut(&mut self) -> &mut ErrorKind {
         &mut self.0
     }

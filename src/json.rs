@@ -486,6 +486,46 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Skips one value whatever its nesting, returning its raw text:
+    /// tokens are checked (strings, numbers, literals) but brackets are
+    /// only counted, not matched by kind. For finding where an element of
+    /// a batch ends, so that one element too deep (or malformed) for
+    /// [`Cursor::skip_value`] can be skipped alone; the element is then
+    /// decoded strictly. Never recurses.
+    pub fn skip_value_deep(&mut self) -> Result<&'a str> {
+        self.skip_ws();
+        let start = self.pos;
+        let mut depth: usize = 0;
+        loop {
+            self.skip_ws();
+            match self.peek() {
+                Some(b'{' | b'[') => {
+                    depth = depth.saturating_add(1);
+                    self.bump();
+                    continue;
+                }
+                Some(b'}' | b']') if depth > 0 => {
+                    depth -= 1;
+                    self.bump();
+                }
+                Some(b',' | b':') if depth > 0 => {
+                    self.bump();
+                    continue;
+                }
+                Some(b'"') => self.scan_string_checked()?,
+                Some(b'-' | b'0'..=b'9') => self.scan_number()?,
+                Some(b't') if self.eat_literal(b"true") => {}
+                Some(b'f') if self.eat_literal(b"false") => {}
+                Some(b'n') if self.eat_literal(b"null") => {}
+                None => return Err(self.err("unexpected end of body")),
+                Some(_) => return Err(self.err("expected a json value")),
+            }
+            if depth == 0 {
+                return Ok(self.since(start));
+            }
+        }
+    }
+
     fn skip_key(&mut self) -> Result<()> {
         if self.peek() != Some(b'"') {
             return Err(self.err("expected an object key"));
@@ -804,6 +844,27 @@ mod tests {
         );
         let hostile = "{\"a\":".repeat(100_000);
         assert!(validate(hostile.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn skip_value_deep_finds_the_end_at_any_depth() {
+        let deep = "[".repeat(10_000) + "\"x\"" + &"]".repeat(10_000);
+        let body = format!("{deep} , 1");
+        let mut c = Cursor::new(&body);
+        assert_eq!(c.skip_value_deep().unwrap(), deep);
+        assert_eq!(c.offset(), deep.len());
+        for (text, end) in [
+            ("1,2", 1),
+            ("{\"a\":[1,{}]}]", 12),
+            ("\"s\" x", 3),
+            ("null]", 4),
+        ] {
+            let mut c = Cursor::new(text);
+            assert_eq!(c.skip_value_deep().unwrap().len(), end, "{text}");
+        }
+        for bad in ["[1,", "{\"a\":\"b", "]", "[tru]", "[\"\\x\"]", ""] {
+            assert!(Cursor::new(bad).skip_value_deep().is_err(), "{bad}");
+        }
     }
 
     #[test]

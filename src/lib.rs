@@ -58,6 +58,7 @@
 
 mod client;
 mod config;
+mod conn;
 pub mod decode;
 #[cfg(feature = "emulator")]
 pub mod emulator;
@@ -79,9 +80,9 @@ pub use config::{
     DEFAULT_PRESENCE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, MIN_PRESENCE_TIMEOUT,
 };
 pub use error::{Error, ErrorKind, Result, ServerError, TransportErrorKind};
-pub use presence::events::{IntervalEvent, PresenceEvent, PresenceEvents, UserEvent};
+pub use presence::events::{IntervalEvent, PresenceEvent, PresenceEvents, SkippedEvent, UserEvent};
 pub use presence::here_now::{HereNowChannel, HereNowResult, HereNowUser};
-pub use presence::schedule::{HeartbeatThread, Heartbeater};
+pub use presence::schedule::{HeartbeatThread, Heartbeater, PresenceLoop};
 pub use presence::user_state::{GetStateInfo, GetStateResult, SetStateResult};
 pub use presence::where_now::WhereNowResult;
 pub use request::Request;

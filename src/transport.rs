@@ -42,6 +42,10 @@ pub(crate) struct Transport {
     timed: Arc<Mutex<Option<(Duration, ureq::Agent)>>>,
     setup: Arc<Setup>,
     max_response_size: usize,
+    /// Where kept connections go, and their TLS settings: built on first
+    /// use (a client that never opens a stream never builds a second root
+    /// store).
+    endpoint: Arc<std::sync::OnceLock<crate::conn::Endpoint>>,
 }
 
 /// What building an agent needs.
@@ -106,7 +110,17 @@ impl Transport {
             timed: Arc::new(Mutex::new(None)),
             setup: Arc::new(setup),
             max_response_size: config.max_response_size,
+            endpoint: Arc::new(std::sync::OnceLock::new()),
         })
+    }
+
+    /// The endpoint for kept connections, built once.
+    pub(crate) fn endpoint(&self, config: &Config) -> Result<crate::conn::Endpoint> {
+        if let Some(e) = self.endpoint.get() {
+            return Ok(e.clone());
+        }
+        let e = crate::conn::Endpoint::new(config)?;
+        Ok(self.endpoint.get_or_init(|| e).clone())
     }
 
     fn timed_agent(&self, timeout: Duration) -> ureq::Agent {

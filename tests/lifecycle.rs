@@ -48,8 +48,12 @@ fn subscribe_requests_and_duplicates_yielded_once() {
         .channel_groups(vec!["g".into()])
         .open()
         .unwrap();
-    assert!(ev.poll(Duration::from_secs(2)).unwrap().is_none());
-    assert_eq!(user_of(&ev.next_event().unwrap()), "a");
+    // The handshake's empty batch is taken in and the next long-poll sent
+    // within the same wait.
+    assert_eq!(
+        user_of(&ev.poll(Duration::from_secs(2)).unwrap().unwrap()),
+        "a"
+    );
     assert_eq!(user_of(&ev.next_event().unwrap()), "b");
     let t = s.targets();
     assert_eq!(
@@ -90,8 +94,10 @@ fn dropped_long_poll_resumes_from_the_cursor() {
     for target in &t[2..5] {
         assert!(target.ends_with("&tt=200&tr=7"), "{target}");
     }
-    // Backoff: 0.5 s then 1 s.
-    assert!(started.elapsed() >= Duration::from_millis(1400));
+    // The close of a kept connection before any answer is taken for an
+    // idle close and the request sent again at once; the reset mid-body
+    // is a failure, followed by a 0.5 s backoff.
+    assert!(started.elapsed() >= Duration::from_millis(450));
 }
 
 #[test]

@@ -3,16 +3,17 @@
 //! (PROTOCOL.md §5), and a blocking stream over them.
 
 use crate::client::PubNub;
+use crate::conn::Conn;
 use crate::encode::{encode_names_into, push_param};
 use crate::envelope::{self, Field};
-use crate::error::{Error, ErrorKind, Result, TransportErrorKind};
+use crate::error::{Error, ErrorKind, Result};
 use crate::json::{digits_u64, string_list, Cursor, Kind};
 use crate::presence::here_now::itoa;
 use crate::request::{self, Request};
 use crate::state::{self, State};
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const PNPRES: &str = "-pnpres";
 
@@ -31,6 +32,11 @@ pub enum PresenceEvent<'a> {
     /// Above the announce threshold the server sends periodic occupancy
     /// with join/leave/timeout deltas instead of per-user events.
     Interval(IntervalEvent<'a>),
+    /// An event that could not be decoded (e.g. state nested deeper than
+    /// the parser allows, or a field of the wrong type). The stream moves
+    /// past it and delivers the rest of its batch; it is reported rather
+    /// than dropped, so nothing is lost silently.
+    Skipped(SkippedEvent<'a>),
     /// An action this crate does not know; skipped by the stream's
     /// consumers at will, never an error.
     Unknown {
@@ -59,6 +65,18 @@ pub struct UserEvent<'a> {
     pub precise_timestamp: Option<u64>,
     /// The user's state (`data`), when the event carries it.
     pub state: Option<State<'a>>,
+}
+
+/// An undecodable event, see [`PresenceEvent::Skipped`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkippedEvent<'a> {
+    /// The channel (without `-pnpres`), when it could be read.
+    pub channel: Option<Cow<'a, str>>,
+    /// The publish timetoken, 0 when it could not be read (for a batch
+    /// that could not be read past some point: the batch's cursor).
+    pub timetoken: u64,
+    /// What was wrong, with the byte offset in the response body.
+    pub reason: String,
 }
 
 /// The fields of an interval event.
@@ -122,6 +140,11 @@ impl PresenceEvent<'_> {
                 timeout: owned_list(e.timeout),
                 here_now_refresh: e.here_now_refresh,
             }),
+            PresenceEvent::Skipped(e) => PresenceEvent::Skipped(SkippedEvent {
+                channel: e.channel.map(owned),
+                timetoken: e.timetoken,
+                reason: e.reason,
+            }),
             PresenceEvent::Unknown { channel, action } => PresenceEvent::Unknown {
                 channel: owned(channel),
                 action: owned(action),
@@ -129,7 +152,8 @@ impl PresenceEvent<'_> {
         }
     }
 
-    /// The channel the event is about (without `-pnpres`).
+    /// The channel the event is about (without `-pnpres`; empty for a
+    /// skipped event whose channel could not be read).
     pub fn channel(&self) -> &str {
         match self {
             PresenceEvent::Join(e)
@@ -137,6 +161,7 @@ impl PresenceEvent<'_> {
             | PresenceEvent::Timeout(e)
             | PresenceEvent::StateChange(e) => &e.channel,
             PresenceEvent::Interval(e) => &e.channel,
+            PresenceEvent::Skipped(e) => e.channel.as_deref().unwrap_or(""),
             PresenceEvent::Unknown { channel, .. } => channel,
         }
     }
@@ -156,8 +181,9 @@ pub struct Timetoken {
 pub struct ReceivedEvent<'a> {
     /// The publish timetoken (`p.t`), used to drop duplicates.
     pub timetoken: u64,
-    /// An FNV-1a hash of the raw event payload (`d`): with the timetoken,
-    /// what identifies a redelivered event.
+    /// An FNV-1a hash of the channel, the subscription and the raw event
+    /// payload (`d`): with the timetoken, what identifies a redelivered
+    /// event.
     pub payload_hash: u64,
     /// The event.
     pub event: PresenceEvent<'a>,
@@ -173,28 +199,118 @@ pub struct EventBatch<'a> {
     pub events: Vec<ReceivedEvent<'a>>,
 }
 
-/// Decodes a subscribe v2 response body into presence events.
+/// Decodes a subscribe v2 response body into presence events. An element
+/// that cannot be decoded becomes a [`PresenceEvent::Skipped`] in its
+/// place; the others are decoded. The body as a whole must have the
+/// subscribe shape (`t`, `m`), or it is an error.
 pub fn decode(body: &[u8]) -> Result<EventBatch<'_>> {
-    let mut next = None;
+    let text =
+        std::str::from_utf8(body).map_err(|e| Error::decode(e.valid_up_to(), "invalid utf-8"))?;
+    let mut items = Items::read(text)?;
+    let next = items.next;
     let mut events = Vec::new();
-    envelope::parse_with(body, |key, c| {
-        match key {
-            "t" => next = Some(decode_timetoken(c)?),
-            "m" => {
-                c.begin_array()?;
-                let mut first = true;
-                while c.next_element(&mut first)? {
-                    if let Some(e) = decode_message(c)? {
-                        events.push(e);
+    while let Some(e) = items.next_event(text) {
+        events.push(e);
+    }
+    Ok(EventBatch { next, events })
+}
+
+/// The elements of a subscribe response's `m`, walked one at a time, so
+/// that a stream decodes each event only when it is asked for, from the
+/// body it keeps (no batch of owned events up front).
+#[derive(Debug, Default)]
+struct Items {
+    /// The batch's cursor (`t`).
+    next: Timetoken,
+    /// Where the walk goes on: the offset of `m`'s `[`, then of what
+    /// follows the last element read.
+    pos: usize,
+    opened: bool,
+    first: bool,
+    done: bool,
+    /// Why the body could not be read past some point, after `t` was.
+    broken: Option<String>,
+}
+
+impl Items {
+    /// Reads `t` and finds `m`. A body that breaks off after `t` is not an
+    /// error: its cursor is taken and the break reported as one skipped
+    /// event, so the stream never asks for the same broken batch again.
+    fn read(text: &str) -> Result<Items> {
+        let mut next = None;
+        let mut items = None;
+        let parsed = envelope::parse_with(text.as_bytes(), |key, c| {
+            match key {
+                "t" => next = Some(decode_timetoken(c)?),
+                "m" => {
+                    items = Some(c.offset());
+                    c.skip_value_deep()?;
+                }
+                _ => return Ok(false),
+            }
+            Ok(true)
+        });
+        let broken = match (parsed, next) {
+            (Ok(_), Some(_)) => None,
+            (Ok(_), None) => return Err(Error::decode(0, "subscribe body has no cursor 't'")),
+            (Err(e), Some(_)) if !matches!(e.kind(), ErrorKind::Server(_)) => Some(e.to_string()),
+            (Err(e), _) => return Err(e),
+        };
+        Ok(Items {
+            next: next.unwrap_or_default(),
+            done: items.is_none(),
+            pos: items.unwrap_or(0),
+            first: true,
+            broken,
+            ..Items::default()
+        })
+    }
+
+    /// The span of the next element of `m`.
+    fn next_span(&mut self, text: &str) -> Result<Option<(usize, usize)>> {
+        let mut c = Cursor::with_base(text.get(self.pos..).unwrap_or_default(), self.pos);
+        if !self.opened {
+            c.begin_array()?;
+            self.opened = true;
+        }
+        if !c.next_element(&mut self.first)? {
+            return Ok(None);
+        }
+        c.skip_ws();
+        let at = c.offset();
+        let raw = c.skip_value_deep()?;
+        self.pos = c.offset();
+        Ok(Some((at, at + raw.len())))
+    }
+
+    /// The next presence event (or skipped event) of the batch; `None` at
+    /// the end. Messages that are not presence events are passed over.
+    fn next_event<'a>(&mut self, text: &'a str) -> Option<ReceivedEvent<'a>> {
+        while !self.done {
+            match self.next_span(text) {
+                Ok(Some((at, end))) => {
+                    if let Some(e) = decode_element(text.get(at..end).unwrap_or_default(), at) {
+                        return Some(e);
                     }
                 }
+                Ok(None) => self.done = true,
+                Err(e) => {
+                    self.done = true;
+                    self.broken.get_or_insert_with(|| e.to_string());
+                }
             }
-            _ => return Ok(false),
         }
-        Ok(true)
-    })?;
-    let next = next.ok_or_else(|| Error::decode(0, "subscribe body has no cursor 't'"))?;
-    Ok(EventBatch { next, events })
+        let reason = self.broken.take()?;
+        Some(ReceivedEvent {
+            timetoken: self.next.t,
+            payload_hash: fnv1a(FNV_START, reason.as_bytes()),
+            event: PresenceEvent::Skipped(SkippedEvent {
+                channel: None,
+                timetoken: self.next.t,
+                reason,
+            }),
+        })
+    }
 }
 
 fn parse_tt(c: &mut Cursor<'_>) -> Result<u64> {
@@ -273,8 +389,10 @@ fn read_message<'a>(c: &mut Cursor<'a>, m: &mut MessageFields<'a>) -> Result<()>
             "d" => {
                 c.skip_ws();
                 let offset = c.offset();
+                // Found at any depth here; a payload too deep to decode is
+                // then reported as skipped, with its channel.
                 m.payload = Some(Field {
-                    raw: c.skip_value()?,
+                    raw: c.skip_value_deep()?,
                     offset,
                 });
             }
@@ -286,21 +404,50 @@ fn read_message<'a>(c: &mut Cursor<'a>, m: &mut MessageFields<'a>) -> Result<()>
     Ok(())
 }
 
-/// Decodes one element of `m`; `None` for a message that is not a
-/// presence event.
-fn decode_message<'a>(c: &mut Cursor<'a>) -> Result<Option<ReceivedEvent<'a>>> {
-    let start = c.offset();
+/// Decodes one element of `m` (its text, at `offset` in the body);
+/// `None` for a message that is not a presence event, a
+/// [`PresenceEvent::Skipped`] for one that cannot be decoded.
+fn decode_element(raw: &str, offset: usize) -> Option<ReceivedEvent<'_>> {
     let mut m = MessageFields::default();
-    read_message(c, &mut m)?;
+    let read = read_message(&mut Cursor::with_base(raw, offset), &mut m);
+    // Only presence events are ours to judge: other messages on the
+    // subscription (chat, signals, objects) are passed over silently.
+    if m.kind_other || m.channel.as_deref().is_some_and(|c| !c.ends_with(PNPRES)) {
+        return None;
+    }
+    let channel = m.channel.clone().and_then(strip_pnpres);
+    let subscription = m.subscription.clone().and_then(strip_pnpres);
+    // The channel and subscription are part of what identifies an event:
+    // the same join on two channels in the same 100 ns is two events.
+    let mut hash = fnv1a(FNV_START, channel.as_deref().unwrap_or("").as_bytes());
+    hash = fnv1a(hash, &[0xff]);
+    hash = fnv1a(hash, subscription.as_deref().unwrap_or("").as_bytes());
+    hash = fnv1a(hash, &[0xff]);
+    hash = fnv1a(hash, m.payload.map_or("", |p| p.raw).as_bytes());
+    let timetoken = m.timetoken;
+    let event = match read.and_then(|()| build_event(m, offset)) {
+        Ok(Some(event)) => event,
+        Ok(None) => return None,
+        Err(e) => PresenceEvent::Skipped(SkippedEvent {
+            channel,
+            timetoken,
+            reason: e.to_string(),
+        }),
+    };
+    Some(ReceivedEvent {
+        timetoken,
+        payload_hash: hash,
+        event,
+    })
+}
+
+fn build_event(m: MessageFields<'_>, start: usize) -> Result<Option<PresenceEvent<'_>>> {
     let channel = m
         .channel
         .ok_or_else(|| Error::decode(start, "message without channel 'c'"))?;
     let Some(channel) = strip_pnpres(channel) else {
         return Ok(None);
     };
-    if m.kind_other {
-        return Ok(None);
-    }
     let payload = m
         .payload
         .ok_or_else(|| Error::decode(start, "presence message without 'd'"))?;
@@ -311,13 +458,7 @@ fn decode_message<'a>(c: &mut Cursor<'a>) -> Result<Option<ReceivedEvent<'a>>> {
         .subscription
         .and_then(strip_pnpres)
         .filter(|s| *s != channel);
-    let payload_hash = fnv1a(payload.raw.as_bytes());
-    let event = decode_payload(payload, channel, subscription)?;
-    Ok(Some(ReceivedEvent {
-        timetoken: m.timetoken,
-        payload_hash,
-        event,
-    }))
+    decode_payload(payload, channel, subscription).map(Some)
 }
 
 /// The fields of a presence payload (`d`).
@@ -413,6 +554,7 @@ pub struct PresenceEventsBuilder<'p> {
     pubnub: &'p PubNub,
     channels: Vec<String>,
     channel_groups: Vec<String>,
+    long_poll_timeout: Duration,
 }
 
 impl<'p> PresenceEventsBuilder<'p> {
@@ -421,7 +563,15 @@ impl<'p> PresenceEventsBuilder<'p> {
             pubnub,
             channels: Vec::new(),
             channel_groups: Vec::new(),
+            long_poll_timeout: crate::transport::LONG_POLL_TIMEOUT,
         }
+    }
+    /// How long the stream waits without a byte from the server before it
+    /// drops the connection and resumes from its cursor on a new one
+    /// (default 310 s: the server answers a long-poll within 280 s).
+    pub fn long_poll_timeout(mut self, timeout: Duration) -> Self {
+        self.long_poll_timeout = timeout;
+        self
     }
     /// Channels to watch (their `-pnpres` twins are subscribed).
     pub fn channels(mut self, channels: Vec<String>) -> Self {
@@ -446,6 +596,9 @@ impl<'p> PresenceEventsBuilder<'p> {
             channels: self.channels,
             groups: self.channel_groups,
             cursor: Timetoken::default(),
+            long_poll_timeout: self.long_poll_timeout,
+            conn: None,
+            batch: None,
             pending: VecDeque::new(),
             seen: VecDeque::new(),
             backoff: Backoff::default(),
@@ -456,24 +609,112 @@ impl<'p> PresenceEventsBuilder<'p> {
 /// How many recent events are remembered to drop duplicates.
 const SEEN_CAPACITY: usize = 256;
 
-/// Exponential backoff between reconnects: 0.5 s doubling to 30 s.
+/// The longest wait between attempts after failures, and the longest
+/// `Retry-After` honoured.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Exponential backoff after failures: 0.5 s doubling to 30 s. Every
+/// failure, of any kind, waits before the next request, so a loop that
+/// logs errors and polls again never hammers the server.
 #[derive(Debug, Default)]
-struct Backoff {
+pub(crate) struct Backoff {
     failures: u32,
+    /// No request before this instant.
+    until: Option<Instant>,
 }
 
 impl Backoff {
     fn delay(&self) -> Duration {
         let ms = 500u64.saturating_mul(1 << self.failures.min(6));
-        Duration::from_millis(ms.min(30_000))
+        Duration::from_millis(ms).min(MAX_BACKOFF)
+    }
+
+    /// Records a failure at `now`; a server's `Retry-After` lengthens the
+    /// wait (up to 30 s).
+    pub(crate) fn fail(&mut self, now: Instant, retry_after: Option<Duration>) -> Duration {
+        let wait = self
+            .delay()
+            .max(retry_after.unwrap_or_default().min(MAX_BACKOFF));
+        self.failures = self.failures.saturating_add(1);
+        self.until = now.checked_add(wait);
+        wait
+    }
+
+    /// Sets when the next attempt may go out.
+    pub(crate) fn retry_at(&mut self, at: Option<Instant>) {
+        self.until = at;
+    }
+
+    pub(crate) fn succeed(&mut self) {
+        self.failures = 0;
+        self.until = None;
+    }
+
+    /// When the next attempt may go out, if later than now.
+    pub(crate) fn waiting(&self, now: Instant) -> Option<Instant> {
+        self.until.filter(|u| *u > now)
     }
 }
 
-/// A blocking stream of presence events over subscribe long-polling.
+/// Sleeps until `until`, or until `deadline` if that comes first;
+/// whether `until` was reached.
+pub(crate) fn sleep_until(until: Instant, deadline: Option<Instant>) -> bool {
+    let now = Instant::now();
+    match deadline {
+        Some(d) if d < until => {
+            std::thread::sleep(d.saturating_duration_since(now));
+            false
+        }
+        _ => {
+            std::thread::sleep(until.saturating_duration_since(now));
+            true
+        }
+    }
+}
+
+/// `now + timeout`, or `None` ("no deadline") when that overflows.
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// A kept response body whose events are decoded one at a time.
+struct Batch {
+    body: String,
+    items: Items,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("bytes", &self.body.len())
+            .field("at", &self.items.pos)
+            .finish()
+    }
+}
+
+/// A stream of presence events over subscribe long-polling, on one kept
+/// connection.
 ///
-/// Created by [`PubNub::presence_events`]. Each poll resumes from the last
-/// cursor; events already delivered (same publish timetoken and payload) are
-/// not delivered again.
+/// Created by [`PubNub::presence_events`]. Each request resumes from the
+/// last cursor; events already delivered (same publish timetoken, channel
+/// and payload) are not delivered again.
+///
+/// - [`poll(timeout)`](PresenceEvents::poll) waits at most `timeout` and
+///   leaves the long-poll in flight when nothing came: the next `poll`
+///   goes on reading the same response on the same connection (and a
+///   connect or TLS handshake in progress goes on too). No thread is
+///   spawned; a wait of 100 ms costs no reconnect.
+/// - [`next_event`](PresenceEvents::next_event) blocks until an event, and
+///   retries what may clear by itself (connection failures, timeouts,
+///   resets, 5xx, 429) with backoff.
+///
+/// Errors: every failure is returned once, by the call in which it
+/// happened (an outage is an error, never `Ok(None)`), and is followed by
+/// a backoff (0.5 s doubling to 30 s, or the server's `Retry-After`)
+/// before the next request; a `poll` during a backoff waits (at most its
+/// timeout) and returns `Ok(None)`. [`crate::Error::is_retryable`] tells
+/// whether a failure may clear by itself. An event that cannot be decoded
+/// is delivered as [`PresenceEvent::Skipped`] and the stream moves on.
 ///
 /// ```no_run
 /// # use pubnub_presence::{PubNub, presence::events::PresenceEvent};
@@ -495,15 +736,24 @@ pub struct PresenceEvents {
     channels: Vec<String>,
     groups: Vec<String>,
     cursor: Timetoken,
+    long_poll_timeout: Duration,
+    conn: Option<Conn>,
+    batch: Option<Batch>,
     pending: VecDeque<PresenceEvent<'static>>,
     seen: VecDeque<(u64, u64)>,
     backoff: Backoff,
 }
 
 impl PresenceEvents {
-    /// The cursor the next poll starts from.
+    /// The cursor the next request starts from.
     pub fn cursor(&self) -> Timetoken {
         self.cursor
+    }
+
+    /// How many connections the stream has opened so far: 1 while the
+    /// kept connection holds.
+    pub fn connections_opened(&self) -> u64 {
+        self.conn.as_ref().map_or(0, |c| c.connects)
     }
 
     /// The subscribe request for the current cursor (sans-IO).
@@ -532,81 +782,145 @@ impl PresenceEvents {
     pub fn accept(&mut self, batch: EventBatch<'_>) {
         self.cursor = batch.next;
         for e in batch.events {
-            let key = (e.timetoken, e.payload_hash);
-            if self.seen.contains(&key) {
-                continue;
+            if remember(&mut self.seen, (e.timetoken, e.payload_hash)) {
+                self.pending.push_back(e.event.into_owned());
             }
-            if self.seen.len() == SEEN_CAPACITY {
-                self.seen.pop_front();
-            }
-            self.seen.push_back(key);
-            self.pending.push_back(e.event.into_owned());
         }
-    }
-
-    fn poll_once(&mut self, timeout: Option<Duration>) -> Result<()> {
-        let mut req = self.request();
-        if let Some(t) = timeout {
-            req.timeout = Some(t);
-        }
-        let resp = self.pubnub.send(req)?;
-        let batch = decode(&resp.body)?;
-        self.accept(batch);
-        Ok(())
     }
 
     /// Waits at most `timeout` for the next event: `Ok(None)` when none
-    /// came. A long-poll cut short is simply re-issued from the same cursor,
-    /// so nothing is lost. For single-threaded loops.
-    ///
-    /// NOTE(cost): a wait that ends empty abandons the request, and with it
-    /// the connection (a blocking client cannot keep a request in flight
-    /// across calls), so the next poll connects again (a TLS handshake with
-    /// `https://`). Prefer waits of seconds to tens of seconds, or
-    /// [`PresenceEvents::next_event`] on a thread of its own.
+    /// came (the request stays in flight for the next call). Errors are
+    /// returned by the call in which they happen, then backed off; see
+    /// the type's docs. For single-threaded loops: the call never blocks
+    /// much longer than `timeout` (a first DNS lookup excepted: std has no
+    /// bounded resolver).
     pub fn poll(&mut self, timeout: Duration) -> Result<Option<PresenceEvent<'static>>> {
-        if let Some(e) = self.pending.pop_front() {
-            return Ok(Some(e));
-        }
-        match self.poll_once(Some(timeout)) {
-            Ok(()) => {
-                self.backoff.failures = 0;
-                Ok(self.pending.pop_front())
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::Transport {
-                        kind: TransportErrorKind::Timeout,
-                        ..
-                    }
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+        self.wait(deadline_after(timeout))
     }
 
-    /// Blocks until the next event. Transport errors (connection lost,
-    /// reset, timeout) are retried from the same cursor with exponential
-    /// backoff (0.5 s doubling to 30 s); server and decode errors are
-    /// returned.
+    /// Blocks until the next event. Failures that may clear by themselves
+    /// ([`crate::Error::is_retryable`]: connection failures, timeouts,
+    /// resets, 5xx, 429) are retried from the same cursor after the
+    /// backoff; the others (TLS verification, DNS, body too large, other
+    /// 4xx, a malformed body) are returned.
     pub fn next_event(&mut self) -> Result<PresenceEvent<'static>> {
         loop {
-            if let Some(e) = self.pending.pop_front() {
-                return Ok(e);
-            }
-            match self.poll_once(None) {
-                Ok(()) => self.backoff.failures = 0,
-                Err(e) if matches!(e.kind(), ErrorKind::Transport { .. }) => {
-                    std::thread::sleep(self.backoff.delay());
-                    self.backoff.failures = self.backoff.failures.saturating_add(1);
-                }
+            match self.wait(None) {
+                Ok(Some(e)) => return Ok(e),
+                Ok(None) => {}
+                Err(e) if e.is_retryable() => {}
                 Err(e) => return Err(e),
             }
         }
     }
+
+    pub(crate) fn wait(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<PresenceEvent<'static>>> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Ok(Some(e));
+            }
+            if let Some(e) = self.next_from_batch() {
+                return Ok(Some(e));
+            }
+            if let Some(until) = self.backoff.waiting(Instant::now()) {
+                if !sleep_until(until, deadline) {
+                    return Ok(None);
+                }
+            }
+            match self.step(deadline) {
+                Ok(true) => self.backoff.succeed(),
+                Ok(false) => return Ok(None),
+                Err((e, retry_after)) => {
+                    let wait = self.backoff.fail(Instant::now(), retry_after);
+                    log::warn!(target: "pubnub_presence::events",
+                        "event stream request failed, next in {} ms: {e}", wait.as_millis());
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Drives the long-poll until `deadline`: `Ok(true)` when a response
+    /// was taken in.
+    fn step(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<bool, (Error, Option<Duration>)> {
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            None => {
+                let endpoint = self.pubnub.endpoint().map_err(|e| (e, None))?;
+                self.conn.insert(Conn::new(endpoint))
+            }
+        };
+        if !conn.busy() {
+            let mut req = self.request();
+            req.timeout = None;
+            let url = self.pubnub.url_for(req).map_err(|e| (e, None))?;
+            let conn = self
+                .conn
+                .as_mut()
+                .ok_or((Error::input("stream", "no connection"), None))?;
+            conn.start(url, self.long_poll_timeout)
+                .map_err(|e| (e, None))?;
+        }
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or((Error::input("stream", "no connection"), None))?;
+        let Some(resp) = conn.drive(deadline).map_err(|e| (e, None))? else {
+            return Ok(false);
+        };
+        if !(200..300).contains(&resp.status) {
+            return Err((
+                envelope::error_from_response(resp.status, &resp.body),
+                resp.retry_after,
+            ));
+        }
+        let body = String::from_utf8(resp.body).map_err(|e| {
+            (
+                Error::decode(e.utf8_error().valid_up_to(), "invalid utf-8"),
+                None,
+            )
+        })?;
+        let items = Items::read(&body).map_err(|e| (e, resp.retry_after))?;
+        self.cursor = items.next;
+        self.batch = Some(Batch { body, items });
+        Ok(true)
+    }
+
+    /// The next new event of the kept batch, decoded now.
+    fn next_from_batch(&mut self) -> Option<PresenceEvent<'static>> {
+        let batch = self.batch.as_mut()?;
+        while let Some(e) = batch.items.next_event(&batch.body) {
+            if !remember(&mut self.seen, (e.timetoken, e.payload_hash)) {
+                continue;
+            }
+            if let PresenceEvent::Skipped(s) = &e.event {
+                log::warn!(target: "pubnub_presence::events",
+                    "skipped an undecodable event on channel {:?} at timetoken {}: {}",
+                    s.channel.as_deref().unwrap_or("?"), s.timetoken, s.reason);
+            }
+            return Some(e.event.into_owned());
+        }
+        self.batch = None;
+        None
+    }
+}
+
+/// Records `key` among the recent events; `false` if it was there already.
+fn remember(seen: &mut VecDeque<(u64, u64)>, key: (u64, u64)) -> bool {
+    if seen.contains(&key) {
+        return false;
+    }
+    if seen.len() == SEEN_CAPACITY {
+        seen.pop_front();
+    }
+    seen.push_back(key);
+    true
 }
 
 impl Iterator for PresenceEvents {
@@ -617,13 +931,15 @@ impl Iterator for PresenceEvents {
     }
 }
 
-/// FNV-1a over the payload bytes: cheap, allocation-free, and stable, so
-/// the same timetoken with a different payload (two events published in the
-/// same 100 ns) is not taken for a duplicate.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over bytes, continuing from `h`: cheap, allocation-free and
+/// stable, so the same timetoken with a different payload (two events
+/// published in the same 100 ns) is not taken for a duplicate.
+fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]
@@ -689,9 +1005,7 @@ mod tests {
         for bad in [
             &br#"{"m":[]}"#[..],
             br#"{"t":{"t":"x1"},"m":[]}"#,
-            br#"{"t":{"t":"1"},"m":[{"c":"a-pnpres","d":{"uuid":"u"}}]}"#,
-            br#"{"t":{"t":"1"},"m":[{"c":"a-pnpres","d":{"action":"join"}}]}"#,
-            br#"{"t":{"t":"1"},"m":[{"d":{"action":"join"}}]}"#,
+            br#"{"t":"#,
         ] {
             assert!(
                 matches!(
@@ -706,6 +1020,66 @@ mod tests {
             decode(br#"{"status":403,"error":true,"message":"Forbidden","payload":{"channels":["a-pnpres"]}}"#).map_err(Error::into_kind),
             Err(ErrorKind::Server(_))
         ));
+    }
+
+    /// One undecodable element is reported in its place; the others of
+    /// the batch are decoded.
+    #[test]
+    fn bad_elements_are_skipped_in_place() {
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        let body = format!(
+            r#"{{"t":{{"t":"9","r":1}},"m":[
+            {{"p":{{"t":"1"}},"c":"a-pnpres","d":{{"action":"join","uuid":"u1","occupancy":1}}}},
+            {{"p":{{"t":"2"}},"c":"a-pnpres","d":{{"uuid":"no-action"}}}},
+            {{"p":{{"t":"3"}},"c":"b-pnpres","d":{{"action":"state-change","uuid":"u2","data":{{"x":{deep}}}}}}},
+            {{"p":{{"t":"4"}},"d":{{"action":"join"}}}},
+            {{"p":{{"t":"5"}},"c":"a-pnpres","d":{{"action":"leave","uuid":"u1","occupancy":0}}}}
+        ]}}"#
+        );
+        let b = decode(body.as_bytes()).unwrap();
+        assert_eq!(b.next.t, 9);
+        let tts: Vec<u64> = b.events.iter().map(|e| e.timetoken).collect();
+        assert_eq!(tts, [1, 2, 3, 4, 5]);
+        assert!(matches!(&b.events[0].event, PresenceEvent::Join(e) if e.user_id == "u1"));
+        assert!(matches!(&b.events[4].event, PresenceEvent::Leave(e) if e.user_id == "u1"));
+        for (i, channel) in [(1, Some("a")), (2, Some("b")), (3, None)] {
+            match &b.events[i].event {
+                PresenceEvent::Skipped(s) => {
+                    assert_eq!(s.channel.as_deref(), channel);
+                    assert_eq!(s.timetoken, b.events[i].timetoken);
+                    assert!(!s.reason.is_empty());
+                }
+                other => panic!("{i}: {other:?}"),
+            }
+        }
+        // A body that breaks off after its cursor: the cursor is taken,
+        // the break reported once.
+        let b = decode(br#"{"t":{"t":"7","r":2},"m":[{"p":{"t":"1"},"c":"a-pnpres","d":{"action":"join","uuid":"u"#).unwrap();
+        assert_eq!(b.next, Timetoken { t: 7, r: 2 });
+        assert_eq!(b.events.len(), 1);
+        assert!(
+            matches!(&b.events[0].event, PresenceEvent::Skipped(s) if s.channel.is_none() && s.timetoken == 7)
+        );
+    }
+
+    /// The same payload at the same timetoken on two channels is two
+    /// events.
+    #[test]
+    fn dedup_key_includes_the_channel() {
+        let body = br#"{"t":{"t":"2","r":1},"m":[
+            {"p":{"t":"1"},"c":"a-pnpres","d":{"action":"join","uuid":"u","occupancy":1,"timestamp":5}},
+            {"p":{"t":"1"},"c":"b-pnpres","d":{"action":"join","uuid":"u","occupancy":1,"timestamp":5}},
+            {"p":{"t":"1"},"c":"a-pnpres","b":"g-pnpres","d":{"action":"join","uuid":"u","occupancy":1,"timestamp":5}}
+        ]}"#;
+        let b = decode(body).unwrap();
+        let keys: std::collections::HashSet<_> = b
+            .events
+            .iter()
+            .map(|e| (e.timetoken, e.payload_hash))
+            .collect();
+        assert_eq!(keys.len(), 3);
+        let again = decode(body).unwrap();
+        assert_eq!(again.events[0].payload_hash, b.events[0].payload_hash);
     }
 
     #[test]

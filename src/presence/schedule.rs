@@ -1,9 +1,21 @@
 //! Staying present without a runtime: a heartbeat schedule driven by the
-//! caller's own loop ([`Heartbeater::tick`]), and an optional helper that
-//! runs the same schedule on one background thread ([`HeartbeatThread`]).
+//! caller's own loop ([`Heartbeater`]), the device loop that keeps a user
+//! present and watches events in one bounded call ([`PresenceLoop`]), and
+//! an optional helper that runs the schedule on one background thread
+//! ([`HeartbeatThread`]).
+//!
+//! Everything here waits at most the budget its caller gives: a heartbeat
+//! that cannot complete in time stays in flight on its kept connection and
+//! is finished by a later call; a failed one is reported once and tried
+//! again after a backoff (0.5 s doubling to 30 s, never beyond the
+//! heartbeat interval), not at every call.
 
 use crate::client::PubNub;
+use crate::conn::Conn;
 use crate::error::{Error, Result};
+use crate::presence::events::{
+    deadline_after, sleep_until, Backoff, PresenceEvent, PresenceEvents,
+};
 use crate::state;
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -13,14 +25,22 @@ use std::time::{Duration, Instant};
 
 /// Keeps a user present on channels and groups: holds what was joined and
 /// the per-channel state, knows when the next heartbeat is due, and sends
-/// it (state included, every time) when [`tick`](Heartbeater::tick) is
-/// called at or after that moment.
+/// it (state included, every time).
 ///
-/// Time is passed in, so a single-threaded loop (or a test) drives it:
+/// Two ways to drive it:
+/// - [`poll(budget)`](Heartbeater::poll): on a kept connection of its own,
+///   never blocking longer than `budget`; what is not done stays in flight
+///   for the next call. For single-threaded loops (see [`PresenceLoop`]).
+/// - [`tick(now)`](Heartbeater::tick): a blocking heartbeat through the
+///   client's ordinary calls (with its retry policy), time passed in, so a
+///   test can drive the schedule with its own clock.
+///
+/// The schedule does not drift: the next heartbeat is due one interval
+/// after the previous one was due, however long the request took.
 ///
 /// ```no_run
 /// # use pubnub_presence::{PubNub, presence::schedule::Heartbeater};
-/// # use std::time::{Duration, Instant};
+/// # use std::time::Duration;
 /// # fn main() -> Result<(), pubnub_presence::Error> {
 /// let pubnub = PubNub::builder().subscribe_key("demo").user_id("device-42").build()?;
 /// let mut online = Heartbeater::new(&pubnub);
@@ -28,8 +48,8 @@ use std::time::{Duration, Instant};
 /// online.set_state_json("lobby", r#"{"battery":87}"#)?;
 /// loop {
 ///     // ... the device's own work ...
-///     if let Err(e) = online.tick(Instant::now()) {
-///         eprintln!("heartbeat failed, retried at the next tick: {e}");
+///     if let Err(e) = online.poll(Duration::from_millis(100)) {
+///         eprintln!("heartbeat failed, tried again after a backoff: {e}");
 ///     }
 ///     std::thread::sleep(Duration::from_secs(1));
 /// }
@@ -43,6 +63,13 @@ pub struct Heartbeater {
     state: BTreeMap<String, String>,
     interval: Option<Duration>,
     next_due: Option<Instant>,
+    conn: Option<Conn>,
+    /// The heartbeat in flight on `conn`, and the instant it was due.
+    in_flight: Option<Instant>,
+    /// Joined channels or state changed while a heartbeat was in flight.
+    changed: bool,
+    backoff: Backoff,
+    last_success: Option<Instant>,
 }
 
 impl Heartbeater {
@@ -57,51 +84,68 @@ impl Heartbeater {
             state: BTreeMap::new(),
             interval: (secs > 0).then(|| Duration::from_secs(u64::from(secs))),
             next_due: None,
+            conn: None,
+            in_flight: None,
+            changed: false,
+            backoff: Backoff::default(),
+            last_success: None,
         }
     }
 
-    /// Adds channels; the next tick sends a heartbeat at once.
+    /// Adds channels; when any is new, the next heartbeat is due at once.
     pub fn join(&mut self, channels: Vec<String>) -> Result<()> {
         crate::request::check_names("channels", &channels)?;
-        for c in channels {
-            if !self.channels.contains(&c) {
-                self.channels.push(c);
-            }
+        if add_new(&mut self.channels, channels) {
+            self.due_now();
         }
-        self.next_due = None;
         Ok(())
     }
 
-    /// Adds channel groups; the next tick sends a heartbeat at once.
+    /// Adds channel groups; when any is new, the next heartbeat is due at
+    /// once.
     pub fn join_groups(&mut self, groups: Vec<String>) -> Result<()> {
         crate::request::check_names("channel_groups", &groups)?;
-        for g in groups {
-            if !self.groups.contains(&g) {
-                self.groups.push(g);
-            }
+        if add_new(&mut self.groups, groups) {
+            self.due_now();
         }
-        self.next_due = None;
         Ok(())
     }
 
-    /// Sets the state sent for `channel` with every heartbeat.
+    /// Sets the state sent for `channel` with every heartbeat; a change is
+    /// sent at once, the same state again sends nothing.
     pub fn set_state<T: state::Serialize + ?Sized>(
         &mut self,
         channel: &str,
         value: &T,
     ) -> Result<()> {
         let json = state::to_json_object(value, "state")?;
-        self.state.insert(channel.to_string(), json);
-        self.next_due = None;
+        self.put_state(channel, json);
         Ok(())
     }
 
-    /// Sets the state for `channel` from a JSON object text.
+    /// Sets the state for `channel` from a JSON object text; a change is
+    /// sent at once, the same text again sends nothing.
     pub fn set_state_json(&mut self, channel: &str, json: &str) -> Result<()> {
         state::check_json_object(json, "state")?;
-        self.state.insert(channel.to_string(), json.to_string());
-        self.next_due = None;
+        if self.state.get(channel).map(String::as_str) != Some(json) {
+            self.put_state(channel, json.to_string());
+        }
         Ok(())
+    }
+
+    fn put_state(&mut self, channel: &str, json: String) {
+        if self.state.get(channel) != Some(&json) {
+            self.state.insert(channel.to_string(), json);
+            self.due_now();
+        }
+    }
+
+    /// The next heartbeat is due now; one in flight (which carries the old
+    /// list or state) is abandoned on the kept connection's next use.
+    fn due_now(&mut self) {
+        self.next_due = None;
+        self.changed = self.in_flight.is_some();
+        self.backoff.succeed();
     }
 
     /// The channels currently joined.
@@ -109,8 +153,24 @@ impl Heartbeater {
         &self.channels
     }
 
+    /// The channel groups currently joined.
+    pub fn channel_groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    /// When the last heartbeat succeeded.
+    pub fn last_success(&self) -> Option<Instant> {
+        self.last_success
+    }
+
+    /// Whether a heartbeat is in flight on the kept connection.
+    pub fn in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
     /// When the next heartbeat is due: `None` when nothing is joined or
-    /// automatic heartbeats are off; a past instant means "now".
+    /// automatic heartbeats are off; a past instant means "now". After a
+    /// failure, the retry's instant (backoff).
     pub fn next_due(&self, now: Instant) -> Option<Instant> {
         // Interval 0: no automatic heartbeats at all, not even on join (as
         // PubNub's presence engine behaves with `heartbeatInterval: 0`).
@@ -118,12 +178,16 @@ impl Heartbeater {
         if self.channels.is_empty() && self.groups.is_empty() {
             return None;
         }
-        Some(self.next_due.unwrap_or(now))
+        let due = self.next_due.unwrap_or(now);
+        Some(match self.backoff.waiting(now) {
+            Some(retry) => retry.max(due),
+            None => due,
+        })
     }
 
-    /// Sends a heartbeat if one is due at `now`. Returns whether one was
-    /// sent. A failure is returned and the heartbeat stays due, so the next
-    /// tick retries it.
+    /// Sends a heartbeat if one is due at `now`, blocking (with the
+    /// client's retry policy). Returns whether one was sent. A failure is
+    /// returned and the heartbeat tried again after a backoff.
     pub fn tick(&mut self, now: Instant) -> Result<bool> {
         match self.next_due(now) {
             Some(due) if due <= now => {
@@ -134,8 +198,10 @@ impl Heartbeater {
         }
     }
 
-    /// Sends a heartbeat now, whatever the schedule.
+    /// Sends a heartbeat now, whatever the schedule (blocking, with the
+    /// client's retry policy).
     pub fn heartbeat_now(&mut self, now: Instant) -> Result<()> {
+        let due = self.next_due.unwrap_or(now).min(now);
         let mut hb = self
             .pubnub
             .heartbeat()
@@ -145,9 +211,128 @@ impl Heartbeater {
             // Each piece was validated when set; the map of them is valid.
             hb = hb.state_checked(self.state_map());
         }
-        hb.execute()?;
-        self.next_due = Some(now + self.interval.unwrap_or(Duration::ZERO));
+        match hb.execute() {
+            Ok(()) => {
+                self.succeeded(due, now);
+                Ok(())
+            }
+            Err(e) => Err(self.failed(e, now)),
+        }
+    }
+
+    /// Drives the heartbeat schedule on the kept connection for at most
+    /// `budget`: sends a due heartbeat, or goes on with the one in flight.
+    /// `Ok(true)` when a heartbeat completed in this call. A failure is
+    /// returned once; the heartbeat is tried again after a backoff.
+    pub fn poll(&mut self, budget: Duration) -> Result<bool> {
+        self.poll_until(deadline_after(budget))
+    }
+
+    pub(crate) fn poll_until(&mut self, deadline: Option<Instant>) -> Result<bool> {
+        let now = Instant::now();
+        let due = match self.in_flight {
+            Some(due) => due,
+            None => match self.next_due(now) {
+                Some(due) if due <= now => {
+                    let due = self.next_due.unwrap_or(now).min(now);
+                    if let Err(e) = self.start(due) {
+                        return Err(self.failed(e, now));
+                    }
+                    due
+                }
+                _ => return Ok(false),
+            },
+        };
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(false);
+        };
+        match conn.drive(deadline) {
+            Ok(None) => Ok(false),
+            Ok(Some(resp)) => {
+                self.in_flight = None;
+                let result = if (200..300).contains(&resp.status) {
+                    crate::envelope::decode_ack(&resp.body)
+                } else {
+                    Err(crate::envelope::error_from_response(
+                        resp.status,
+                        &resp.body,
+                    ))
+                };
+                let now = Instant::now();
+                match result {
+                    Ok(()) => {
+                        self.succeeded(due, now);
+                        Ok(true)
+                    }
+                    Err(e) => Err(self.failed_after(e, now, resp.retry_after)),
+                }
+            }
+            Err(e) => {
+                self.in_flight = None;
+                Err(self.failed(e, Instant::now()))
+            }
+        }
+    }
+
+    /// Starts the heartbeat request on the kept connection.
+    fn start(&mut self, due: Instant) -> Result<()> {
+        let mut hb = self
+            .pubnub
+            .heartbeat()
+            .channels(self.channels.clone())
+            .channel_groups(self.groups.clone());
+        if !self.state.is_empty() {
+            hb = hb.state_checked(self.state_map());
+        }
+        let url = self.pubnub.url_for(hb.request()?)?;
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            None => self.conn.insert(Conn::new(self.pubnub.endpoint()?)),
+        };
+        if conn.busy() {
+            conn.abort();
+        }
+        conn.start(url, self.pubnub.config().request_timeout)?;
+        self.in_flight = Some(due);
+        self.changed = false;
         Ok(())
+    }
+
+    fn succeeded(&mut self, due: Instant, now: Instant) {
+        self.backoff.succeed();
+        self.last_success = Some(now);
+        let interval = self.interval.unwrap_or(Duration::ZERO);
+        // Drift-free: one interval after the previous due instant, unless
+        // that is already past (the schedule fell behind by a whole
+        // interval, e.g. after an outage).
+        let next = due.checked_add(interval).unwrap_or(now);
+        self.next_due = if self.changed {
+            // The list or a state changed while this one was in flight:
+            // send the new one now.
+            None
+        } else if next > now {
+            Some(next)
+        } else {
+            Some(now.checked_add(interval).unwrap_or(now))
+        };
+    }
+
+    fn failed(&mut self, e: Error, now: Instant) -> Error {
+        self.failed_after(e, now, None)
+    }
+
+    fn failed_after(&mut self, e: Error, now: Instant, retry_after: Option<Duration>) -> Error {
+        let mut wait = self.backoff.fail(now, retry_after);
+        // Never wait longer than the interval: presence must not lapse.
+        if let Some(i) = self.interval {
+            if wait > i {
+                wait = i;
+                self.backoff.retry_at(now.checked_add(i));
+            }
+        }
+        log::warn!(target: "pubnub_presence::heartbeat",
+            "heartbeat failed, next attempt in {} ms: {e}", wait.as_millis());
+        e
     }
 
     /// `{"ch1":{…},"ch2":{…}}` from the per-channel states.
@@ -165,79 +350,348 @@ impl Heartbeater {
         out
     }
 
-    /// Sends `leave` for everything joined and forgets it (and its state).
-    pub fn leave(&mut self) -> Result<()> {
-        if self.channels.is_empty() && self.groups.is_empty() {
+    /// Sends `leave` for some channels and groups (blocking, with the
+    /// client's retry policy), and stops heartbeating them. On failure
+    /// nothing is forgotten: they stay joined (and their state kept), so
+    /// the call can be made again.
+    pub fn leave_channels(&mut self, channels: Vec<String>, groups: Vec<String>) -> Result<()> {
+        let channels: Vec<String> = channels
+            .into_iter()
+            .filter(|c| self.channels.contains(c))
+            .collect();
+        let groups: Vec<String> = groups
+            .into_iter()
+            .filter(|g| self.groups.contains(g))
+            .collect();
+        if channels.is_empty() && groups.is_empty() {
             return Ok(());
         }
-        let result = self
+        self.pubnub
+            .leave()
+            .channels(channels.clone())
+            .channel_groups(groups.clone())
+            .execute()?;
+        self.forget(&channels, &groups);
+        Ok(())
+    }
+
+    fn forget(&mut self, channels: &[String], groups: &[String]) {
+        self.channels.retain(|c| !channels.contains(c));
+        self.groups.retain(|g| !groups.contains(g));
+        for c in channels {
+            self.state.remove(c);
+        }
+        // A heartbeat in flight still names them: abandon it.
+        if let Some(conn) = &mut self.conn {
+            conn.abort();
+        }
+        self.in_flight = None;
+        if self.channels.is_empty() && self.groups.is_empty() {
+            self.next_due = None;
+        }
+    }
+
+    /// Sends `leave` for everything joined and forgets it (and its state).
+    /// On failure everything stays joined.
+    pub fn leave(&mut self) -> Result<()> {
+        let (channels, groups) = (self.channels.clone(), self.groups.clone());
+        self.leave_channels(channels, groups)
+    }
+
+    /// Sends `leave` for everything joined on the kept connection, waiting
+    /// at most `timeout`, once (no retries); forgets it when that worked.
+    pub fn leave_within(&mut self, timeout: Duration) -> Result<()> {
+        let (channels, groups) = (self.channels.clone(), self.groups.clone());
+        self.leave_channels_within(channels, groups, timeout)
+    }
+
+    /// Like [`Heartbeater::leave_channels`], on the kept connection,
+    /// waiting at most `timeout`, once (no retries).
+    pub fn leave_channels_within(
+        &mut self,
+        channels: Vec<String>,
+        groups: Vec<String>,
+        timeout: Duration,
+    ) -> Result<()> {
+        let channels: Vec<String> = channels
+            .into_iter()
+            .filter(|c| self.channels.contains(c))
+            .collect();
+        let groups: Vec<String> = groups
+            .into_iter()
+            .filter(|g| self.groups.contains(g))
+            .collect();
+        if channels.is_empty() && groups.is_empty() {
+            return Ok(());
+        }
+        let deadline = deadline_after(timeout);
+        let req = self
             .pubnub
             .leave()
-            .channels(self.channels.clone())
-            .channel_groups(self.groups.clone())
-            .execute();
-        self.channels.clear();
-        self.groups.clear();
-        self.state.clear();
-        self.next_due = None;
-        result
+            .channels(channels.clone())
+            .channel_groups(groups.clone())
+            .request()?;
+        let url = self.pubnub.url_for(req)?;
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            None => self.conn.insert(Conn::new(self.pubnub.endpoint()?)),
+        };
+        if conn.busy() {
+            conn.abort();
+        }
+        self.in_flight = None;
+        conn.start(url, timeout)?;
+        let Some(resp) = conn.drive(deadline)? else {
+            conn.abort();
+            return Err(Error::transport(
+                crate::TransportErrorKind::Timeout,
+                "leave did not complete in time",
+            ));
+        };
+        if (200..300).contains(&resp.status) {
+            crate::envelope::decode_ack(&resp.body)?;
+        } else {
+            return Err(crate::envelope::error_from_response(
+                resp.status,
+                &resp.body,
+            ));
+        }
+        self.forget(&channels, &groups);
+        Ok(())
     }
 }
 
+/// Adds the names not there yet; whether any was added.
+fn add_new(list: &mut Vec<String>, names: Vec<String>) -> bool {
+    let mut added = false;
+    for n in names {
+        if !list.contains(&n) {
+            list.push(n);
+            added = true;
+        }
+    }
+    added
+}
+
+/// The device loop: stays present (heartbeats with per-channel state) and
+/// watches presence events, in one call per iteration of the caller's own
+/// loop that never blocks longer than the budget it is given, even while
+/// the network is down.
+///
+/// Events come over one kept connection (a long-poll left in flight
+/// between calls); heartbeats over a second one. A heartbeat that cannot
+/// complete within a call stays in flight; a failed one is returned once
+/// and tried again after a backoff.
+///
+/// ```no_run
+/// use pubnub_presence::{Heartbeater, PresenceEvent, PresenceLoop, PubNub};
+/// use std::time::Duration;
+///
+/// # fn main() -> Result<(), pubnub_presence::Error> {
+/// let pubnub = PubNub::builder().subscribe_key("demo").user_id("sensor-9").build()?;
+/// let mut online = Heartbeater::new(&pubnub);
+/// online.join(vec!["plant-floor".into()])?;
+/// online.set_state_json("plant-floor", r#"{"battery":87}"#)?;
+/// let events = pubnub.presence_events().channels(vec!["plant-floor".into()]).open()?;
+/// let mut device = PresenceLoop::new(online, Some(events));
+/// loop {
+///     // ... the device's own work ...
+///     match device.poll(Duration::from_millis(500)) {
+///         Ok(Some(PresenceEvent::Join(e))) => println!("{} joined {}", e.user_id, e.channel),
+///         Ok(Some(other)) => println!("{other:?}"),
+///         Ok(None) => {} // nothing new within the budget
+///         Err(e) => eprintln!("{e} (retried after a backoff)"),
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct PresenceLoop {
+    heartbeater: Heartbeater,
+    events: Option<PresenceEvents>,
+    /// A heartbeat failure met after an event was already in hand: the
+    /// next call returns it.
+    deferred: Option<Error>,
+}
+
+impl PresenceLoop {
+    /// A loop over a heartbeat schedule and, optionally, an event stream.
+    pub fn new(heartbeater: Heartbeater, events: Option<PresenceEvents>) -> Self {
+        PresenceLoop {
+            heartbeater,
+            events,
+            deferred: None,
+        }
+    }
+
+    /// The heartbeat schedule: join, leave some channels, set state while
+    /// the loop runs.
+    pub fn heartbeater(&mut self) -> &mut Heartbeater {
+        &mut self.heartbeater
+    }
+
+    /// The event stream, if any.
+    pub fn events(&mut self) -> Option<&mut PresenceEvents> {
+        self.events.as_mut()
+    }
+
+    /// One iteration: a heartbeat when due (or the one in flight carried
+    /// on), then events, for at most `budget` in all. `Ok(Some(event))` as
+    /// soon as one is there, `Ok(None)` when nothing came within the
+    /// budget, `Err` for a failure of either (each failure once; both
+    /// sides back off on their own).
+    pub fn poll(&mut self, budget: Duration) -> Result<Option<PresenceEvent<'static>>> {
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
+        let deadline = deadline_after(budget);
+        let now = Some(Instant::now());
+        // Without waiting: send what is due, read what has arrived.
+        self.heartbeater.poll_until(now)?;
+        let got = match &mut self.events {
+            Some(events) => events.wait(deadline)?,
+            None => {
+                // No events to wait on: wait on the heartbeat instead.
+                let until = self.heartbeater.next_due(Instant::now());
+                if self.heartbeater.in_flight() {
+                    self.heartbeater.poll_until(deadline)?;
+                } else if let Some(due) = until {
+                    if sleep_until(due, deadline) {
+                        self.heartbeater.poll_until(deadline)?;
+                    }
+                } else if let Some(d) = deadline {
+                    std::thread::sleep(d.saturating_duration_since(Instant::now()));
+                }
+                return Ok(None);
+            }
+        };
+        // The heartbeat's answer may have come while events were awaited.
+        if let Err(e) = self.heartbeater.poll_until(Some(Instant::now())) {
+            if got.is_none() {
+                return Err(e);
+            }
+            self.deferred = Some(e);
+        }
+        Ok(got)
+    }
+}
+
+/// What a running [`HeartbeatThread`] is asked to do.
+enum Command {
+    Join(Vec<String>),
+    JoinGroups(Vec<String>),
+    Leave(Vec<String>, Vec<String>),
+    SetState(String, String),
+}
+
+/// How long the thread waits at most between looks at its commands.
+const THREAD_SLICE: Duration = Duration::from_millis(100);
+/// How long the thread's final `leave` may take.
+const THREAD_LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Runs a [`Heartbeater`] on one background thread, and sends `leave` when
 /// dropped (or on [`HeartbeatThread::stop`]).
+///
+/// The thread drives the heartbeat on its kept connection in slices of
+/// 100 ms, so it takes commands ([`join`](HeartbeatThread::join),
+/// [`leave_channels`](HeartbeatThread::leave_channels),
+/// [`set_state_json`](HeartbeatThread::set_state_json)) while running
+/// (a change of state is sent at once, with no `leave` first) and stops
+/// within about 100 ms plus one `leave` bounded by 2 s.
 #[derive(Debug)]
 pub struct HeartbeatThread {
-    stop: Option<mpsc::Sender<()>>,
+    commands: Option<mpsc::Sender<Option<Command>>>,
     handle: Option<JoinHandle<Result<()>>>,
     last_error: Arc<Mutex<Option<Error>>>,
 }
 
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
 impl HeartbeatThread {
-    /// Starts heartbeating. Failed heartbeats are retried after 5 s (or
-    /// the interval, if shorter) and the latest error kept for
-    /// [`HeartbeatThread::last_error`].
+    /// Starts heartbeating. Failures are kept for
+    /// [`HeartbeatThread::last_error`] and tried again after a backoff.
     pub fn spawn(mut heartbeater: Heartbeater) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::channel::<()>();
+        let (tx, rx) = mpsc::channel::<Option<Command>>();
         let last_error = Arc::new(Mutex::new(None));
         let errors = Arc::clone(&last_error);
         let handle = std::thread::Builder::new()
             .name("pubnub-heartbeat".into())
             .spawn(move || {
-                let retry = heartbeater
-                    .interval
-                    .map_or(Duration::from_secs(5), |i| i.min(Duration::from_secs(5)));
                 loop {
                     let now = Instant::now();
-                    let wait = match heartbeater.tick(now) {
-                        Ok(_) => heartbeater
+                    let wait = if heartbeater.in_flight() {
+                        Duration::ZERO
+                    } else {
+                        heartbeater
                             .next_due(now)
                             .map_or(Duration::from_secs(3600), |d| {
                                 d.saturating_duration_since(now)
-                            }),
-                        Err(e) => {
-                            if let Ok(mut slot) = errors.lock() {
-                                *slot = Some(e);
-                            }
-                            retry
-                        }
+                            })
                     };
                     match rx.recv_timeout(wait) {
+                        Ok(Some(cmd)) => {
+                            let result = match cmd {
+                                Command::Join(c) => heartbeater.join(c),
+                                Command::JoinGroups(g) => heartbeater.join_groups(g),
+                                Command::Leave(c, g) => {
+                                    heartbeater.leave_channels_within(c, g, THREAD_LEAVE_TIMEOUT)
+                                }
+                                Command::SetState(c, json) => heartbeater.set_state_json(&c, &json),
+                            };
+                            if let Err(e) = result {
+                                store(&errors, e);
+                            }
+                            continue;
+                        }
                         Err(RecvTimeoutError::Timeout) => {}
-                        Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                        Ok(None) | Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                    if let Err(e) = heartbeater.poll(THREAD_SLICE) {
+                        store(&errors, e);
                     }
                 }
-                heartbeater.leave()
+                heartbeater.leave_within(THREAD_LEAVE_TIMEOUT)
             })?;
         Ok(HeartbeatThread {
-            stop: Some(tx),
+            commands: Some(tx),
             handle: Some(handle),
             last_error,
         })
     }
 
-    /// The most recent heartbeat failure, if any (taken: a second call
-    /// returns `None` until the next failure).
+    fn send(&self, cmd: Command) {
+        if let Some(tx) = &self.commands {
+            let _ = tx.send(Some(cmd));
+        }
+    }
+
+    /// Joins more channels while running (a heartbeat goes out at once).
+    pub fn join(&self, channels: Vec<String>) {
+        self.send(Command::Join(channels));
+    }
+
+    /// Joins more channel groups while running.
+    pub fn join_groups(&self, groups: Vec<String>) {
+        self.send(Command::JoinGroups(groups));
+    }
+
+    /// Leaves some channels and groups while running (the others stay).
+    pub fn leave_channels(&self, channels: Vec<String>, groups: Vec<String>) {
+        self.send(Command::Leave(channels, groups));
+    }
+
+    /// Sets the state for a channel while running; a change is sent with
+    /// one heartbeat at once, and no `leave`.
+    pub fn set_state_json(&self, channel: &str, json: &str) {
+        self.send(Command::SetState(channel.to_string(), json.to_string()));
+    }
+
+    /// The most recent failure, if any (taken: a second call returns
+    /// `None` until the next failure).
     pub fn last_error(&self) -> Option<Error> {
         self.last_error.lock().ok().and_then(|mut e| e.take())
     }
@@ -248,7 +702,9 @@ impl HeartbeatThread {
     }
 
     fn shutdown(&mut self) -> Result<()> {
-        self.stop.take();
+        if let Some(tx) = self.commands.take() {
+            let _ = tx.send(None);
+        }
         match self.handle.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(Error::transport(
@@ -257,6 +713,12 @@ impl HeartbeatThread {
             )),
             None => Ok(()),
         }
+    }
+}
+
+fn store(slot: &Mutex<Option<Error>>, e: Error) {
+    if let Ok(mut s) = slot.lock() {
+        *s = Some(e);
     }
 }
 

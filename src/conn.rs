@@ -1,0 +1,680 @@
+//! A kept connection that carries one GET at a time and is driven in
+//! slices: each [`Conn::drive`] does what it can before the caller's
+//! deadline and returns, keeping the socket, the TLS session and the
+//! half-read response for the next call.
+//!
+//! This is what lets a single-threaded loop wait on a long-poll for 100 ms
+//! at a time without abandoning it (ureq's blocking `call()` drops its
+//! connection when a read times out). The pieces, all already in the tree:
+//!
+//! - TCP: a non-blocking connect (`socket2`), after which a blocking write
+//!   with the socket's write timeout set to the remaining budget waits at
+//!   most that long for the connection (Linux returns `EAGAIN` and the
+//!   connect goes on in the kernel), so a connect survives short polls.
+//! - TLS: rustls' `ClientConnection`, driven with `read_tls` /
+//!   `process_new_packets` / `write_tls`; a timed-out socket read leaves
+//!   its state intact.
+//! - HTTP/1.1: ureq-proto's sans-IO client (`Call`), fed whatever bytes
+//!   have arrived; "not complete yet" is a normal answer.
+//!
+//! Bounds kept on this path, as on the regular transport: the connect
+//! timeout (TCP and TLS handshake), TLS verification with the bundled or
+//! configured roots, a response head of at most 8 KiB, the body cap, and a
+//! silence bound (no byte for that long: the connection is dropped).
+
+use crate::config::Config;
+use crate::error::{Error, Result, TransportErrorKind as K};
+use crate::request::PNSDK;
+use crate::transport::Response;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+use ureq_proto::client::state::{RecvBody, RecvResponse};
+use ureq_proto::client::{Call, RecvBodyResult, RecvResponseResult, SendRequestResult};
+use ureq_proto::http;
+
+const MAX_HEAD: usize = 8 * 1024;
+const READ_CHUNK: usize = 4 * 1024;
+
+/// What the kept connections of one client share: where to connect and
+/// the TLS settings (built once).
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    host: String,
+    port: u16,
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    connect_timeout: Duration,
+    max_body: usize,
+}
+
+impl Endpoint {
+    pub(crate) fn new(config: &Config) -> Result<Self> {
+        let bad = || Error::input("origin", "the origin is not a valid http(s) url");
+        let uri: http::Uri = config.origin.parse().map_err(|_| bad())?;
+        let secure = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(bad()),
+        };
+        let host = uri.host().ok_or_else(bad)?;
+        // `[::1]` in a URL, `::1` for the resolver and for SNI.
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+            .to_string();
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        #[cfg(not(feature = "tls"))]
+        if secure {
+            return Err(Error::input(
+                "origin",
+                "https needs the `tls` feature of pubnub-presence",
+            ));
+        }
+        Ok(Endpoint {
+            host,
+            port,
+            #[cfg(feature = "tls")]
+            tls: if secure {
+                Some(std::sync::Arc::new(tls_config(config)?))
+            } else {
+                None
+            },
+            connect_timeout: config.connect_timeout,
+            max_body: config.max_response_size,
+        })
+    }
+}
+
+#[cfg(feature = "tls")]
+fn tls_config(config: &Config) -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &config.root_certificate_pem {
+        Some(pem) => {
+            let bad = |reason| Error::input("root_certificate_pem", reason);
+            let ders = crate::transport::pem_certificates(pem)
+                .ok_or_else(|| bad("the root certificate is not valid PEM"))?;
+            for der in ders {
+                roots
+                    .add(rustls::pki_types::CertificateDer::from(der))
+                    .map_err(|_| bad("the root certificate is not a valid certificate"))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|_| Error::transport(K::Tls, "no usable tls protocol version"))?;
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// A socket and, for `https`, its TLS session.
+struct Wire {
+    sock: TcpStream,
+    #[cfg(feature = "tls")]
+    tls: Option<rustls::ClientConnection>,
+    /// TCP established (a write went through).
+    connected: bool,
+    /// When the connect started: the connect timeout runs from here until
+    /// the TCP and TLS handshakes are done.
+    opened: Instant,
+    /// Whether the connection already carried a whole response: a reused
+    /// connection that closes before answering was closed by the server
+    /// while idle, and the request is sent again on a fresh one.
+    reused: bool,
+    /// The socket's blocking mode and timeouts as last set, to skip
+    /// repeated system calls.
+    timeout_set: Option<Option<Duration>>,
+}
+
+impl Wire {
+    fn handshaking(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return !self.connected || tls.is_handshaking();
+        }
+        !self.connected
+    }
+
+    /// Sets how long the next socket operation may block: `None` = until
+    /// done, zero = not at all.
+    fn set_wait(&mut self, wait: Option<Duration>) -> io::Result<()> {
+        if self.timeout_set == Some(wait) {
+            return Ok(());
+        }
+        match wait {
+            Some(d) if d.is_zero() => self.sock.set_nonblocking(true)?,
+            _ => {
+                self.sock.set_nonblocking(false)?;
+                self.sock.set_read_timeout(wait)?;
+                self.sock.set_write_timeout(wait)?;
+            }
+        }
+        self.timeout_set = Some(wait);
+        Ok(())
+    }
+
+    /// Writes what is pending: the TLS session's records, or `out` for
+    /// plain HTTP. `Ok(false)` when the socket could not take it all yet.
+    fn flush(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            if !out.is_empty() {
+                // rustls buffers plaintext until the handshake is done.
+                tls.writer().write_all(out)?;
+                out.clear();
+            }
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.sock) {
+                    Ok(_) => self.connected = true,
+                    Err(e) if would_block(&e) => return Ok(false),
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(true);
+        }
+        while !out.is_empty() {
+            match self.sock.write(out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.connected = true;
+                    out.drain(..n);
+                }
+                Err(e) if would_block(&e) => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads what has arrived into `into`: `Ok(0)` at the end of the
+    /// stream, `WouldBlock` when nothing came before the socket's timeout.
+    fn fill(&mut self, into: &mut Vec<u8>) -> io::Result<usize> {
+        let at = into.len();
+        into.resize(at + READ_CHUNK, 0);
+        let got = self.read_some(into.get_mut(at..).unwrap_or_default());
+        into.truncate(at + *got.as_ref().unwrap_or(&0));
+        got
+    }
+
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            loop {
+                match tls.reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // TCP closed without close_notify: the end, for us.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) => return Err(e),
+                }
+                // Handshake replies (and key updates) go out first.
+                while tls.wants_write() {
+                    tls.write_tls(&mut self.sock)?;
+                }
+                if tls.read_tls(&mut self.sock)? == 0 {
+                    return Ok(0);
+                }
+                tls.process_new_packets()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            }
+        }
+        self.sock.read(buf)
+    }
+}
+
+fn would_block(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// The response being received.
+enum Recv {
+    Head(Call<RecvResponse>),
+    Body(Call<RecvBody>),
+}
+
+/// One request in flight.
+struct Exchange {
+    /// The URL, kept to send again on a fresh connection when a reused one
+    /// turns out to be closed.
+    uri: http::Uri,
+    /// Request bytes not yet handed to the socket (or to TLS).
+    out: Vec<u8>,
+    /// `None` only while being advanced.
+    recv: Option<Recv>,
+    /// Decrypted response bytes not yet consumed by the parser.
+    input: Vec<u8>,
+    status: u16,
+    retry_after: Option<Duration>,
+    body: Vec<u8>,
+    /// Whether any byte of the response arrived.
+    answered: bool,
+    /// Whether the request was already sent again once.
+    resent: bool,
+}
+
+/// A kept connection for one purpose (the event stream's long-poll, the
+/// device loop's heartbeats). See the module docs.
+pub(crate) struct Conn {
+    endpoint: Endpoint,
+    /// Resolved once and reused for reconnects; resolved again only after
+    /// a connect failure (a lookup can block beyond any budget: std has no
+    /// bounded resolver).
+    addr: Option<SocketAddr>,
+    wire: Option<Wire>,
+    exchange: Option<Exchange>,
+    /// No byte for this long: the connection is dead.
+    silence: Duration,
+    last_io: Instant,
+    /// Connections opened, for logs and tests.
+    pub(crate) connects: u64,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("connected", &self.wire.is_some())
+            .field("in_flight", &self.exchange.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    pub(crate) fn new(endpoint: Endpoint) -> Self {
+        Conn {
+            endpoint,
+            addr: None,
+            wire: None,
+            exchange: None,
+            silence: Duration::from_secs(310),
+            last_io: Instant::now(),
+            connects: 0,
+        }
+    }
+
+    /// Whether a request is in flight.
+    pub(crate) fn busy(&self) -> bool {
+        self.exchange.is_some()
+    }
+
+    /// Drops the request in flight and the connection.
+    pub(crate) fn abort(&mut self) {
+        self.exchange = None;
+        self.wire = None;
+    }
+
+    /// Starts a GET of `url` (its origin must be the endpoint's). `silence`
+    /// bounds how long the request may go without a byte moving.
+    pub(crate) fn start(&mut self, url: String, silence: Duration) -> Result<()> {
+        let uri = crate::transport::parse_uri(url)?;
+        let (out, call) = begin(&uri)?;
+        self.exchange = Some(Exchange {
+            uri,
+            out,
+            recv: Some(Recv::Head(call)),
+            input: Vec::new(),
+            status: 0,
+            retry_after: None,
+            body: Vec::new(),
+            answered: false,
+            resent: false,
+        });
+        self.silence = silence;
+        self.last_io = Instant::now();
+        Ok(())
+    }
+
+    /// Drives the request in flight until it completes or `deadline`
+    /// passes (`None`: until it completes). `Ok(None)`: still in flight.
+    /// On an error the request ends and the connection is dropped.
+    pub(crate) fn drive(&mut self, deadline: Option<Instant>) -> Result<Option<Response>> {
+        if self.exchange.is_none() {
+            return Err(Error::transport(K::Protocol, "no request in flight"));
+        }
+        match self.drive_inner(deadline) {
+            Ok(Some(resp)) => Ok(Some(resp)),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.abort();
+                Err(e)
+            }
+        }
+    }
+
+    fn drive_inner(&mut self, deadline: Option<Instant>) -> Result<Option<Response>> {
+        loop {
+            let now = Instant::now();
+            if self.wire.is_none() {
+                self.open(now)?;
+            }
+            let (Some(wire), Some(ex)) = (self.wire.as_mut(), self.exchange.as_mut()) else {
+                return Err(Error::transport(K::Protocol, "no request in flight"));
+            };
+            // The nearest of: the caller's deadline, the connect timeout
+            // (while handshaking), the silence bound.
+            let limit = if wire.handshaking() {
+                wire.opened
+                    .checked_add(self.endpoint.connect_timeout)
+                    .unwrap_or(now)
+            } else {
+                self.last_io.checked_add(self.silence).unwrap_or(now)
+            };
+            if now >= limit {
+                return Err(if wire.handshaking() {
+                    // A connect that timed out: look the name up again
+                    // next time, the address may have moved.
+                    self.addr = None;
+                    Error::transport(K::Timeout, "connect timed out")
+                } else {
+                    Error::transport(K::Timeout, "no data from the server in time")
+                });
+            }
+            let until = match deadline {
+                Some(d) => d.min(limit),
+                None => limit,
+            };
+            let wait = until.saturating_duration_since(now);
+            // A wait under a millisecond rounds to "don't block": a zero
+            // socket timeout would mean "block forever".
+            let wait = if wait < Duration::from_millis(1) {
+                Duration::ZERO
+            } else {
+                wait
+            };
+            wire.set_wait(Some(wait)).map_err(|e| io_error(e, false))?;
+
+            let connected_before = wire.connected;
+            let flushed = match wire.flush(&mut ex.out) {
+                Ok(f) => f,
+                Err(e) => {
+                    let connect = !wire.connected;
+                    if connect {
+                        self.addr = None;
+                    }
+                    return Err(io_error(e, connect));
+                }
+            };
+            if !connected_before && wire.connected {
+                self.last_io = Instant::now();
+            }
+            if !flushed {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(None);
+                }
+                continue;
+            }
+            match wire.fill(&mut ex.input) {
+                Ok(0) => {
+                    if let Some(resp) = self.at_end()? {
+                        return Ok(Some(resp));
+                    }
+                }
+                Ok(_) => {
+                    self.last_io = Instant::now();
+                    if let Some(resp) = self.parse()? {
+                        return Ok(Some(resp));
+                    }
+                }
+                Err(e) if would_block(&e) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => {
+                    let connect = !wire.connected;
+                    return Err(io_error(e, connect));
+                }
+            }
+        }
+    }
+
+    /// Resolves (once) and starts a non-blocking connect.
+    fn open(&mut self, now: Instant) -> Result<()> {
+        let addr = match self.addr {
+            Some(a) => a,
+            None => {
+                let ep = &self.endpoint;
+                let a = (ep.host.as_str(), ep.port)
+                    .to_socket_addrs()
+                    .map_err(|e| Error::transport(K::Dns, format!("lookup failed: {e}")))?
+                    .next()
+                    .ok_or_else(|| Error::transport(K::Dns, "the name has no address"))?;
+                self.addr = Some(a);
+                a
+            }
+        };
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .map_err(|e| io_error(e, true))?;
+        sock.set_nonblocking(true).map_err(|e| io_error(e, true))?;
+        match sock.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINPROGRESS)
+                    || e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                self.addr = None;
+                return Err(io_error(e, true));
+            }
+        }
+        let _ = sock.set_tcp_nodelay(true);
+        #[cfg(feature = "tls")]
+        let tls = match &self.endpoint.tls {
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from(self.endpoint.host.clone())
+                    .map_err(|_| Error::input("origin", "the host is not a valid tls name"))?;
+                Some(
+                    rustls::ClientConnection::new(config.clone(), name)
+                        .map_err(|e| Error::transport(K::Tls, e.to_string()))?,
+                )
+            }
+            None => None,
+        };
+        self.connects += 1;
+        if self.connects > 1 {
+            log::debug!(target: "pubnub_presence::conn", "connecting again (connection {})", self.connects);
+        }
+        self.wire = Some(Wire {
+            sock: sock.into(),
+            #[cfg(feature = "tls")]
+            tls,
+            connected: false,
+            opened: now,
+            reused: false,
+            // Non-blocking as created.
+            timeout_set: Some(Some(Duration::ZERO)),
+        });
+        self.last_io = now;
+        Ok(())
+    }
+
+    /// The stream ended: a complete close-delimited body, a reused
+    /// connection closed while idle (sent again once on a fresh one), or
+    /// an error.
+    fn at_end(&mut self) -> Result<Option<Response>> {
+        let reused = self.wire.as_ref().is_some_and(|w| w.reused);
+        let Some(ex) = self.exchange.as_mut() else {
+            return Err(Error::transport(K::Protocol, "no request in flight"));
+        };
+        if let Some(Recv::Body(call)) = &ex.recv {
+            if call.body_mode() == ureq_proto::BodyMode::CloseDelimited {
+                self.wire = None;
+                return Ok(self.finish());
+            }
+        }
+        if !ex.answered && reused && !ex.resent {
+            log::debug!(target: "pubnub_presence::conn", "kept connection was closed by the server; sending on a new one");
+            ex.resent = true;
+            let (out, call) = begin(&ex.uri)?;
+            ex.out = out;
+            ex.recv = Some(Recv::Head(call));
+            ex.input.clear();
+            self.wire = None;
+            return Ok(None);
+        }
+        Err(Error::transport(
+            K::Io,
+            "the server closed the connection before the response ended",
+        ))
+    }
+
+    /// Feeds the received bytes to the HTTP parser.
+    fn parse(&mut self) -> Result<Option<Response>> {
+        let max_body = self.endpoint.max_body;
+        let Some(ex) = self.exchange.as_mut() else {
+            return Err(Error::transport(K::Protocol, "no request in flight"));
+        };
+        ex.answered = true;
+        loop {
+            match ex.recv.take() {
+                Some(Recv::Head(mut call)) => {
+                    let (used, resp) = call.try_response(&ex.input, false).map_err(proto)?;
+                    ex.input.drain(..used.min(ex.input.len()));
+                    let Some(resp) = resp else {
+                        if ex.input.len() > MAX_HEAD {
+                            return Err(Error::transport(
+                                K::Protocol,
+                                "the response head is larger than 8 KiB",
+                            ));
+                        }
+                        ex.recv = Some(Recv::Head(call));
+                        if used > 0 {
+                            continue; // a 1xx was consumed
+                        }
+                        return Ok(None);
+                    };
+                    ex.status = resp.status().as_u16();
+                    let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok());
+                    ex.retry_after =
+                        header(http::header::RETRY_AFTER).and_then(crate::retry::parse_retry_after);
+                    let declared = header(http::header::CONTENT_LENGTH)
+                        .and_then(crate::json::digits_u64)
+                        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+                    if declared.is_some_and(|n| n > max_body) {
+                        return Err(too_large(max_body));
+                    }
+                    ex.body = Vec::with_capacity(declared.unwrap_or(1024).min(max_body));
+                    match call.proceed() {
+                        Some(RecvResponseResult::RecvBody(b)) => ex.recv = Some(Recv::Body(b)),
+                        Some(RecvResponseResult::Redirect(c)) => {
+                            return Ok(self.cleanup(c.proceed().must_close_connection()))
+                        }
+                        Some(RecvResponseResult::Cleanup(c)) => {
+                            return Ok(self.cleanup(c.must_close_connection()))
+                        }
+                        None => return Err(Error::transport(K::Protocol, "bad response head")),
+                    }
+                }
+                Some(Recv::Body(mut call)) => {
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        let (used, n) = call.read(&ex.input, &mut chunk).map_err(proto)?;
+                        ex.input.drain(..used.min(ex.input.len()));
+                        if ex.body.len().saturating_add(n) > max_body {
+                            return Err(too_large(max_body));
+                        }
+                        ex.body
+                            .extend_from_slice(chunk.get(..n).unwrap_or_default());
+                        if used == 0 && n == 0 {
+                            break;
+                        }
+                    }
+                    let close_delimited = call.body_mode() == ureq_proto::BodyMode::CloseDelimited;
+                    if close_delimited || !call.can_proceed() {
+                        ex.recv = Some(Recv::Body(call));
+                        return Ok(None);
+                    }
+                    let close = match call.proceed() {
+                        Some(RecvBodyResult::Cleanup(c)) => c.must_close_connection(),
+                        Some(RecvBodyResult::Redirect(r)) => r.proceed().must_close_connection(),
+                        None => true,
+                    };
+                    return Ok(self.cleanup(close));
+                }
+                None => return Err(Error::transport(K::Protocol, "no request in flight")),
+            }
+        }
+    }
+
+    /// The response is complete: keep the connection unless told to close.
+    fn cleanup(&mut self, close: bool) -> Option<Response> {
+        let leftover = self.exchange.as_ref().is_some_and(|e| !e.input.is_empty());
+        if close || leftover {
+            self.wire = None;
+        } else if let Some(w) = self.wire.as_mut() {
+            w.reused = true;
+        }
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Option<Response> {
+        self.exchange.take().map(|ex| Response {
+            status: ex.status,
+            body: ex.body,
+            retry_after: ex.retry_after,
+        })
+    }
+}
+
+/// The request head for a GET of `uri`, and the call that parses its
+/// response.
+fn begin(uri: &http::Uri) -> Result<(Vec<u8>, Call<RecvResponse>)> {
+    let req = http::Request::get(uri.clone())
+        .header(http::header::USER_AGENT, PNSDK)
+        .body(())
+        .map_err(|_| Error::input("origin", "the request url is not valid"))?;
+    let mut call = Call::new(req).map_err(proto)?.proceed();
+    let target = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    let mut out = vec![0u8; target.saturating_add(256)];
+    let mut used = 0;
+    while !call.can_proceed() {
+        let n = call
+            .write(out.get_mut(used..).unwrap_or_default())
+            .map_err(proto)?;
+        if n == 0 {
+            let grown = out.len().saturating_mul(2);
+            out.resize(grown, 0);
+        }
+        used += n;
+    }
+    out.truncate(used);
+    match call.proceed().map_err(proto)? {
+        Some(SendRequestResult::RecvResponse(c)) => Ok((out, c)),
+        _ => Err(Error::transport(K::Protocol, "unexpected request state")),
+    }
+}
+
+fn proto(e: ureq_proto::Error) -> Error {
+    Error::transport(K::Protocol, e.to_string())
+}
+
+fn too_large(cap: usize) -> Error {
+    Error::transport(
+        K::BodyTooLarge,
+        format!("the body exceeds the {cap}-byte cap"),
+    )
+}
+
+/// Maps a socket or TLS error; `connecting`: before TCP was established.
+fn io_error(e: io::Error, connecting: bool) -> Error {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return Error::transport(K::Tls, tls.to_string());
+    }
+    let kind = match e.kind() {
+        _ if connecting => K::Connect,
+        io::ErrorKind::ConnectionRefused => K::Connect,
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => K::Timeout,
+        _ => K::Io,
+    };
+    Error::transport(kind, e.to_string())
+}
