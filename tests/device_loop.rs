@@ -1,0 +1,660 @@
+//! The device loop (issue 10): the event stream's long-poll kept across
+//! short polls on one connection (plain and TLS), bounded waits, a stream
+//! that skips what it cannot decode and reports failures instead of
+//! hiding them, and heartbeats that back off, stop quickly and do not
+//! drift. Each test runs against a loopback server that counts the
+//! connections it accepts.
+
+use pubnub_presence::{
+    Error, ErrorKind, HeartbeatThread, Heartbeater, PresenceEvent, PresenceLoop, PubNub,
+    RetryPolicy, TransportErrorKind,
+};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// What the server does with one request.
+enum Reply {
+    Json(u16, String),
+    /// Send the head and body a byte at a time, `pause` apart; keep alive.
+    Trickle(String, Duration),
+    /// Close the connection without answering.
+    Close,
+    /// Never answer (hold the connection open until the test ends).
+    Silent,
+}
+
+trait Io: Read + Write + Send {}
+impl<T: Read + Write + Send> Io for T {}
+
+type Handler = dyn Fn(&str) -> Reply + Send + Sync;
+
+struct Server {
+    origin: String,
+    targets: Arc<Mutex<Vec<(Instant, String)>>>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Server {
+    fn start(handler: impl Fn(&str) -> Reply + Send + Sync + 'static) -> Server {
+        Self::start_with(None, handler)
+    }
+
+    fn start_with(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: impl Fn(&str) -> Reply + Send + Sync + 'static,
+    ) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let origin = match tls {
+            Some(_) => format!("https://localhost:{port}"),
+            None => format!("http://127.0.0.1:{port}"),
+        };
+        let targets = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (t, c) = (targets.clone(), connections.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                c.fetch_add(1, Ordering::SeqCst);
+                let (t, h, tls) = (t.clone(), handler.clone(), tls.clone());
+                thread::spawn(move || {
+                    let io: Box<dyn Io> = match tls {
+                        Some(config) => Box::new(rustls::StreamOwned::new(
+                            rustls::ServerConnection::new(config).unwrap(),
+                            stream,
+                        )),
+                        None => Box::new(stream),
+                    };
+                    serve(io, &t, &*h);
+                });
+            }
+        });
+        Server {
+            origin,
+            targets,
+            connections,
+        }
+    }
+
+    fn targets(&self) -> Vec<String> {
+        self.targets
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+
+    fn times(&self, part: &str) -> Vec<Instant> {
+        self.targets
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t)| t.contains(part))
+            .map(|(at, _)| *at)
+            .collect()
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+fn serve(io: Box<dyn Io>, targets: &Mutex<Vec<(Instant, String)>>, handler: &Handler) {
+    let mut reader = BufReader::new(io);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if h == "\r\n" {
+                break;
+            }
+        }
+        let target = line.split(' ').nth(1).unwrap_or("").to_string();
+        targets
+            .lock()
+            .unwrap()
+            .push((Instant::now(), target.clone()));
+        let out = reader.get_mut();
+        match handler(&target) {
+            Reply::Json(status, body) => {
+                let msg = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if out.write_all(msg.as_bytes()).is_err() || out.flush().is_err() {
+                    return;
+                }
+            }
+            Reply::Trickle(body, pause) => {
+                let msg = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                for b in msg.bytes() {
+                    if out.write_all(&[b]).is_err() || out.flush().is_err() {
+                        return;
+                    }
+                    thread::sleep(pause);
+                }
+            }
+            Reply::Close => return,
+            Reply::Silent => {
+                thread::sleep(Duration::from_secs(600));
+                return;
+            }
+        }
+    }
+}
+
+fn join(tt: u64, channel: &str, user: &str) -> String {
+    format!(
+        r#"{{"p":{{"t":"{tt}","r":1}},"c":"{channel}-pnpres","d":{{"action":"join","uuid":"{user}","timestamp":1,"occupancy":1}}}}"#
+    )
+}
+
+fn batch(next: u64, msgs: &[String]) -> String {
+    format!(r#"{{"t":{{"t":"{next}","r":7}},"m":[{}]}}"#, msgs.join(","))
+}
+
+fn user_of(e: &PresenceEvent<'_>) -> String {
+    match e {
+        PresenceEvent::Join(u) => u.user_id.to_string(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A long-poll that answers the handshake at once, then waits for what
+/// the test queues: an event batch, or a close.
+#[derive(Clone, Default)]
+struct Feed {
+    queue: Arc<Mutex<Vec<Reply>>>,
+}
+
+impl Feed {
+    fn push(&self, r: Reply) {
+        self.queue.lock().unwrap().push(r);
+    }
+
+    fn handler(&self) -> impl Fn(&str) -> Reply + Send + Sync + 'static {
+        let queue = self.queue.clone();
+        move |target: &str| {
+            if target.contains("tt=0") {
+                return Reply::Json(200, batch(100, &[]));
+            }
+            if !target.contains("/subscribe/") {
+                return ack();
+            }
+            let until = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < until {
+                if let Some(r) = {
+                    let mut q = queue.lock().unwrap();
+                    (!q.is_empty()).then(|| q.remove(0))
+                } {
+                    return r;
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+            Reply::Json(200, batch(100, &[]))
+        }
+    }
+}
+
+fn client(origin: &str) -> PubNub {
+    PubNub::builder()
+        .subscribe_key("k")
+        .user_id("me")
+        .origin(origin)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn short_polls_keep_one_connection_and_resume_after_a_close() {
+    let feed = Feed::default();
+    let s = Server::start(feed.handler());
+    let p = client(&s.origin);
+    let mut ev = p.presence_events().channels(vec!["room".into()]).open().unwrap();
+    for _ in 0..50 {
+        assert!(ev.poll(Duration::from_millis(100)).unwrap().is_none());
+    }
+    assert_eq!(s.connections(), 1, "50 short polls, one connection");
+    assert_eq!(ev.connections_opened(), 1);
+    // Only two requests: the handshake and the long-poll still in flight.
+    assert_eq!(s.targets().len(), 2);
+
+    feed.push(Reply::Json(200, batch(200, &[join(150, "room", "a")])));
+    let got = ev.poll(Duration::from_secs(2)).unwrap().expect("the event");
+    assert_eq!(user_of(&got), "a");
+    assert_eq!(s.connections(), 1, "delivered on the same connection");
+
+    // The server drops the connection under the next long-poll: the stream
+    // reconnects and asks from the same cursor; nothing is lost.
+    feed.push(Reply::Close);
+    feed.push(Reply::Json(200, batch(300, &[join(250, "room", "b")])));
+    let mut got = None;
+    let until = Instant::now() + Duration::from_secs(5);
+    while got.is_none() && Instant::now() < until {
+        got = ev.poll(Duration::from_millis(100)).unwrap_or(None);
+    }
+    assert_eq!(user_of(&got.expect("the event after the reconnect")), "b");
+    assert_eq!(s.connections(), 2);
+    let t = s.targets();
+    assert!(t[2].ends_with("&tt=200&tr=7"), "{t:?}");
+    assert!(t[3].ends_with("&tt=200&tr=7"), "same cursor after the close: {t:?}");
+}
+
+/// The undecodable event in the middle of a batch is reported in its
+/// place, the two good ones delivered, and the next request moves on.
+#[test]
+fn an_undecodable_event_is_skipped_and_the_cursor_advances() {
+    let feed = Feed::default();
+    let s = Server::start(feed.handler());
+    let p = client(&s.origin);
+    let mut ev = p.presence_events().channels(vec!["room".into()]).open().unwrap();
+    let deep = "[".repeat(300) + &"]".repeat(300);
+    let bad = format!(
+        r#"{{"p":{{"t":"160","r":1}},"c":"room-pnpres","d":{{"action":"state-change","uuid":"x","data":{{"s":{deep}}}}}}}"#
+    );
+    feed.push(Reply::Json(
+        200,
+        batch(200, &[join(150, "room", "a"), bad, join(170, "room", "b")]),
+    ));
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        match ev.poll(Duration::from_secs(2)).unwrap() {
+            Some(e) => got.push(e),
+            None => panic!("events expected, got {got:?}"),
+        }
+    }
+    assert_eq!(user_of(&got[0]), "a");
+    match &got[1] {
+        PresenceEvent::Skipped(s) => {
+            assert_eq!(s.channel.as_deref(), Some("room"));
+            assert_eq!(s.timetoken, 160);
+            assert!(s.reason.contains("nesting"), "{}", s.reason);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(user_of(&got[2]), "b");
+    assert_eq!(ev.cursor().t, 200);
+    assert!(ev.poll(Duration::from_millis(300)).unwrap().is_none());
+    let t = s.targets();
+    assert_eq!(t.len(), 3, "{t:?}");
+    assert!(t[2].ends_with("&tt=200&tr=7"), "moved on: {t:?}");
+}
+
+#[test]
+fn oversized_bodies_and_silent_servers_are_errors() {
+    let s = Server::start(|t| {
+        if t.contains("tt=0") {
+            Reply::Json(200, format!(r#"{{"t":{{"t":"1"}},"m":[],"pad":"{}"}}"#, "x".repeat(5000)))
+        } else {
+            Reply::Silent
+        }
+    });
+    let p = PubNub::builder()
+        .subscribe_key("k")
+        .user_id("me")
+        .origin(&s.origin)
+        .max_response_size(1000)
+        .build()
+        .unwrap();
+    let mut ev = p.presence_events().channels(vec!["room".into()]).open().unwrap();
+    match ev.poll(Duration::from_secs(2)).map_err(Error::into_kind) {
+        Err(ErrorKind::Transport {
+            kind: TransportErrorKind::BodyTooLarge,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    // Not retried by next_event: it will not clear.
+    let started = Instant::now();
+    let e = ev.next_event().unwrap_err();
+    assert!(!e.is_retryable());
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // A server that accepts and never answers is cut at the long-poll bound.
+    let s = Server::start(|_| Reply::Silent);
+    let p = client(&s.origin);
+    let mut ev = p
+        .presence_events()
+        .channels(vec!["room".into()])
+        .long_poll_timeout(Duration::from_millis(400))
+        .open()
+        .unwrap();
+    let started = Instant::now();
+    let mut err = None;
+    while err.is_none() && started.elapsed() < Duration::from_secs(3) {
+        if let Err(e) = ev.poll(Duration::from_millis(100)) {
+            err = Some(e);
+        }
+    }
+    let elapsed = started.elapsed();
+    match err.map(Error::into_kind) {
+        Some(ErrorKind::Transport {
+            kind: TransportErrorKind::Timeout,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(elapsed >= Duration::from_millis(390) && elapsed < Duration::from_millis(900), "{elapsed:?}");
+}
+
+#[test]
+fn outages_and_permanent_errors_are_reported_not_hidden() {
+    // Nothing listens: an error, not Ok(None).
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let p = client(&format!("http://127.0.0.1:{port}"));
+    let mut ev = p.presence_events().channels(vec!["room".into()]).open().unwrap();
+    match ev.poll(Duration::from_millis(500)).map_err(Error::into_kind) {
+        Err(ErrorKind::Transport {
+            kind: TransportErrorKind::Connect,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    // During the backoff that follows, a poll waits and says nothing new;
+    // the next attempt fails again and says so.
+    let started = Instant::now();
+    let mut errors = 0;
+    while started.elapsed() < Duration::from_millis(1800) {
+        if ev.poll(Duration::from_millis(100)).is_err() {
+            errors += 1;
+        }
+    }
+    assert!((1..=2).contains(&errors), "backed off: {errors} failures in 1.8 s");
+
+    // A name that does not resolve: Dns, returned by next_event.
+    let p = client("http://does-not-exist.invalid");
+    let mut ev = p.presence_events().channels(vec!["room".into()]).open().unwrap();
+    match ev.next_event().map_err(Error::into_kind) {
+        Err(ErrorKind::Transport {
+            kind: TransportErrorKind::Dns,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+
+    // A 403 comes back from next_event; a loop that goes on anyway is
+    // backed off instead of hammering the server.
+    let s = Server::start(|_| {
+        Reply::Json(
+            403,
+            r#"{"message":"Forbidden","error":true,"service":"Access Manager","status":403}"#
+                .into(),
+        )
+    });
+    let p = client(&s.origin);
+    let mut ev = p.presence_events().channels(vec!["room".into()]).open().unwrap();
+    assert_eq!(ev.next_event().unwrap_err().status(), Some(403));
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(1) {
+        let _ = ev.poll(Duration::from_millis(50));
+    }
+    assert!(s.targets().len() <= 3, "{} requests in 1 s", s.targets().len());
+}
+
+/// The loop against a server that accepts and never answers: every call
+/// returns within its budget, and heartbeats back off.
+#[test]
+fn the_loop_stays_within_its_budget_while_the_server_is_silent() {
+    let s = Server::start(|_| Reply::Silent);
+    let p = PubNub::builder()
+        .subscribe_key("k")
+        .user_id("me")
+        .origin(&s.origin)
+        .request_timeout(Duration::from_millis(300))
+        .heartbeat_interval(5)
+        .build()
+        .unwrap();
+    let mut hb = Heartbeater::new(&p);
+    hb.join(vec!["room".into()]).unwrap();
+    let events = p.presence_events().channels(vec!["room".into()]).open().unwrap();
+    let mut device = PresenceLoop::new(hb, Some(events));
+    let budget = Duration::from_millis(100);
+    let started = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut failures = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        let t = Instant::now();
+        match device.poll(budget) {
+            Ok(Some(e)) => panic!("{e:?}"),
+            Ok(None) => {}
+            Err(_) => failures += 1,
+        }
+        worst = worst.max(t.elapsed());
+    }
+    assert!(worst < budget + Duration::from_millis(60), "a call took {worst:?}");
+    let beats = s.times("/heartbeat").len();
+    // 300 ms timeout, then 0.5, 1, 2 s backoffs: about 4 attempts in 4 s,
+    // not one per call (40).
+    assert!((2..=6).contains(&beats), "{beats} heartbeats");
+    assert!(failures >= 2, "{failures}");
+    assert_eq!(s.times("/subscribe/").len(), 1, "the long-poll stays in flight");
+}
+
+fn ack() -> Reply {
+    Reply::Json(200, r#"{"status":200,"message":"OK","service":"Presence"}"#.into())
+}
+
+#[test]
+fn heartbeat_thread_stops_quickly_against_a_silent_server() {
+    let s = Server::start(|_| Reply::Silent);
+    let p = client(&s.origin);
+    let mut hb = Heartbeater::new(&p);
+    hb.join(vec!["room".into()]).unwrap();
+    let thread = HeartbeatThread::spawn(hb).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let result = thread.stop();
+    let took = started.elapsed();
+    assert!(result.is_err(), "the leave could not complete");
+    assert!(took < Duration::from_millis(2500), "stop took {took:?}");
+    assert!(s.targets().iter().any(|t| t.contains("/leave?")));
+}
+
+#[test]
+fn heartbeat_schedule_does_not_drift_with_slow_responses() {
+    let s = Server::start(|_| {
+        thread::sleep(Duration::from_millis(600));
+        ack()
+    });
+    let p = PubNub::builder()
+        .subscribe_key("k")
+        .user_id("me")
+        .origin(&s.origin)
+        .heartbeat_interval(1)
+        .build()
+        .unwrap();
+    let mut hb = Heartbeater::new(&p);
+    hb.join(vec!["room".into()]).unwrap();
+    let thread = HeartbeatThread::spawn(hb).unwrap();
+    thread::sleep(Duration::from_millis(4300));
+    drop(thread);
+    let beats = s.times("/heartbeat");
+    // At 0, 1, 2, 3, 4 s; a drifting schedule (interval after the answer)
+    // would manage 0, 1.6, 3.2.
+    assert!(beats.len() >= 5, "{} beats", beats.len());
+    for pair in beats.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap > Duration::from_millis(900) && gap < Duration::from_millis(1150), "{gap:?}");
+    }
+}
+
+#[test]
+fn state_change_while_running_sends_one_heartbeat_and_no_leave() {
+    let s = Server::start(|_| ack());
+    let p = client(&s.origin); // interval 149 s
+    let mut hb = Heartbeater::new(&p);
+    hb.join(vec!["room".into()]).unwrap();
+    let thread = HeartbeatThread::spawn(hb).unwrap();
+    let wait_for = |n: usize| {
+        let until = Instant::now() + Duration::from_secs(3);
+        while s.times("/heartbeat").len() < n && Instant::now() < until {
+            thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_for(1);
+    thread.set_state_json("room", r#"{"mood":"busy"}"#);
+    wait_for(2);
+    // The same state again, and a join of a channel already joined: nothing.
+    thread.set_state_json("room", r#"{"mood":"busy"}"#);
+    thread.join(vec!["room".into()]);
+    thread::sleep(Duration::from_millis(500));
+    let t = s.targets();
+    assert_eq!(s.times("/heartbeat").len(), 2, "{t:?}");
+    assert!(t[1].contains("state=%7B%22room%22%3A%7B%22mood%22%3A%22busy%22%7D%7D"), "{t:?}");
+    assert!(!t.iter().any(|t| t.contains("/leave")), "{t:?}");
+    assert_eq!(s.connections(), 1);
+    // Leaving one channel while running: a leave for it, the thread goes on.
+    thread.join(vec!["hall".into()]);
+    wait_for(3);
+    thread.leave_channels(vec!["room".into()], vec![]);
+    let until = Instant::now() + Duration::from_secs(3);
+    while !s.targets().iter().any(|t| t.contains("/leave")) && Instant::now() < until {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let leave = s.targets().into_iter().find(|t| t.contains("/leave")).unwrap();
+    assert!(leave.contains("/channel/room/leave"), "{leave}");
+    assert!(thread.last_error().is_none());
+    thread.stop().unwrap();
+    assert!(s.targets().last().unwrap().contains("/channel/hall/leave"));
+}
+
+#[test]
+fn heartbeater_leave_keeps_what_it_could_not_leave() {
+    let fail = Arc::new(AtomicBool::new(true));
+    let f = fail.clone();
+    let s = Server::start(move |t| {
+        if t.contains("/leave") && f.load(Ordering::SeqCst) {
+            Reply::Json(403, r#"{"status":403,"error":true,"message":"Forbidden"}"#.into())
+        } else {
+            ack()
+        }
+    });
+    let p = PubNub::builder()
+        .subscribe_key("k")
+        .user_id("me")
+        .origin(&s.origin)
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let mut hb = Heartbeater::new(&p);
+    hb.join(vec!["a".into(), "b".into()]).unwrap();
+    hb.set_state_json("a", r#"{"x":1}"#).unwrap();
+    assert!(hb.leave_channels(vec!["a".into()], vec![]).is_err());
+    assert_eq!(hb.channels(), ["a", "b"]);
+    fail.store(false, Ordering::SeqCst);
+    hb.leave_channels(vec!["a".into()], vec![]).unwrap();
+    assert_eq!(hb.channels(), ["b"]);
+    // The next heartbeat names only what is still joined.
+    assert!(hb.poll(Duration::from_secs(2)).unwrap());
+    let last = s.targets().pop().unwrap();
+    assert!(last.contains("/channel/b/heartbeat") && !last.contains("state="), "{last}");
+}
+
+#[cfg(feature = "tls")]
+mod tls {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    /// A CA, and a server config for `localhost` signed by it.
+    fn setup() -> (String, Arc<rustls::ServerConfig>) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+        (ca.pem(), Arc::new(config))
+    }
+
+    #[test]
+    fn one_handshake_across_short_polls_and_a_trickled_response() {
+        let (ca, config) = setup();
+        let feed = Feed::default();
+        let s = Server::start_with(Some(config), feed.handler());
+        let p = PubNub::builder()
+            .subscribe_key("k")
+            .user_id("me")
+            .origin(&s.origin)
+            .root_certificate_pem(ca)
+            .build()
+            .unwrap();
+        let mut ev = p.presence_events().channels(vec!["room".into()]).open().unwrap();
+        for _ in 0..50 {
+            assert!(ev.poll(Duration::from_millis(100)).unwrap().is_none());
+        }
+        assert_eq!(s.connections(), 1, "one TLS handshake");
+        // A response that arrives a byte every 10 ms, read across 30 ms polls.
+        feed.push(Reply::Trickle(
+            batch(200, &[join(150, "room", "slow")]),
+            Duration::from_millis(10),
+        ));
+        let mut polls = 0;
+        let got = loop {
+            polls += 1;
+            if let Some(e) = ev.poll(Duration::from_millis(30)).unwrap() {
+                break e;
+            }
+            assert!(polls < 500);
+        };
+        assert_eq!(user_of(&got), "slow");
+        assert!(polls > 20, "assembled across {polls} polls");
+        assert_eq!(s.connections(), 1);
+        // Heartbeats over TLS on the loop's second connection.
+        let mut hb = Heartbeater::new(&p);
+        hb.join(vec!["room".into()]).unwrap();
+        let mut device = PresenceLoop::new(hb, Some(ev));
+        feed.push(Reply::Json(200, batch(300, &[join(250, "room", "x")])));
+        let mut seen = None;
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until && (seen.is_none() || device.heartbeater().last_success().is_none()) {
+            if let Some(e) = device.poll(Duration::from_millis(50)).unwrap() {
+                seen = Some(e);
+            }
+        }
+        assert_eq!(user_of(&seen.unwrap()), "x");
+        assert!(device.heartbeater().last_success().is_some());
+        assert_eq!(s.connections(), 2, "events + heartbeats");
+    }
+
+    #[test]
+    fn unknown_issuer_is_returned_not_retried() {
+        let (_, config) = setup();
+        let s = Server::start_with(Some(config), |_| ack());
+        let p = client(&s.origin); // bundled roots: the test CA is unknown
+        let mut ev = p.presence_events().channels(vec!["room".into()]).open().unwrap();
+        match ev.next_event().map_err(Error::into_kind) {
+            Err(ErrorKind::Transport {
+                kind: TransportErrorKind::Tls,
+                detail,
+            }) => assert!(detail.contains("UnknownIssuer"), "{detail}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
