@@ -4,13 +4,8 @@ use crate::config::{Config, PubNubBuilder};
 use crate::envelope;
 use crate::error::{Error, Result};
 use crate::presence::events::PresenceEventsBuilder;
-use crate::presence::heartbeat::{HeartbeatBuilder, LeaveBuilder};
-use crate::presence::here_now::{GlobalHereNowBuilder, HereNowBuilder};
-use crate::presence::user_state::{GetStateBuilder, SetStateBuilder};
-use crate::presence::where_now::WhereNowBuilder;
 use crate::request::Request;
 use crate::retry::{self, RetryPolicy};
-use crate::state;
 use crate::transport::{Response, Transport};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -154,50 +149,10 @@ impl PubNub {
         Ok(request.into_url())
     }
 
-    /// Who, and how many, are on the given channels or channel groups.
-    pub fn here_now(&self) -> HereNowBuilder<'_> {
-        HereNowBuilder::new(self)
-    }
-
-    /// Who is on every occupied channel of the keyset
-    /// (`/v2/presence/sub-key/{sub}`). Not in PubNub's Rust docs; kept
-    /// separate so a `here_now` without channels is an error, never an
-    /// accidental keyset-wide query.
-    pub fn global_here_now(&self) -> GlobalHereNowBuilder<'_> {
-        GlobalHereNowBuilder::new(self)
-    }
-
-    /// Which channels a user is on.
-    pub fn where_now(&self) -> WhereNowBuilder<'_> {
-        WhereNowBuilder::new(self)
-    }
-
-    /// Sets the user's state, which must serialize to a JSON object
-    /// (`miniserde::Serialize`, or `serde::Serialize` with the `serde`
-    /// feature). Anything else fails before a request is sent.
-    pub fn set_presence_state<T: state::Serialize + ?Sized>(
-        &self,
-        state: &T,
-    ) -> SetStateBuilder<'_> {
-        SetStateBuilder::new(self, state)
-    }
-
-    /// Gets the user's state on channels or channel groups.
-    pub fn get_presence_state(&self) -> GetStateBuilder<'_> {
-        GetStateBuilder::new(self)
-    }
-
-    /// Announces presence on channels or groups (with optional per-channel
-    /// state) for the presence timeout. See also
-    /// [`crate::presence::schedule::Heartbeater`] for a schedule.
-    pub fn heartbeat(&self) -> HeartbeatBuilder<'_> {
-        HeartbeatBuilder::new(self)
-    }
-
-    /// Leaves channels or groups now, instead of timing out.
-    pub fn leave(&self) -> LeaveBuilder<'_> {
-        LeaveBuilder::new(self)
-    }
+    // Each call's constructor (`here_now`, `where_now`, the state calls,
+    // `heartbeat`, `leave`) lives in that call's file under `presence/`, so
+    // this file does not depend on them. `presence_events` is the last one
+    // here, until it moves into `presence/events.rs` too.
 
     /// A blocking stream of join, leave, timeout, state-change and interval
     /// events on channels or groups.

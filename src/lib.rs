@@ -32,7 +32,9 @@
 //!   results. Only the transport module touches the network.
 //! - **Compact parser.** A non-recursive JSON cursor ([`json`]) that borrows
 //!   strings from the body; results borrow too (`HereNowResult<'a>`) and
-//!   `into_owned()` detaches them. `execute()` returns the owned form.
+//!   `into_owned()` detaches them. `execute()` returns the owned form, named
+//!   without a lifetime: [`HereNow`], [`WhereNow`], [`SetState`],
+//!   [`GetState`].
 //! - **One error type**, [`Error`]: input errors before any byte is sent,
 //!   server errors with status, message, service and Access Manager lists,
 //!   transport errors by kind, decode errors with the byte offset.
@@ -50,8 +52,11 @@
 //!
 //! # User state
 //!
-//! See [`state`]: raw JSON bytes (`Cow<[u8]>`) by default,
-//! `serde_json::Value` with the `serde` feature, as PubNub's docs describe.
+//! See [`state`]: by default a [`State`] holding the JSON text (borrowed
+//! from the body; `Debug` prints the JSON), `serde_json::Value` with the
+//! `serde` feature, as PubNub's docs describe. Setters take a value (or a
+//! reference) that serializes to a JSON object, or JSON text
+//! ([`PubNub::set_presence_state_json`]).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -81,10 +86,10 @@ pub use config::{
 };
 pub use error::{Error, ErrorKind, Result, ServerError, TransportErrorKind};
 pub use presence::events::{IntervalEvent, PresenceEvent, PresenceEvents, SkippedEvent, UserEvent};
-pub use presence::here_now::{HereNowChannel, HereNowResult, HereNowUser};
+pub use presence::here_now::{HereNow, HereNowChannel, HereNowResult, HereNowUser};
 pub use presence::schedule::{HeartbeatThread, Heartbeater, PresenceLoop};
-pub use presence::user_state::{GetStateInfo, GetStateResult, SetStateResult};
-pub use presence::where_now::WhereNowResult;
+pub use presence::user_state::{GetState, GetStateInfo, GetStateResult, SetState, SetStateResult};
+pub use presence::where_now::{WhereNow, WhereNowResult};
 pub use request::Request;
 pub use retry::RetryPolicy;
 pub use state::State;

@@ -191,13 +191,13 @@ fn input_errors_send_nothing() {
     ];
     #[cfg(not(feature = "serde"))]
     let not_object = p
-        .set_presence_state(&vec![1u32, 2])
+        .set_presence_state(vec![1u32, 2])
         .channels(vec!["a".into()])
         .execute()
         .map(drop);
     #[cfg(feature = "serde")]
     let not_object = p
-        .set_presence_state(&serde_json::json!([1, 2]))
+        .set_presence_state(serde_json::json!([1, 2]))
         .channels(vec!["a".into()])
         .execute()
         .map(drop);

@@ -10,7 +10,7 @@ use pubnub_presence::{
     RetryPolicy, TransportErrorKind,
 };
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -138,7 +138,10 @@ fn serve(io: Box<dyn Io>, targets: &Mutex<Vec<(Instant, String)>>, handler: &Han
                 }
             }
             Reply::Trickle(body, pause) => {
-                let msg = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                let msg = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
                 for b in msg.bytes() {
                     if out.write_all(&[b]).is_err() || out.flush().is_err() {
                         return;
@@ -222,7 +225,11 @@ fn short_polls_keep_one_connection_and_resume_after_a_close() {
     let feed = Feed::default();
     let s = Server::start(feed.handler());
     let p = client(&s.origin);
-    let mut ev = p.presence_events().channels(vec!["room".into()]).open().unwrap();
+    let mut ev = p
+        .presence_events()
+        .channels(vec!["room".into()])
+        .open()
+        .unwrap();
     for _ in 0..50 {
         assert!(ev.poll(Duration::from_millis(100)).unwrap().is_none());
     }
@@ -249,7 +256,10 @@ fn short_polls_keep_one_connection_and_resume_after_a_close() {
     assert_eq!(s.connections(), 2);
     let t = s.targets();
     assert!(t[2].ends_with("&tt=200&tr=7"), "{t:?}");
-    assert!(t[3].ends_with("&tt=200&tr=7"), "same cursor after the close: {t:?}");
+    assert!(
+        t[3].ends_with("&tt=200&tr=7"),
+        "same cursor after the close: {t:?}"
+    );
 }
 
 /// The undecodable event in the middle of a batch is reported in its
@@ -259,7 +269,11 @@ fn an_undecodable_event_is_skipped_and_the_cursor_advances() {
     let feed = Feed::default();
     let s = Server::start(feed.handler());
     let p = client(&s.origin);
-    let mut ev = p.presence_events().channels(vec!["room".into()]).open().unwrap();
+    let mut ev = p
+        .presence_events()
+        .channels(vec!["room".into()])
+        .open()
+        .unwrap();
     let deep = "[".repeat(300) + &"]".repeat(300);
     let bad = format!(
         r#"{{"p":{{"t":"160","r":1}},"c":"room-pnpres","d":{{"action":"state-change","uuid":"x","data":{{"s":{deep}}}}}}}"#
@@ -296,7 +310,10 @@ fn an_undecodable_event_is_skipped_and_the_cursor_advances() {
 fn oversized_bodies_and_silent_servers_are_errors() {
     let s = Server::start(|t| {
         if t.contains("tt=0") {
-            Reply::Json(200, format!(r#"{{"t":{{"t":"1"}},"m":[],"pad":"{}"}}"#, "x".repeat(5000)))
+            Reply::Json(
+                200,
+                format!(r#"{{"t":{{"t":"1"}},"m":[],"pad":"{}"}}"#, "x".repeat(5000)),
+            )
         } else {
             Reply::Silent
         }
@@ -308,7 +325,11 @@ fn oversized_bodies_and_silent_servers_are_errors() {
         .max_response_size(1000)
         .build()
         .unwrap();
-    let mut ev = p.presence_events().channels(vec!["room".into()]).open().unwrap();
+    let mut ev = p
+        .presence_events()
+        .channels(vec!["room".into()])
+        .open()
+        .unwrap();
     match ev.poll(Duration::from_secs(2)).map_err(Error::into_kind) {
         Err(ErrorKind::Transport {
             kind: TransportErrorKind::BodyTooLarge,
@@ -346,16 +367,30 @@ fn oversized_bodies_and_silent_servers_are_errors() {
         }) => {}
         other => panic!("{other:?}"),
     }
-    assert!(elapsed >= Duration::from_millis(390) && elapsed < Duration::from_millis(900), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(390) && elapsed < Duration::from_millis(900),
+        "{elapsed:?}"
+    );
 }
 
 #[test]
 fn outages_and_permanent_errors_are_reported_not_hidden() {
     // Nothing listens: an error, not Ok(None).
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let p = client(&format!("http://127.0.0.1:{port}"));
-    let mut ev = p.presence_events().channels(vec!["room".into()]).open().unwrap();
-    match ev.poll(Duration::from_millis(500)).map_err(Error::into_kind) {
+    let mut ev = p
+        .presence_events()
+        .channels(vec!["room".into()])
+        .open()
+        .unwrap();
+    match ev
+        .poll(Duration::from_millis(500))
+        .map_err(Error::into_kind)
+    {
         Err(ErrorKind::Transport {
             kind: TransportErrorKind::Connect,
             ..
@@ -371,11 +406,18 @@ fn outages_and_permanent_errors_are_reported_not_hidden() {
             errors += 1;
         }
     }
-    assert!((1..=2).contains(&errors), "backed off: {errors} failures in 1.8 s");
+    assert!(
+        (1..=2).contains(&errors),
+        "backed off: {errors} failures in 1.8 s"
+    );
 
     // A name that does not resolve: Dns, returned by next_event.
     let p = client("http://does-not-exist.invalid");
-    let mut ev = p.presence_events().channels(vec!["room".into()]).open().unwrap();
+    let mut ev = p
+        .presence_events()
+        .channels(vec!["room".into()])
+        .open()
+        .unwrap();
     match ev.next_event().map_err(Error::into_kind) {
         Err(ErrorKind::Transport {
             kind: TransportErrorKind::Dns,
@@ -394,13 +436,21 @@ fn outages_and_permanent_errors_are_reported_not_hidden() {
         )
     });
     let p = client(&s.origin);
-    let mut ev = p.presence_events().channels(vec!["room".into()]).open().unwrap();
+    let mut ev = p
+        .presence_events()
+        .channels(vec!["room".into()])
+        .open()
+        .unwrap();
     assert_eq!(ev.next_event().unwrap_err().status(), Some(403));
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(1) {
         let _ = ev.poll(Duration::from_millis(50));
     }
-    assert!(s.targets().len() <= 3, "{} requests in 1 s", s.targets().len());
+    assert!(
+        s.targets().len() <= 3,
+        "{} requests in 1 s",
+        s.targets().len()
+    );
 }
 
 /// The loop against a server that accepts and never answers: every call
@@ -418,7 +468,11 @@ fn the_loop_stays_within_its_budget_while_the_server_is_silent() {
         .unwrap();
     let mut hb = Heartbeater::new(&p);
     hb.join(vec!["room".into()]).unwrap();
-    let events = p.presence_events().channels(vec!["room".into()]).open().unwrap();
+    let events = p
+        .presence_events()
+        .channels(vec!["room".into()])
+        .open()
+        .unwrap();
     let mut device = PresenceLoop::new(hb, Some(events));
     let budget = Duration::from_millis(100);
     let started = Instant::now();
@@ -433,17 +487,27 @@ fn the_loop_stays_within_its_budget_while_the_server_is_silent() {
         }
         worst = worst.max(t.elapsed());
     }
-    assert!(worst < budget + Duration::from_millis(60), "a call took {worst:?}");
+    assert!(
+        worst < budget + Duration::from_millis(60),
+        "a call took {worst:?}"
+    );
     let beats = s.times("/heartbeat").len();
     // 300 ms timeout, then 0.5, 1, 2 s backoffs: about 4 attempts in 4 s,
     // not one per call (40).
     assert!((2..=6).contains(&beats), "{beats} heartbeats");
     assert!(failures >= 2, "{failures}");
-    assert_eq!(s.times("/subscribe/").len(), 1, "the long-poll stays in flight");
+    assert_eq!(
+        s.times("/subscribe/").len(),
+        1,
+        "the long-poll stays in flight"
+    );
 }
 
 fn ack() -> Reply {
-    Reply::Json(200, r#"{"status":200,"message":"OK","service":"Presence"}"#.into())
+    Reply::Json(
+        200,
+        r#"{"status":200,"message":"OK","service":"Presence"}"#.into(),
+    )
 }
 
 #[test]
@@ -486,7 +550,10 @@ fn heartbeat_schedule_does_not_drift_with_slow_responses() {
     assert!(beats.len() >= 5, "{} beats", beats.len());
     for pair in beats.windows(2) {
         let gap = pair[1] - pair[0];
-        assert!(gap > Duration::from_millis(900) && gap < Duration::from_millis(1150), "{gap:?}");
+        assert!(
+            gap > Duration::from_millis(900) && gap < Duration::from_millis(1150),
+            "{gap:?}"
+        );
     }
 }
 
@@ -512,7 +579,10 @@ fn state_change_while_running_sends_one_heartbeat_and_no_leave() {
     thread::sleep(Duration::from_millis(500));
     let t = s.targets();
     assert_eq!(s.times("/heartbeat").len(), 2, "{t:?}");
-    assert!(t[1].contains("state=%7B%22room%22%3A%7B%22mood%22%3A%22busy%22%7D%7D"), "{t:?}");
+    assert!(
+        t[1].contains("state=%7B%22room%22%3A%7B%22mood%22%3A%22busy%22%7D%7D"),
+        "{t:?}"
+    );
     assert!(!t.iter().any(|t| t.contains("/leave")), "{t:?}");
     assert_eq!(s.connections(), 1);
     // Leaving one channel while running: a leave for it, the thread goes on.
@@ -523,7 +593,11 @@ fn state_change_while_running_sends_one_heartbeat_and_no_leave() {
     while !s.targets().iter().any(|t| t.contains("/leave")) && Instant::now() < until {
         thread::sleep(Duration::from_millis(10));
     }
-    let leave = s.targets().into_iter().find(|t| t.contains("/leave")).unwrap();
+    let leave = s
+        .targets()
+        .into_iter()
+        .find(|t| t.contains("/leave"))
+        .unwrap();
     assert!(leave.contains("/channel/room/leave"), "{leave}");
     assert!(thread.last_error().is_none());
     thread.stop().unwrap();
@@ -536,7 +610,10 @@ fn heartbeater_leave_keeps_what_it_could_not_leave() {
     let f = fail.clone();
     let s = Server::start(move |t| {
         if t.contains("/leave") && f.load(Ordering::SeqCst) {
-            Reply::Json(403, r#"{"status":403,"error":true,"message":"Forbidden"}"#.into())
+            Reply::Json(
+                403,
+                r#"{"status":403,"error":true,"message":"Forbidden"}"#.into(),
+            )
         } else {
             ack()
         }
@@ -559,7 +636,10 @@ fn heartbeater_leave_keeps_what_it_could_not_leave() {
     // The next heartbeat names only what is still joined.
     assert!(hb.poll(Duration::from_secs(2)).unwrap());
     let last = s.targets().pop().unwrap();
-    assert!(last.contains("/channel/b/heartbeat") && !last.contains("state="), "{last}");
+    assert!(
+        last.contains("/channel/b/heartbeat") && !last.contains("state="),
+        "{last}"
+    );
 }
 
 #[cfg(feature = "tls")]
@@ -605,7 +685,11 @@ mod tls {
             .root_certificate_pem(ca)
             .build()
             .unwrap();
-        let mut ev = p.presence_events().channels(vec!["room".into()]).open().unwrap();
+        let mut ev = p
+            .presence_events()
+            .channels(vec!["room".into()])
+            .open()
+            .unwrap();
         for _ in 0..50 {
             assert!(ev.poll(Duration::from_millis(100)).unwrap().is_none());
         }
@@ -633,7 +717,9 @@ mod tls {
         feed.push(Reply::Json(200, batch(300, &[join(250, "room", "x")])));
         let mut seen = None;
         let until = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < until && (seen.is_none() || device.heartbeater().last_success().is_none()) {
+        while Instant::now() < until
+            && (seen.is_none() || device.heartbeater().last_success().is_none())
+        {
             if let Some(e) = device.poll(Duration::from_millis(50)).unwrap() {
                 seen = Some(e);
             }
@@ -648,7 +734,11 @@ mod tls {
         let (_, config) = setup();
         let s = Server::start_with(Some(config), |_| ack());
         let p = client(&s.origin); // bundled roots: the test CA is unknown
-        let mut ev = p.presence_events().channels(vec!["room".into()]).open().unwrap();
+        let mut ev = p
+            .presence_events()
+            .channels(vec!["room".into()])
+            .open()
+            .unwrap();
         match ev.next_event().map_err(Error::into_kind) {
             Err(ErrorKind::Transport {
                 kind: TransportErrorKind::Tls,

@@ -5,39 +5,48 @@ use crate::encode::push_param;
 use crate::envelope::decode_ack;
 use crate::error::Result;
 use crate::presence::here_now::itoa;
+use crate::presence::targets::{target_setters, Targets};
 use crate::request::{self, Request};
 use crate::state;
+
+impl PubNub {
+    /// Announces presence on channels or groups (with optional per-channel
+    /// state) for the presence timeout. See also
+    /// [`crate::presence::schedule::Heartbeater`] for a schedule.
+    pub fn heartbeat(&self) -> HeartbeatBuilder<'_> {
+        HeartbeatBuilder {
+            pubnub: self,
+            targets: Targets::default(),
+            state: None,
+            presence_timeout: None,
+        }
+    }
+
+    /// Leaves channels or groups now, instead of timing out.
+    pub fn leave(&self) -> LeaveBuilder<'_> {
+        LeaveBuilder {
+            pubnub: self,
+            targets: Targets::default(),
+        }
+    }
+}
 
 /// Builder for `heartbeat`, from [`PubNub::heartbeat`].
 #[must_use = "a builder does nothing until execute()"]
 #[derive(Debug)]
 pub struct HeartbeatBuilder<'p> {
     pubnub: &'p PubNub,
-    channels: Vec<String>,
-    channel_groups: Vec<String>,
+    targets: Targets,
     state: Option<Result<String>>,
     presence_timeout: Option<u32>,
 }
 
-impl<'p> HeartbeatBuilder<'p> {
-    pub(crate) fn new(pubnub: &'p PubNub) -> Self {
-        HeartbeatBuilder {
-            pubnub,
-            channels: Vec::new(),
-            channel_groups: Vec::new(),
-            state: None,
-            presence_timeout: None,
-        }
-    }
-    /// Channels to be present on (this or `channel_groups` is required).
-    pub fn channels(mut self, channels: Vec<String>) -> Self {
-        self.channels = channels;
-        self
-    }
-    /// Channel groups to be present on.
-    pub fn channel_groups(mut self, groups: Vec<String>) -> Self {
-        self.channel_groups = groups;
-        self
+impl HeartbeatBuilder<'_> {
+    target_setters! {
+        /// Channels to be present on (this or `channel_groups` is required).
+        channels;
+        /// Channel groups to be present on.
+        channel_groups;
     }
     /// Per-channel state: a JSON object keyed by channel, e.g.
     /// `{"lobby": {"mood": "happy"}}`, sent as `state=`.
@@ -67,8 +76,8 @@ impl<'p> HeartbeatBuilder<'p> {
 
     /// Builds the request without sending it.
     pub fn request(&self) -> Result<Request> {
-        request::check_targets(&self.channels, &self.channel_groups)?;
         let config = self.pubnub.config();
+        let mut query = self.targets.channel_url(config, "/heartbeat")?;
         let timeout = self.presence_timeout.unwrap_or(config.presence_timeout());
         if timeout < crate::config::MIN_PRESENCE_TIMEOUT {
             return Err(crate::Error::input(
@@ -76,9 +85,6 @@ impl<'p> HeartbeatBuilder<'p> {
                 "the presence timeout must be at least 20 seconds",
             ));
         }
-        let mut path = request::channel_path(config, &self.channels);
-        path.push_str("/heartbeat");
-        let mut query = request::base_query(path, config, &self.channel_groups);
         push_param(&mut query, "heartbeat", itoa(timeout).as_str());
         if let Some(state) = &self.state {
             let json = state.as_ref().map_err(Clone::clone)?;
@@ -100,37 +106,22 @@ impl<'p> HeartbeatBuilder<'p> {
 #[derive(Debug)]
 pub struct LeaveBuilder<'p> {
     pubnub: &'p PubNub,
-    channels: Vec<String>,
-    channel_groups: Vec<String>,
+    targets: Targets,
 }
 
-impl<'p> LeaveBuilder<'p> {
-    pub(crate) fn new(pubnub: &'p PubNub) -> Self {
-        LeaveBuilder {
-            pubnub,
-            channels: Vec::new(),
-            channel_groups: Vec::new(),
-        }
-    }
-    /// Channels to leave (this or `channel_groups` is required).
-    pub fn channels(mut self, channels: Vec<String>) -> Self {
-        self.channels = channels;
-        self
-    }
-    /// Channel groups to leave.
-    pub fn channel_groups(mut self, groups: Vec<String>) -> Self {
-        self.channel_groups = groups;
-        self
+impl LeaveBuilder<'_> {
+    target_setters! {
+        /// Channels to leave (this or `channel_groups` is required).
+        channels;
+        /// Channel groups to leave.
+        channel_groups;
     }
     /// Builds the request without sending it.
     pub fn request(&self) -> Result<Request> {
-        request::check_targets(&self.channels, &self.channel_groups)?;
         let config = self.pubnub.config();
-        let mut path = request::channel_path(config, &self.channels);
-        path.push_str("/leave");
         Ok(request::finish(
             config,
-            request::base_query(path, config, &self.channel_groups),
+            self.targets.channel_url(config, "/leave")?,
         ))
     }
     /// Sends the leave.

@@ -11,14 +11,18 @@ use crate::encode::push_param;
 use crate::envelope;
 use crate::error::{Error, Result};
 use crate::json::{count_elements, Cursor, Kind};
+use crate::presence::targets::{target_setters, Targets};
 use crate::request::{self, Request};
 use crate::state::{self, State};
 use std::borrow::Cow;
 
 /// The result of `here_now` and `global_here_now`.
 ///
-/// Borrowed from the response body where possible; `execute()` returns
-/// the owned form (`HereNowResult<'static>`).
+/// Borrowed from the response body where possible (the sans-IO
+/// [`decode`] and `execute_with`); `execute()` returns the owned form,
+/// [`HereNow`]. Iterating a result goes through its channels, as in
+/// PubNub's docs: `response.iter().for_each(|channel| …)`, or
+/// `for channel in &response`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HereNowResult<'a> {
     /// Number of channels in the result.
@@ -29,10 +33,15 @@ pub struct HereNowResult<'a> {
     pub channels: Vec<HereNowChannel<'a>>,
 }
 
+/// A [`HereNowResult`] that owns all its data: what `execute()` returns,
+/// to keep in a struct or return from a function without a lifetime.
+pub type HereNow = HereNowResult<'static>;
+
 /// One channel of a [`HereNowResult`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct HereNowChannel<'a> {
-    /// Channel name.
+    /// Channel name (`name.to_string()` or `name.into_owned()` gives a
+    /// `String`; `&*name` or `name == "lobby"` work as is).
     pub name: Cow<'a, str>,
     /// Number of users on the channel (right even when occupants are not
     /// requested).
@@ -44,16 +53,16 @@ pub struct HereNowChannel<'a> {
 /// One user of a [`HereNowChannel`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct HereNowUser<'a> {
-    /// The user's id.
+    /// The user's id (`to_string()` or `into_owned()` gives a `String`).
     pub user_id: Cow<'a, str>,
     /// The user's state on this channel; `null` when none is set or state
     /// was not requested. See [`State`].
     pub state: State<'a>,
 }
 
-impl HereNowResult<'_> {
+impl<'a> HereNowResult<'a> {
     /// Converts into a result that owns all its data.
-    pub fn into_owned(self) -> HereNowResult<'static> {
+    pub fn into_owned(self) -> HereNow {
         HereNowResult {
             total_channels: self.total_channels,
             total_occupancy: self.total_occupancy,
@@ -75,6 +84,72 @@ impl HereNowResult<'_> {
                 .collect(),
         }
     }
+
+    /// The channels, in the server's order: the same as
+    /// `self.channels.iter()`.
+    pub fn iter(&self) -> std::slice::Iter<'_, HereNowChannel<'a>> {
+        self.channels.iter()
+    }
+}
+
+impl<'a> IntoIterator for HereNowResult<'a> {
+    type Item = HereNowChannel<'a>;
+    type IntoIter = std::vec::IntoIter<HereNowChannel<'a>>;
+    /// The channels, moved out of the result.
+    fn into_iter(self) -> Self::IntoIter {
+        self.channels.into_iter()
+    }
+}
+
+impl<'r, 'a> IntoIterator for &'r HereNowResult<'a> {
+    type Item = &'r HereNowChannel<'a>;
+    type IntoIter = std::slice::Iter<'r, HereNowChannel<'a>>;
+    /// The channels, borrowed.
+    fn into_iter(self) -> Self::IntoIter {
+        self.channels.iter()
+    }
+}
+
+impl PubNub {
+    /// Who, and how many, are on the given channels or channel groups.
+    ///
+    /// ```no_run
+    /// # let pubnub = pubnub_presence::PubNub::builder().subscribe_key("demo").user_id("me").build()?;
+    /// let response = pubnub
+    ///     .here_now()
+    ///     .channels(vec!["lobby".into()])
+    ///     .include_state(true)
+    ///     .execute()?;
+    /// response.iter().for_each(|channel| {
+    ///     println!("{}: {} online", channel.name, channel.occupancy);
+    ///     for user in &channel.occupants {
+    ///         println!("  {} {:?}", user.user_id, user.state);
+    ///     }
+    /// });
+    /// # Ok::<(), pubnub_presence::Error>(())
+    /// ```
+    pub fn here_now(&self) -> HereNowBuilder<'_> {
+        HereNowBuilder {
+            pubnub: self,
+            targets: Targets::default(),
+            include_state: false,
+            include_user_ids: true,
+            limit: DEFAULT_LIMIT,
+            offset: 0,
+        }
+    }
+
+    /// Who is on every occupied channel of the keyset
+    /// (`/v2/presence/sub-key/{sub}`). Not in PubNub's Rust docs; kept
+    /// separate so a `here_now` without channels is an error, never an
+    /// accidental keyset-wide query.
+    pub fn global_here_now(&self) -> GlobalHereNowBuilder<'_> {
+        GlobalHereNowBuilder {
+            pubnub: self,
+            include_state: false,
+            include_user_ids: true,
+        }
+    }
 }
 
 /// Builder for `here_now`, from [`PubNub::here_now`].
@@ -82,8 +157,7 @@ impl HereNowResult<'_> {
 #[derive(Debug)]
 pub struct HereNowBuilder<'p> {
     pubnub: &'p PubNub,
-    channels: Vec<String>,
-    channel_groups: Vec<String>,
+    targets: Targets,
     include_state: bool,
     include_user_ids: bool,
     limit: u32,
@@ -93,28 +167,12 @@ pub struct HereNowBuilder<'p> {
 /// The service's (and every SDK's) default page size.
 pub const DEFAULT_LIMIT: u32 = 1000;
 
-impl<'p> HereNowBuilder<'p> {
-    pub(crate) fn new(pubnub: &'p PubNub) -> Self {
-        HereNowBuilder {
-            pubnub,
-            channels: Vec::new(),
-            channel_groups: Vec::new(),
-            include_state: false,
-            include_user_ids: true,
-            limit: DEFAULT_LIMIT,
-            offset: 0,
-        }
-    }
-
-    /// The channels to get the details of (this or `channel_groups` is required).
-    pub fn channels(mut self, channels: Vec<String>) -> Self {
-        self.channels = channels;
-        self
-    }
-    /// The channel groups to get the details of.
-    pub fn channel_groups(mut self, groups: Vec<String>) -> Self {
-        self.channel_groups = groups;
-        self
+impl HereNowBuilder<'_> {
+    target_setters! {
+        /// The channels to get the details of (this or `channel_groups` is required).
+        channels;
+        /// The channel groups to get the details of.
+        channel_groups;
     }
     /// Include each user's state (default `false`).
     pub fn include_state(mut self, include: bool) -> Self {
@@ -139,10 +197,8 @@ impl<'p> HereNowBuilder<'p> {
 
     /// Builds the request without sending it.
     pub fn request(&self) -> Result<Request> {
-        request::check_targets(&self.channels, &self.channel_groups)?;
         let config = self.pubnub.config();
-        let path = request::channel_path(config, &self.channels);
-        let mut query = request::base_query(path, config, &self.channel_groups);
+        let mut query = self.targets.channel_url(config, "")?;
         push_flags(&mut query, self.include_state, self.include_user_ids);
         push_param(&mut query, "limit", itoa(self.limit).as_str());
         if self.offset > 0 {
@@ -151,22 +207,13 @@ impl<'p> HereNowBuilder<'p> {
         Ok(request::finish(config, query))
     }
 
-    /// The channel name a flat-shaped answer is about, if this request
-    /// gets one (exactly one channel, no group).
-    fn flat_channel(&self) -> Option<&str> {
-        match (self.channels.as_slice(), self.channel_groups.is_empty()) {
-            ([one], true) => Some(one.as_str()),
-            _ => None,
-        }
-    }
-
     /// Sends the request and decodes the answer.
-    pub fn execute(mut self) -> Result<HereNowResult<'static>> {
+    pub fn execute(mut self) -> Result<HereNow> {
         let req = self.request()?;
         let resp = self.pubnub.send(req)?;
         // The one channel's name moves into the result (no copy).
-        let flat = match self.flat_channel() {
-            Some(_) => self.channels.pop().map(Cow::Owned),
+        let flat = match self.targets.single_channel() {
+            Some(_) => self.targets.channels.pop().map(Cow::Owned),
             None => None,
         };
         decode_named(&resp.body, flat).map(HereNowResult::into_owned)
@@ -181,13 +228,13 @@ impl<'p> HereNowBuilder<'p> {
     /// let online = pubnub
     ///     .here_now()
     ///     .channels(vec!["lobby".into()])
-    ///     .execute_with(|here| here.channels.iter().any(|c| c.occupants.iter().any(|u| u.user_id == "boss")))?;
+    ///     .execute_with(|here| here.iter().any(|c| c.occupants.iter().any(|u| u.user_id == "boss")))?;
     /// # Ok::<(), pubnub_presence::Error>(())
     /// ```
     pub fn execute_with<R>(self, f: impl FnOnce(&HereNowResult<'_>) -> R) -> Result<R> {
         let req = self.request()?;
         let resp = self.pubnub.send(req)?;
-        let result = decode(&resp.body, self.flat_channel())?;
+        let result = decode(&resp.body, self.targets.single_channel())?;
         Ok(f(&result))
     }
 }
@@ -201,14 +248,7 @@ pub struct GlobalHereNowBuilder<'p> {
     include_user_ids: bool,
 }
 
-impl<'p> GlobalHereNowBuilder<'p> {
-    pub(crate) fn new(pubnub: &'p PubNub) -> Self {
-        GlobalHereNowBuilder {
-            pubnub,
-            include_state: false,
-            include_user_ids: true,
-        }
-    }
+impl GlobalHereNowBuilder<'_> {
     /// Include each user's state (default `false`).
     pub fn include_state(mut self, include: bool) -> Self {
         self.include_state = include;
@@ -228,7 +268,7 @@ impl<'p> GlobalHereNowBuilder<'p> {
         Ok(request::finish(config, query))
     }
     /// Sends the request and decodes the answer.
-    pub fn execute(self) -> Result<HereNowResult<'static>> {
+    pub fn execute(self) -> Result<HereNow> {
         let req = self.request()?;
         let resp = self.pubnub.send(req)?;
         decode(&resp.body, None).map(HereNowResult::into_owned)
@@ -450,7 +490,7 @@ mod tests {
     fn st(json: &str) -> State<'static> {
         #[cfg(not(feature = "serde"))]
         {
-            Cow::Owned(json.as_bytes().to_vec())
+            State::from_json(json).unwrap().into_owned()
         }
         #[cfg(feature = "serde")]
         {
@@ -524,10 +564,46 @@ mod tests {
             Cow::Borrowed(_)
         ));
         #[cfg(not(feature = "serde"))]
-        assert!(matches!(
-            r.channels[0].occupants[0].state,
-            Cow::Borrowed(b"{\"k\":1}")
-        ));
+        {
+            let state = r.channels[0].occupants[0].state.as_str();
+            assert_eq!(state, r#"{"k":1}"#);
+            // A slice of the body, not a copy.
+            assert!(body.as_ptr_range().contains(&state.as_ptr()));
+        }
+    }
+
+    #[test]
+    fn iterates_channels() {
+        let body = br#"{"payload":{"channels":{"a":{"occupancy":1,"uuids":["u"]},"b":{"occupancy":2}},"total_channels":2,"total_occupancy":3}}"#;
+        let r = decode(body, None).unwrap();
+        let names: Vec<&str> = r.iter().map(|c| c.name.as_ref()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let mut total = 0;
+        for channel in &r {
+            total += channel.occupancy;
+        }
+        assert_eq!(total, r.total_occupancy);
+        let owned: HereNow = r.into_owned();
+        let names: Vec<String> = owned.into_iter().map(|c| c.name.into_owned()).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn debug_shows_state_as_json() {
+        let body = br#"{"occupancy":2,"uuids":[{"uuid":"u","state":{"mood":"happy"}},"v"]}"#;
+        let r = decode(body, Some("ch")).unwrap();
+        let debug = format!("{r:?}");
+        #[cfg(not(feature = "serde"))]
+        {
+            assert!(
+                debug.contains(r#"user_id: "u", state: {"mood":"happy"} }"#),
+                "{debug}"
+            );
+            assert!(debug.contains(r#"user_id: "v", state: null }"#), "{debug}");
+        }
+        #[cfg(feature = "serde")]
+        assert!(debug.contains(r#"String("happy")"#), "{debug}");
+        assert!(!debug.contains("[123"), "{debug}");
     }
 
     #[test]

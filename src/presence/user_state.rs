@@ -5,6 +5,7 @@ use crate::encode::push_param;
 use crate::envelope;
 use crate::error::{Error, Result};
 use crate::json::count_members;
+use crate::presence::targets::{target_setters, Targets};
 use crate::request::{self, Request};
 use crate::state::{self, State};
 use std::borrow::Cow;
@@ -19,9 +20,12 @@ pub struct SetStateResult<'a> {
     pub state: State<'a>,
 }
 
+/// A [`SetStateResult`] that owns all its data: what `execute()` returns.
+pub type SetState = SetStateResult<'static>;
+
 impl SetStateResult<'_> {
     /// Converts into a result that owns all its data.
-    pub fn into_owned(self) -> SetStateResult<'static> {
+    pub fn into_owned(self) -> SetState {
         SetStateResult {
             channel: Cow::Owned(self.channel.into_owned()),
             state: state::into_owned(self.state),
@@ -30,24 +34,29 @@ impl SetStateResult<'_> {
 }
 
 /// The result of `get_presence_state`.
+///
+/// Iterating it goes through the per-channel entries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GetStateResult<'a> {
     /// One entry per channel.
     pub state: Vec<GetStateInfo<'a>>,
 }
 
+/// A [`GetStateResult`] that owns all its data: what `execute()` returns.
+pub type GetState = GetStateResult<'static>;
+
 /// The user's state on one channel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GetStateInfo<'a> {
-    /// The channel name.
+    /// The channel name (`to_string()` or `into_owned()` gives a `String`).
     pub channel_name: Cow<'a, str>,
     /// The state (`{}` when none is set on a single channel).
     pub state: State<'a>,
 }
 
-impl GetStateResult<'_> {
+impl<'a> GetStateResult<'a> {
     /// Converts into a result that owns all its data.
-    pub fn into_owned(self) -> GetStateResult<'static> {
+    pub fn into_owned(self) -> GetState {
         GetStateResult {
             state: self
                 .state
@@ -59,71 +68,137 @@ impl GetStateResult<'_> {
                 .collect(),
         }
     }
+
+    /// The per-channel entries: the same as `self.state.iter()`.
+    pub fn iter(&self) -> std::slice::Iter<'_, GetStateInfo<'a>> {
+        self.state.iter()
+    }
 }
 
-/// Builder for `set_presence_state`, from [`PubNub::set_presence_state`].
+impl<'a> IntoIterator for GetStateResult<'a> {
+    type Item = GetStateInfo<'a>;
+    type IntoIter = std::vec::IntoIter<GetStateInfo<'a>>;
+    /// The per-channel entries, moved out of the result.
+    fn into_iter(self) -> Self::IntoIter {
+        self.state.into_iter()
+    }
+}
+
+impl<'r, 'a> IntoIterator for &'r GetStateResult<'a> {
+    type Item = &'r GetStateInfo<'a>;
+    type IntoIter = std::slice::Iter<'r, GetStateInfo<'a>>;
+    /// The per-channel entries, borrowed.
+    fn into_iter(self) -> Self::IntoIter {
+        self.state.iter()
+    }
+}
+
+impl PubNub {
+    /// Sets the user's state, which must serialize to a JSON object
+    /// (`miniserde::Serialize`, or `serde::Serialize` with the `serde`
+    /// feature). Takes the value or a reference to it. Anything else fails
+    /// before a request is sent; JSON text goes to
+    /// [`PubNub::set_presence_state_json`].
+    ///
+    /// With the `serde` feature, as PubNub's docs write it:
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "serde")] {
+    /// use serde_json::json;
+    /// # let pubnub = pubnub_presence::PubNub::builder().subscribe_key("demo").user_id("me").build()?;
+    /// pubnub
+    ///     .set_presence_state(json!({ "is_doing": "Nothing... Just hanging around..." }))
+    ///     .channels(vec!["lobby".into(), "announce".into()])
+    ///     .execute()?;
+    /// # }
+    /// # Ok::<(), pubnub_presence::Error>(())
+    /// ```
+    pub fn set_presence_state<T: state::Serialize>(&self, state: T) -> SetStateBuilder<'_> {
+        SetStateBuilder::new(self, state::to_json_object(&state, "state"))
+    }
+
+    /// Sets the user's state from JSON text, which must be one JSON object
+    /// (checked before a request is sent). Works with any features.
+    ///
+    /// ```no_run
+    /// # let pubnub = pubnub_presence::PubNub::builder().subscribe_key("demo").user_id("me").build()?;
+    /// pubnub
+    ///     .set_presence_state_json(r#"{"is_doing":"Nothing... Just hanging around..."}"#)
+    ///     .channels(vec!["lobby".into()])
+    ///     .execute()?;
+    /// # Ok::<(), pubnub_presence::Error>(())
+    /// ```
+    pub fn set_presence_state_json(&self, json: impl Into<String>) -> SetStateBuilder<'_> {
+        let json = json.into();
+        let checked = state::check_json_object(&json, "state").map(|()| json);
+        SetStateBuilder::new(self, checked)
+    }
+
+    /// Gets the user's state on channels or channel groups.
+    ///
+    /// ```no_run
+    /// # let pubnub = pubnub_presence::PubNub::builder().subscribe_key("demo").user_id("me").build()?;
+    /// let response = pubnub
+    ///     .get_presence_state()
+    ///     .channels(vec!["lobby".into()])
+    ///     .user_id("device-7")
+    ///     .execute()?;
+    /// for info in &response {
+    ///     println!("{}: {:?}", info.channel_name, info.state);
+    /// }
+    /// # Ok::<(), pubnub_presence::Error>(())
+    /// ```
+    pub fn get_presence_state(&self) -> GetStateBuilder<'_> {
+        GetStateBuilder {
+            pubnub: self,
+            targets: Targets::default(),
+        }
+    }
+}
+
+/// Builder for `set_presence_state`, from [`PubNub::set_presence_state`]
+/// or [`PubNub::set_presence_state_json`].
 #[must_use = "a builder does nothing until execute()"]
 #[derive(Debug)]
 pub struct SetStateBuilder<'p> {
     pubnub: &'p PubNub,
+    /// The state as a JSON object, or why it is not one.
     state: Result<String>,
-    channels: Vec<String>,
-    channel_groups: Vec<String>,
-    user_id: Option<String>,
+    targets: Targets,
 }
 
 impl<'p> SetStateBuilder<'p> {
-    pub(crate) fn new<T: state::Serialize + ?Sized>(pubnub: &'p PubNub, state: &T) -> Self {
+    fn new(pubnub: &'p PubNub, state: Result<String>) -> Self {
         SetStateBuilder {
             pubnub,
-            state: state::to_json_object(state, "state"),
-            channels: Vec::new(),
-            channel_groups: Vec::new(),
-            user_id: None,
+            state,
+            targets: Targets::default(),
         }
     }
-    /// Channels to set state on (this or `channel_groups` is required).
-    pub fn channels(mut self, channels: Vec<String>) -> Self {
-        self.channels = channels;
-        self
-    }
-    /// Channel groups to set state on.
-    pub fn channel_groups(mut self, groups: Vec<String>) -> Self {
-        self.channel_groups = groups;
-        self
-    }
-    /// The user to set state for (default: the client's user id).
-    pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
-        self.user_id = Some(user_id.into());
-        self
+
+    target_setters! {
+        /// Channels to set state on (this or `channel_groups` is required).
+        channels;
+        /// Channel groups to set state on.
+        channel_groups;
+        /// The user to set state for (default: the client's user id).
+        user_id;
     }
 
     /// Builds the request without sending it.
     pub fn request(&self) -> Result<Request> {
         let json = self.state.as_ref().map_err(Clone::clone)?;
-        request::check_targets(&self.channels, &self.channel_groups)?;
         let config = self.pubnub.config();
-        let user_id = self.user_id.as_deref().unwrap_or(config.user_id());
-        request::check_user_id("user_id", user_id)?;
-        let mut path = request::channel_path(config, &self.channels);
-        request::push_uuid_segment(&mut path, user_id);
-        path.push_str("/data");
-        let mut query = request::base_query(path, config, &self.channel_groups);
+        let mut query = self.targets.channel_user_url(config, "/data")?;
         push_param(&mut query, "state", json);
         Ok(request::finish(config, query))
     }
 
     /// Sends the request and decodes the answer.
-    pub fn execute(self) -> Result<SetStateResult<'static>> {
+    pub fn execute(self) -> Result<SetState> {
         let req = self.request()?;
         let resp = self.pubnub.send(req)?;
-        let mut channel = String::new();
-        for (i, name) in self.channels.iter().enumerate() {
-            if i > 0 {
-                channel.push(',');
-            }
-            channel.push_str(name);
-        }
+        let channel = self.targets.joined_channels();
         decode_set(&resp.body, &channel).map(SetStateResult::into_owned)
     }
 }
@@ -133,52 +208,30 @@ impl<'p> SetStateBuilder<'p> {
 #[derive(Debug)]
 pub struct GetStateBuilder<'p> {
     pubnub: &'p PubNub,
-    channels: Vec<String>,
-    channel_groups: Vec<String>,
-    user_id: Option<String>,
+    targets: Targets,
 }
 
-impl<'p> GetStateBuilder<'p> {
-    pub(crate) fn new(pubnub: &'p PubNub) -> Self {
-        GetStateBuilder {
-            pubnub,
-            channels: Vec::new(),
-            channel_groups: Vec::new(),
-            user_id: None,
-        }
-    }
-    /// Channels to get state of (this or `channel_groups` is required).
-    pub fn channels(mut self, channels: Vec<String>) -> Self {
-        self.channels = channels;
-        self
-    }
-    /// Channel groups to get state of.
-    pub fn channel_groups(mut self, groups: Vec<String>) -> Self {
-        self.channel_groups = groups;
-        self
-    }
-    /// The user to get state for (default: the client's user id).
-    pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
-        self.user_id = Some(user_id.into());
-        self
+impl GetStateBuilder<'_> {
+    target_setters! {
+        /// Channels to get state of (this or `channel_groups` is required).
+        channels;
+        /// Channel groups to get state of.
+        channel_groups;
+        /// The user to get state for (default: the client's user id).
+        user_id;
     }
 
     /// Builds the request without sending it.
     pub fn request(&self) -> Result<Request> {
-        request::check_targets(&self.channels, &self.channel_groups)?;
         let config = self.pubnub.config();
-        let user_id = self.user_id.as_deref().unwrap_or(config.user_id());
-        request::check_user_id("user_id", user_id)?;
-        let mut path = request::channel_path(config, &self.channels);
-        request::push_uuid_segment(&mut path, user_id);
         Ok(request::finish(
             config,
-            request::base_query(path, config, &self.channel_groups),
+            self.targets.channel_user_url(config, "")?,
         ))
     }
 
     /// Sends the request and decodes the answer.
-    pub fn execute(self) -> Result<GetStateResult<'static>> {
+    pub fn execute(self) -> Result<GetState> {
         let req = self.request()?;
         let resp = self.pubnub.send(req)?;
         decode_get(&resp.body).map(GetStateResult::into_owned)
@@ -291,5 +344,140 @@ mod tests {
         assert_eq!(json(&r.state[1].state), r#"{"n": 2}"#);
 
         assert!(decode_get(br#"{"payload":{}}"#).is_err());
+
+        let r = decode_get(multi).unwrap();
+        let names: Vec<&str> = (&r).into_iter().map(|i| &*i.channel_name).collect();
+        assert_eq!(names, ["c1", "c2"]);
+        assert_eq!(r.iter().count(), 2);
+        let owned: GetState = r.into_owned();
+        let names: Vec<String> = owned
+            .into_iter()
+            .map(|i| i.channel_name.into_owned())
+            .collect();
+        assert_eq!(names, ["c1", "c2"]);
+    }
+
+    fn pn() -> PubNub {
+        PubNub::builder()
+            .subscribe_key("sub")
+            .user_id("me")
+            .origin("http://127.0.0.1:1")
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn set_state_by_value_by_reference_and_as_text() {
+        let p = pn();
+        let want = "state=%7B%22mood%22%3A%22happy%22%7D";
+        #[cfg(not(feature = "serde"))]
+        let value = {
+            let mut o = miniserde::json::Object::new();
+            o.insert(
+                "mood".into(),
+                miniserde::json::Value::String("happy".into()),
+            );
+            o
+        };
+        #[cfg(feature = "serde")]
+        let value = serde_json::json!({"mood": "happy"});
+        let by_ref = p
+            .set_presence_state(&value)
+            .channels(vec!["a".into(), "b".into()])
+            .request()
+            .unwrap();
+        let by_value = p
+            .set_presence_state(value)
+            .channels(vec!["a".into(), "b".into()])
+            .request()
+            .unwrap();
+        let as_text = p
+            .set_presence_state_json(r#"{"mood":"happy"}"#)
+            .channels(vec!["a".into(), "b".into()])
+            .request()
+            .unwrap();
+        assert_eq!(by_ref, by_value);
+        assert_eq!(by_ref, as_text);
+        assert_eq!(
+            by_ref.path(),
+            "/v2/presence/sub-key/sub/channel/a,b/uuid/me/data"
+        );
+        assert!(by_ref.query().ends_with(want), "{}", by_ref.query());
+
+        let r = p
+            .set_presence_state_json("{}")
+            .channel_groups(vec!["g".into()])
+            .user_id("u 2")
+            .request()
+            .unwrap();
+        assert_eq!(
+            r.path(),
+            "/v2/presence/sub-key/sub/channel/,/uuid/u%202/data"
+        );
+
+        for bad in ["[1]", "{", "\"text\"", ""] {
+            match p
+                .set_presence_state_json(bad)
+                .channels(vec!["a".into()])
+                .request()
+                .map_err(Error::into_kind)
+            {
+                Err(crate::ErrorKind::Input { argument, .. }) => assert_eq!(argument, "state"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        // JSON text given to the value form is a string, not an object:
+        // the error points to the `_json` form.
+        let e = p
+            .set_presence_state(r#"{"mood":"happy"}"#)
+            .channels(vec!["a".into()])
+            .request()
+            .unwrap_err();
+        assert!(e.to_string().contains("`_json` form"), "{e}");
+        // The state is checked before the targets.
+        assert!(p.set_presence_state_json("{}").request().is_err());
+    }
+
+    #[test]
+    fn get_state_requests() {
+        let p = pn();
+        let r = p
+            .get_presence_state()
+            .channels(vec!["a".into()])
+            .channel_groups(vec!["g".into()])
+            .user_id("other")
+            .request()
+            .unwrap();
+        assert_eq!(r.path(), "/v2/presence/sub-key/sub/channel/a/uuid/other");
+        assert!(r.query().ends_with("&channel-group=g"), "{}", r.query());
+        assert!(p.get_presence_state().request().is_err());
+        assert!(p
+            .get_presence_state()
+            .channels(vec!["a".into()])
+            .user_id("")
+            .request()
+            .is_err());
+    }
+
+    #[test]
+    fn debug_shows_state_as_json() {
+        let r = decode_set(br#"{"status":200,"payload":{"k":"v"}}"#, "c").unwrap();
+        let debug = format!("{r:?}");
+        #[cfg(not(feature = "serde"))]
+        assert_eq!(
+            debug,
+            r#"SetStateResult { channel: "c", state: {"k":"v"} }"#
+        );
+        #[cfg(feature = "serde")]
+        assert!(debug.contains(r#"String("v")"#), "{debug}");
+        let g = decode_get(br#"{"payload":{"channels":{"c1":{"n":1}}}}"#).unwrap();
+        let debug = format!("{g:?}");
+        #[cfg(not(feature = "serde"))]
+        assert_eq!(
+            debug,
+            r#"GetStateResult { state: [GetStateInfo { channel_name: "c1", state: {"n":1} }] }"#
+        );
+        #[cfg(feature = "serde")]
+        assert!(debug.contains(r#""n": Number(1)"#), "{debug}");
     }
 }

@@ -4,25 +4,77 @@ use crate::client::PubNub;
 use crate::envelope;
 use crate::error::{Error, Result};
 use crate::json::string_list;
+use crate::presence::targets::{target_setters, Targets};
 use crate::request::{self, Request};
 use std::borrow::Cow;
 
 /// The result of `where_now`.
+///
+/// Iterating it goes through the channel names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WhereNowResult<'a> {
     /// The channels the user is present on (in arbitrary order).
     pub channels: Vec<Cow<'a, str>>,
 }
 
-impl WhereNowResult<'_> {
+/// A [`WhereNowResult`] that owns all its data: what `execute()` returns.
+pub type WhereNow = WhereNowResult<'static>;
+
+impl<'a> WhereNowResult<'a> {
     /// Converts into a result that owns all its data.
-    pub fn into_owned(self) -> WhereNowResult<'static> {
+    pub fn into_owned(self) -> WhereNow {
         WhereNowResult {
             channels: self
                 .channels
                 .into_iter()
                 .map(|c| Cow::Owned(c.into_owned()))
                 .collect(),
+        }
+    }
+
+    /// The channel names as `String`s, PubNub's documented
+    /// `Vec<String>` (no copy for names the result already owns).
+    pub fn into_channels(self) -> Vec<String> {
+        self.channels.into_iter().map(Cow::into_owned).collect()
+    }
+
+    /// The channel names: the same as `self.channels.iter()`.
+    pub fn iter(&self) -> std::slice::Iter<'_, Cow<'a, str>> {
+        self.channels.iter()
+    }
+}
+
+impl<'a> IntoIterator for WhereNowResult<'a> {
+    type Item = Cow<'a, str>;
+    type IntoIter = std::vec::IntoIter<Cow<'a, str>>;
+    /// The channel names, moved out of the result.
+    fn into_iter(self) -> Self::IntoIter {
+        self.channels.into_iter()
+    }
+}
+
+impl<'r, 'a> IntoIterator for &'r WhereNowResult<'a> {
+    type Item = &'r Cow<'a, str>;
+    type IntoIter = std::slice::Iter<'r, Cow<'a, str>>;
+    /// The channel names, borrowed.
+    fn into_iter(self) -> Self::IntoIter {
+        self.channels.iter()
+    }
+}
+
+impl PubNub {
+    /// Which channels a user is on (by default the client's own user).
+    ///
+    /// ```no_run
+    /// # let pubnub = pubnub_presence::PubNub::builder().subscribe_key("demo").user_id("me").build()?;
+    /// let response = pubnub.where_now().user_id("device-7").execute()?;
+    /// println!("device-7 is on {:?}", response.channels);
+    /// # Ok::<(), pubnub_presence::Error>(())
+    /// ```
+    pub fn where_now(&self) -> WhereNowBuilder<'_> {
+        WhereNowBuilder {
+            pubnub: self,
+            targets: Targets::default(),
         }
     }
 }
@@ -32,38 +84,24 @@ impl WhereNowResult<'_> {
 #[derive(Debug)]
 pub struct WhereNowBuilder<'p> {
     pubnub: &'p PubNub,
-    user_id: Option<String>,
+    /// Only its user id is used.
+    targets: Targets,
 }
 
-impl<'p> WhereNowBuilder<'p> {
-    pub(crate) fn new(pubnub: &'p PubNub) -> Self {
-        WhereNowBuilder {
-            pubnub,
-            user_id: None,
-        }
-    }
-
-    /// The user to look up (default: the client's user id).
-    pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
-        self.user_id = Some(user_id.into());
-        self
+impl WhereNowBuilder<'_> {
+    target_setters! {
+        /// The user to look up (default: the client's user id).
+        user_id;
     }
 
     /// Builds the request without sending it.
     pub fn request(&self) -> Result<Request> {
         let config = self.pubnub.config();
-        let user_id = self.user_id.as_deref().unwrap_or(config.user_id());
-        request::check_user_id("user_id", user_id)?;
-        let mut path = request::presence_path(config);
-        request::push_uuid_segment(&mut path, user_id);
-        Ok(request::finish(
-            config,
-            request::base_query(path, config, &[]),
-        ))
+        Ok(request::finish(config, self.targets.user_url(config)?))
     }
 
     /// Sends the request and decodes the answer.
-    pub fn execute(self) -> Result<WhereNowResult<'static>> {
+    pub fn execute(self) -> Result<WhereNow> {
         let req = self.request()?;
         let resp = self.pubnub.send(req)?;
         decode(&resp.body).map(WhereNowResult::into_owned)
@@ -112,6 +150,11 @@ mod tests {
         for (body, want) in cases {
             let r = decode(body.as_bytes()).unwrap();
             assert_eq!(r.channels, want, "{body}");
+            assert_eq!(r.iter().count(), want.len());
+            assert_eq!((&r).into_iter().count(), want.len());
+            let owned: WhereNow = r.into_owned();
+            assert_eq!(owned.clone().into_channels(), want);
+            assert_eq!(owned.into_iter().collect::<Vec<_>>(), want);
         }
         for bad in [
             r#"{"status":200}"#,
