@@ -3,7 +3,6 @@
 use crate::config::{Config, PubNubBuilder};
 use crate::envelope;
 use crate::error::{Error, Result};
-use crate::presence::events::PresenceEventsBuilder;
 use crate::request::Request;
 use crate::retry::{self, RetryPolicy};
 use crate::transport::{Response, Transport};
@@ -150,15 +149,8 @@ impl PubNub {
     }
 
     // Each call's constructor (`here_now`, `where_now`, the state calls,
-    // `heartbeat`, `leave`) lives in that call's file under `presence/`, so
-    // this file does not depend on them. `presence_events` is the last one
-    // here, until it moves into `presence/events.rs` too.
-
-    /// A blocking stream of join, leave, timeout, state-change and interval
-    /// events on channels or groups.
-    pub fn presence_events(&self) -> PresenceEventsBuilder<'_> {
-        PresenceEventsBuilder::new(self)
-    }
+    // `heartbeat`, `leave`, `presence_events`) lives in that call's file
+    // under `presence/`, so this file does not depend on them.
 }
 
 /// What each attempt sends: a parsed URL reused as is, or (with a secret

@@ -9,6 +9,7 @@ use crate::envelope::{self, Field};
 use crate::error::{Error, ErrorKind, Result};
 use crate::json::{digits_u64, string_list, Cursor, Kind};
 use crate::presence::here_now::itoa;
+use crate::presence::targets::{target_setters, Targets};
 use crate::request::{self, Request};
 use crate::state::{self, State};
 use std::borrow::Cow;
@@ -547,25 +548,35 @@ fn decode_payload<'a>(
     }))
 }
 
+impl PubNub {
+    /// A stream of join, leave, timeout, state-change and interval events
+    /// on channels or groups, over one kept connection.
+    pub fn presence_events(&self) -> PresenceEventsBuilder<'_> {
+        PresenceEventsBuilder {
+            pubnub: self,
+            targets: Targets::default(),
+            long_poll_timeout: crate::transport::LONG_POLL_TIMEOUT,
+        }
+    }
+}
+
 /// Builder for a presence event stream, from [`PubNub::presence_events`].
 #[must_use = "a builder does nothing until open()"]
 #[derive(Debug)]
 pub struct PresenceEventsBuilder<'p> {
     pubnub: &'p PubNub,
-    channels: Vec<String>,
-    channel_groups: Vec<String>,
+    targets: Targets,
     long_poll_timeout: Duration,
 }
 
 impl<'p> PresenceEventsBuilder<'p> {
-    pub(crate) fn new(pubnub: &'p PubNub) -> Self {
-        PresenceEventsBuilder {
-            pubnub,
-            channels: Vec::new(),
-            channel_groups: Vec::new(),
-            long_poll_timeout: crate::transport::LONG_POLL_TIMEOUT,
-        }
+    target_setters! {
+        /// Channels to watch (their `-pnpres` twins are subscribed).
+        channels;
+        /// Channel groups to watch (their `-pnpres` twins are subscribed).
+        channel_groups;
     }
+
     /// How long the stream waits without a byte from the server before it
     /// drops the connection and resumes from its cursor on a new one
     /// (default 310 s: the server answers a long-poll within 280 s).
@@ -573,28 +584,24 @@ impl<'p> PresenceEventsBuilder<'p> {
         self.long_poll_timeout = timeout;
         self
     }
-    /// Channels to watch (their `-pnpres` twins are subscribed).
-    pub fn channels(mut self, channels: Vec<String>) -> Self {
-        self.channels = channels;
-        self
-    }
-    /// Channel groups to watch (their `-pnpres` twins are subscribed).
-    pub fn channel_groups(mut self, groups: Vec<String>) -> Self {
-        self.channel_groups = groups;
-        self
-    }
+
     /// Checks the arguments and returns the stream. No request is sent
     /// until the first `next_event` or `poll`.
-    pub fn open(mut self) -> Result<PresenceEvents> {
-        request::check_targets(&self.channels, &self.channel_groups)?;
+    pub fn open(self) -> Result<PresenceEvents> {
+        self.targets.check()?;
+        let Targets {
+            mut channels,
+            mut groups,
+            ..
+        } = self.targets;
         // In place: no second vector (and no collect code) per list.
-        for name in self.channels.iter_mut().chain(&mut self.channel_groups) {
+        for name in channels.iter_mut().chain(&mut groups) {
             name.push_str(PNPRES);
         }
         Ok(PresenceEvents {
             pubnub: self.pubnub.clone(),
-            channels: self.channels,
-            groups: self.channel_groups,
+            channels,
+            groups,
             cursor: Timetoken::default(),
             long_poll_timeout: self.long_poll_timeout,
             conn: None,
