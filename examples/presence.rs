@@ -14,7 +14,7 @@
 
 use pubnub_presence::emulator::{Options, Server, ServerHandle};
 use pubnub_presence::state::state_json;
-use pubnub_presence::{PresenceEvent, PubNub};
+use pubnub_presence::{Heartbeater, PresenceEvent, PresenceLoop, PubNub};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -143,11 +143,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut calls = 0u32;
     let mut tally: BTreeMap<&'static str, u32> = BTreeMap::new();
 
-    // A watcher subscribes to the presence channels first.
+    // The dashboard runs the device loop: it stays present on its own
+    // channel (heartbeats with state) and watches the rooms' presence
+    // events, in one bounded call per iteration. Events come over one kept
+    // connection, heartbeats over a second.
     let watcher = client(&t, "dashboard", 300)?;
-    let mut events = watcher.presence_events().channels(names(&WATCHED)).open()?;
-    events.poll(Duration::from_secs(2))?; // handshake
-    calls += 1;
+    let mut online = Heartbeater::new(&watcher);
+    online.join(names(&["control-room"]))?;
+    online.set_state_json("control-room", r#"{"screens":2}"#)?;
+    let events = watcher.presence_events().channels(names(&WATCHED)).open()?;
+    let mut dashboard = PresenceLoop::new(online, Some(events));
+    // The first call sends the heartbeat and the subscribe handshake.
+    dashboard.poll(Duration::from_millis(300))?;
+    calls += 2;
 
     // Devices come online with state. The camera uses a short timeout and
     // will stop heartbeating.
@@ -248,11 +256,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("\nPresence events:");
     let mut camera_timeouts = 0;
     while Instant::now() < timeout_deadline && camera_timeouts < 2 {
-        let Some(e) = events.poll(Duration::from_secs(2))? else {
-            calls += 1;
+        // Waits at most 500 ms; the long-poll stays in flight between calls.
+        let Some(e) = dashboard.poll(Duration::from_millis(500))? else {
             continue;
         };
-        calls += 1;
         println!("  {}", describe(&e));
         let kind = match &e {
             PresenceEvent::Join(_) => "join",
@@ -283,8 +290,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     left.sort();
 
+    let stream_connections = dashboard
+        .events()
+        .map_or(0, |e| e.connections_opened());
     println!("\nSummary");
-    println!("  requests made:   {calls}");
+    println!("  calls made:      {calls} (plus the event stream's long-polls)");
+    println!("  event stream:    {stream_connections} connection(s) opened");
     let tally_text: Vec<String> = tally.iter().map(|(k, v)| format!("{v} {k}")).collect();
     println!("  events seen:     {}", tally_text.join(", "));
     println!(
