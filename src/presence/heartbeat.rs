@@ -90,8 +90,7 @@ impl<'p> HeartbeatBuilder<'p> {
     /// Sends the heartbeat.
     pub fn execute(self) -> Result<()> {
         let req = self.request()?;
-        let resp = self.pubnub.send(req)?;
-        decode_ack(&resp.body)
+        self.pubnub.execute(req, decode_ack)
     }
 }
 
@@ -136,8 +135,7 @@ impl<'p> LeaveBuilder<'p> {
     /// Sends the leave.
     pub fn execute(self) -> Result<()> {
         let req = self.request()?;
-        let resp = self.pubnub.send(req)?;
-        decode_ack(&resp.body)
+        self.pubnub.execute(req, decode_ack)
     }
 }
 

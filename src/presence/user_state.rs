@@ -116,7 +116,6 @@ impl<'p> SetStateBuilder<'p> {
     /// Sends the request and decodes the answer.
     pub fn execute(self) -> Result<SetStateResult<'static>> {
         let req = self.request()?;
-        let resp = self.pubnub.send(req)?;
         let mut channel = String::new();
         for (i, name) in self.channels.iter().enumerate() {
             if i > 0 {
@@ -124,7 +123,9 @@ impl<'p> SetStateBuilder<'p> {
             }
             channel.push_str(name);
         }
-        decode_set(&resp.body, &channel).map(SetStateResult::into_owned)
+        self.pubnub.execute(req, |body| {
+            decode_set(body, &channel).map(SetStateResult::into_owned)
+        })
     }
 }
 
@@ -180,8 +181,8 @@ impl<'p> GetStateBuilder<'p> {
     /// Sends the request and decodes the answer.
     pub fn execute(self) -> Result<GetStateResult<'static>> {
         let req = self.request()?;
-        let resp = self.pubnub.send(req)?;
-        decode_get(&resp.body).map(GetStateResult::into_owned)
+        self.pubnub
+            .execute(req, |body| decode_get(body).map(GetStateResult::into_owned))
     }
 }
 

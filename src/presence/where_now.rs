@@ -65,8 +65,8 @@ impl<'p> WhereNowBuilder<'p> {
     /// Sends the request and decodes the answer.
     pub fn execute(self) -> Result<WhereNowResult<'static>> {
         let req = self.request()?;
-        let resp = self.pubnub.send(req)?;
-        decode(&resp.body).map(WhereNowResult::into_owned)
+        self.pubnub
+            .execute(req, |body| decode(body).map(WhereNowResult::into_owned))
     }
 }
 
