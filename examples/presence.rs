@@ -290,9 +290,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     left.sort();
 
-    let stream_connections = dashboard
-        .events()
-        .map_or(0, |e| e.connections_opened());
+    let stream_connections = dashboard.events().map_or(0, |e| e.connections_opened());
     println!("\nSummary");
     println!("  calls made:      {calls} (plus the event stream's long-polls)");
     println!("  event stream:    {stream_connections} connection(s) opened");

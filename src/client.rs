@@ -2,7 +2,7 @@
 
 use crate::config::{Config, PubNubBuilder};
 use crate::envelope;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TransportErrorKind};
 use crate::request::Request;
 use crate::retry::{self, RetryPolicy};
 use crate::transport::{Response, Transport};
@@ -69,7 +69,42 @@ impl PubNub {
     /// configured, and retries by the client's [`RetryPolicy`] (except
     /// long-polls, which carry their own timeout). Takes the request by
     /// value: its URL goes to the HTTP stack without a copy.
+    ///
+    /// A 2xx is returned as it is: a body that reports an error (PubNub
+    /// sometimes sends `{"status":503,"error":1,…}` with HTTP 200) is found
+    /// by the decoder. The builders' `execute()` decodes each attempt and
+    /// retries such a body like the status it carries.
     pub fn send(&self, request: Request) -> Result<Response> {
+        self.run(request, &mut |_| Ok(()))
+    }
+
+    /// Sends `request` and decodes each 2xx body with `decode`; a body
+    /// reporting a retryable server error (5xx or 429, PROTOCOL.md §2) is
+    /// retried like an HTTP response with that status.
+    pub(crate) fn execute<R>(
+        &self,
+        request: Request,
+        mut decode: impl FnMut(&[u8]) -> Result<R>,
+    ) -> Result<R> {
+        let mut out = None;
+        self.run(request, &mut |resp| {
+            out = Some(decode(&resp.body)?);
+            Ok(())
+        })?;
+        // `run` returns Ok only after `accept` stored a result.
+        out.ok_or_else(|| Error::transport(TransportErrorKind::Io, "no response was decoded"))
+    }
+
+    /// The retry loop. `accept` sees every 2xx response; its error ends the
+    /// call, or is retried when it is a retryable server error.
+    ///
+    /// NOTE(size): `accept` is a trait object so the loop is compiled once,
+    /// not once per result type.
+    fn run(
+        &self,
+        request: Request,
+        accept: &mut dyn FnMut(&Response) -> Result<()>,
+    ) -> Result<Response> {
         let timeout = request.timeout;
         let policy = match timeout {
             Some(_) => RetryPolicy::none(),
@@ -77,31 +112,45 @@ impl PubNub {
         };
         let target = Target::new(&self.config, request)?;
         let started = Instant::now();
-        let mut attempt = 0;
+        let mut attempt: u32 = 0;
         loop {
-            attempt += 1;
-            let (err, retry_after) =
+            attempt = attempt.saturating_add(1);
+            let (err, retry_after, in_body) =
                 match self.send_once(&target, timeout, policy.deadline, started) {
-                    Ok(resp) => return Ok(resp),
-                    Err(pair) => pair,
+                    Ok(resp) => match accept(&resp) {
+                        Ok(()) => return Ok(resp),
+                        Err(e) if e.server().is_some() && retry::is_retryable(&e) => {
+                            (e, resp.retry_after, true)
+                        }
+                        Err(e) => return Err(retry::with_attempts(e, attempt)),
+                    },
+                    Err((e, retry_after)) => (e, retry_after, false),
                 };
-            if attempt >= policy.max_attempts || !retry::is_retryable(&err) {
-                return Err(retry::with_attempts(err, attempt));
-            }
-            // A server's Retry-After wins; without a deadline it is capped at
-            // max_delay so a device never sleeps for hours on one header.
-            let delay = match (retry_after, policy.deadline) {
-                (Some(r), Some(_)) => r,
-                (Some(r), None) => r.min(policy.max_delay),
-                (None, _) => policy.delay(attempt),
+            let why = retry::Why {
+                error: &err,
+                in_body,
+                retry_after,
             };
-            if policy
-                .deadline
-                .is_some_and(|d| started.elapsed() + delay >= d)
-            {
-                return Err(retry::with_attempts(err, attempt));
+            match retry::decide(&policy, attempt, &err, retry_after, started.elapsed()) {
+                retry::Decision::Retry(delay) => {
+                    log::warn!(
+                        target: retry::LOG_TARGET,
+                        "attempt {attempt} of {} failed ({why}); retrying in {} ms",
+                        policy.max_attempts,
+                        delay.as_millis()
+                    );
+                    std::thread::sleep(delay);
+                }
+                retry::Decision::Stop(reason) => {
+                    if let Some(reason) = reason {
+                        log::debug!(
+                            target: retry::LOG_TARGET,
+                            "attempt {attempt} failed ({why}); not retried: {reason}"
+                        );
+                    }
+                    return Err(retry::with_attempts(err, attempt));
+                }
             }
-            std::thread::sleep(delay);
         }
     }
 

@@ -79,7 +79,7 @@ pub fn encode(input: &str, set: ByteSet) -> Cow<'_, str> {
     if input.bytes().all(|b| set.keeps(b)) {
         Cow::Borrowed(input)
     } else {
-        let mut out = String::with_capacity(input.len() * 3);
+        let mut out = String::with_capacity(input.len().saturating_mul(3));
         encode_into(&mut out, input, set);
         Cow::Owned(out)
     }

@@ -118,7 +118,8 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// A cursor over `text` that reports offsets as if it began at `base`.
+    /// A cursor over `text` that reports offsets as if it began at `base`
+    /// (saturating at `usize::MAX`: any base is accepted).
     pub fn with_base(text: &'a str, base: usize) -> Self {
         Cursor {
             text,
@@ -140,7 +141,7 @@ impl<'a> Cursor<'a> {
 
     /// The current offset (including the base).
     pub fn offset(&self) -> usize {
-        self.base + self.pos
+        self.base.saturating_add(self.pos)
     }
 
     /// Bytes left after the current position.
@@ -264,7 +265,7 @@ impl<'a> Cursor<'a> {
         if !has_escape {
             return Ok(Cow::Borrowed(text));
         }
-        unescape(text.as_bytes(), self.base + start).map(Cow::Owned)
+        unescape(text.as_bytes(), self.base.saturating_add(start)).map(Cow::Owned)
     }
 
     /// Moves past the body of a string whose opening quote is consumed,
@@ -277,7 +278,12 @@ impl<'a> Cursor<'a> {
             let n = rest
                 .iter()
                 .position(|&b| STRING_STOP[usize::from(b)])
-                .ok_or_else(|| Error::decode(self.base + self.buf.len(), "unterminated string"))?;
+                .ok_or_else(|| {
+                    Error::decode(
+                        self.base.saturating_add(self.buf.len()),
+                        "unterminated string",
+                    )
+                })?;
             self.pos += n;
             match self.peek() {
                 Some(b'"') => {
@@ -326,7 +332,9 @@ impl<'a> Cursor<'a> {
             v = v
                 .checked_mul(10)
                 .and_then(|v| v.checked_add(u64::from(b - b'0')))
-                .ok_or_else(|| Error::decode(self.base + start, "number overflows u64"))?;
+                .ok_or_else(|| {
+                    Error::decode(self.base.saturating_add(start), "number overflows u64")
+                })?;
             self.bump();
         }
         if self.pos == start {
@@ -406,7 +414,7 @@ impl<'a> Cursor<'a> {
         if self.scan_str_body()? {
             // Escapes are well-formed; surrogates still need pairing.
             let raw = self.buf.get(start..self.pos - 1).unwrap_or_default();
-            check_surrogates(raw, self.base + start)?;
+            check_surrogates(raw, self.base.saturating_add(start))?;
         }
         Ok(())
     }
@@ -565,7 +573,8 @@ fn check_surrogates(raw: &[u8], base: usize) -> Result<()> {
             i += 2;
             continue;
         }
-        let unit = hex4(raw, i + 2).ok_or_else(|| Error::decode(base + i, "invalid \\u escape"))?;
+        let unit = hex4(raw, i + 2)
+            .ok_or_else(|| Error::decode(base.saturating_add(i), "invalid \\u escape"))?;
         match unit {
             0xD800..=0xDBFF => {
                 let low = if raw.get(i + 6..i + 8) == Some(b"\\u") {
@@ -575,10 +584,20 @@ fn check_surrogates(raw: &[u8], base: usize) -> Result<()> {
                 };
                 match low {
                     Some(0xDC00..=0xDFFF) => i += 12,
-                    _ => return Err(Error::decode(base + i, "lone surrogate in string")),
+                    _ => {
+                        return Err(Error::decode(
+                            base.saturating_add(i),
+                            "lone surrogate in string",
+                        ))
+                    }
                 }
             }
-            0xDC00..=0xDFFF => return Err(Error::decode(base + i, "lone surrogate in string")),
+            0xDC00..=0xDFFF => {
+                return Err(Error::decode(
+                    base.saturating_add(i),
+                    "lone surrogate in string",
+                ))
+            }
             _ => i += 6,
         }
     }
@@ -618,7 +637,8 @@ fn unescape(raw: &[u8], base: usize) -> Result<String> {
             i += 2;
             continue;
         }
-        let unit = hex4(raw, i + 2).ok_or_else(|| Error::decode(base + i, "invalid \\u escape"))?;
+        let unit = hex4(raw, i + 2)
+            .ok_or_else(|| Error::decode(base.saturating_add(i), "invalid \\u escape"))?;
         let ch = match unit {
             0xD800..=0xDBFF => {
                 let low = if raw.get(i + 6..i + 8) == Some(b"\\u") {
@@ -633,16 +653,26 @@ fn unescape(raw: &[u8], base: usize) -> Result<String> {
                         i += 12;
                         char::from_u32(c)
                     }
-                    _ => return Err(Error::decode(base + i, "lone surrogate in string")),
+                    _ => {
+                        return Err(Error::decode(
+                            base.saturating_add(i),
+                            "lone surrogate in string",
+                        ))
+                    }
                 }
             }
-            0xDC00..=0xDFFF => return Err(Error::decode(base + i, "lone surrogate in string")),
+            0xDC00..=0xDFFF => {
+                return Err(Error::decode(
+                    base.saturating_add(i),
+                    "lone surrogate in string",
+                ))
+            }
             u => {
                 i += 6;
                 char::from_u32(u32::from(u))
             }
         };
-        let ch = ch.ok_or_else(|| Error::decode(base + i, "invalid \\u escape"))?;
+        let ch = ch.ok_or_else(|| Error::decode(base.saturating_add(i), "invalid \\u escape"))?;
         let mut tmp = [0u8; 4];
         out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
     }
@@ -886,5 +916,19 @@ mod tests {
         }
         c.finish().unwrap();
         assert_eq!(keys, ["a", "b", "e"]);
+    }
+
+    #[test]
+    fn offsets_saturate_at_any_base() {
+        let mut c = Cursor::with_base("  \"\\ud800\"", usize::MAX - 1);
+        assert_eq!(c.offset(), usize::MAX - 1);
+        c.skip_ws();
+        assert_eq!(c.offset(), usize::MAX);
+        match c.parse_str().unwrap_err().into_kind() {
+            crate::ErrorKind::Decode { offset, .. } => assert_eq!(offset, usize::MAX),
+            other => panic!("{other:?}"),
+        }
+        let mut n = Cursor::with_base("99999999999999999999", usize::MAX);
+        assert!(n.parse_u64().is_err());
     }
 }

@@ -93,6 +93,8 @@ pub use presence::where_now::{WhereNow, WhereNowResult};
 pub use request::Request;
 pub use retry::RetryPolicy;
 pub use state::State;
+#[doc(hidden)]
+pub use transport::fuzz_response;
 pub use transport::Response;
 
 /// The README's Rust examples, compiled as doctests so they stay true.

@@ -118,7 +118,7 @@ pub(crate) fn check_user_id(argument: &'static str, user_id: &str) -> Result<()>
 /// Starts a URL: the origin, `prefix` and the encoded subscribe key.
 pub(crate) fn start(config: &Config, prefix: &str) -> String {
     // One allocation sized for a typical request (origin, path, query).
-    let mut url = String::with_capacity(config.origin.len() + 256);
+    let mut url = String::with_capacity(config.origin.len().saturating_add(256));
     url.push_str(&config.origin);
     url.push_str(prefix);
     encode::encode_into(&mut url, &config.subscribe_key, PATH_SEGMENT);

@@ -3,12 +3,27 @@
 //! Presence calls are GETs, so a failed one can be sent again. Retried:
 //! connection failures, timeouts, resets (I/O errors), HTTP 5xx and 429.
 //! Never retried: other 4xx, TLS failures, oversized or malformed bodies.
-//! Delays grow exponentially with jitter, a server's `Retry-After` wins
-//! (capped at `max_delay` when no deadline is set), and a total deadline
-//! bounds the whole call: a retry that would end past it is not made.
+//! A 2xx whose body reports a 5xx or 429 (PROTOCOL.md §2: the service
+//! sends `{"status":503,"error":1,…}` with HTTP 200) is retried like that
+//! status. Delays grow exponentially with jitter, a server's `Retry-After`
+//! wins (capped at `max_delay` when no deadline is set), and a total
+//! deadline bounds the whole call: a retry that would end past it is not
+//! made, so a `Retry-After` longer than what is left of the deadline ends
+//! the call with the server's error at once. Every duration here saturates:
+//! no header value and no policy can overflow it.
+//!
+//! Each retry is logged at `warn` (target `pubnub_presence::retry`) with
+//! the attempt, why it failed and the delay; a retryable failure that is
+//! not retried (attempts used up, deadline) is logged at `debug`. Records
+//! carry statuses and transport error kinds only: never the URL, keys,
+//! tokens, signatures, or the server's message text.
 
 use crate::error::{Error, ErrorKind, TransportErrorKind};
+use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The `log` target of the retry records.
+pub(crate) const LOG_TARGET: &str = "pubnub_presence::retry";
 
 /// How a client retries failed requests. `RetryPolicy::default()`: 3
 /// attempts, 0.5 s base delay doubling up to 10 s, 30 s total deadline.
@@ -86,6 +101,124 @@ pub(crate) fn is_retryable(e: &Error) -> bool {
     }
 }
 
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Sleep this long, then try again.
+    Retry(Duration),
+    /// Return the error; `Some` says why a retryable error was not retried.
+    Stop(Option<StopReason>),
+}
+
+/// Why a retryable failure ends the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    /// `max_attempts` were made.
+    Attempts(u32),
+    /// The server's `Retry-After` is longer than what is left of the deadline.
+    RetryAfterPastDeadline {
+        retry_after: Duration,
+        left: Duration,
+    },
+    /// The next backoff delay would end past the deadline.
+    DelayPastDeadline { delay: Duration, left: Duration },
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            StopReason::Attempts(n) => write!(f, "all {n} attempts made"),
+            StopReason::RetryAfterPastDeadline { retry_after, left } => write!(
+                f,
+                "Retry-After of {} s is longer than the {} ms left of the deadline",
+                retry_after.as_secs(),
+                left.as_millis()
+            ),
+            StopReason::DelayPastDeadline { delay, left } => write!(
+                f,
+                "a {} ms delay would pass the deadline ({} ms left)",
+                delay.as_millis(),
+                left.as_millis()
+            ),
+        }
+    }
+}
+
+/// Decides whether attempt number `attempt` (from 1), which failed with
+/// `err` after `elapsed` of the call, is followed by another. Pure and
+/// total: no input overflows or panics.
+pub(crate) fn decide(
+    policy: &RetryPolicy,
+    attempt: u32,
+    err: &Error,
+    retry_after: Option<Duration>,
+    elapsed: Duration,
+) -> Decision {
+    if !is_retryable(err) {
+        return Decision::Stop(None);
+    }
+    if attempt >= policy.max_attempts {
+        return Decision::Stop(Some(StopReason::Attempts(attempt)));
+    }
+    let Some(deadline) = policy.deadline else {
+        // Without a deadline a server's Retry-After is capped at max_delay,
+        // so a device never sleeps for hours on one header.
+        let delay = match retry_after {
+            Some(r) => r.min(policy.max_delay),
+            None => policy.delay(attempt),
+        };
+        return Decision::Retry(delay);
+    };
+    let left = deadline.saturating_sub(elapsed);
+    match retry_after {
+        Some(r) if r >= left => Decision::Stop(Some(StopReason::RetryAfterPastDeadline {
+            retry_after: r,
+            left,
+        })),
+        Some(r) => Decision::Retry(r),
+        None => {
+            let delay = policy.delay(attempt);
+            if delay >= left {
+                Decision::Stop(Some(StopReason::DelayPastDeadline { delay, left }))
+            } else {
+                Decision::Retry(delay)
+            }
+        }
+    }
+}
+
+/// Why an attempt failed, for a log record: the status (and where it came
+/// from) or the transport error, never a URL or the server's message text
+/// (a 404's message echoes the path, which holds the subscribe key).
+pub(crate) struct Why<'a> {
+    pub error: &'a Error,
+    /// The status came from the body of a 2xx.
+    pub in_body: bool,
+    pub retry_after: Option<Duration>,
+}
+
+impl fmt::Display for Why<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.error.kind() {
+            ErrorKind::Server(s) => {
+                write!(f, "server error {}", s.status)?;
+                if self.in_body {
+                    f.write_str(" in the body of a 2xx")?;
+                }
+            }
+            ErrorKind::Transport { .. } => fmt::Display::fmt(self.error, f)?,
+            ErrorKind::Decode { offset, reason } => {
+                write!(f, "malformed body at byte {offset}: {reason}")?;
+            }
+            _ => f.write_str("request failed")?,
+        }
+        if let Some(r) = self.retry_after {
+            write!(f, ", Retry-After {} s", r.as_secs())?;
+        }
+        Ok(())
+    }
+}
+
 /// Records how many attempts were made in the final error.
 pub(crate) fn with_attempts(e: Error, attempts: u32) -> Error {
     if attempts <= 1 {
@@ -103,9 +236,15 @@ pub(crate) fn with_attempts(e: Error, attempts: u32) -> Error {
 }
 
 /// Parses a `Retry-After` value in seconds (the HTTP-date form is not
-/// used by PubNub's front end and is ignored).
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
-    crate::json::digits_u64(value.trim()).map(Duration::from_secs)
+/// used by PubNub's front end and is ignored). A number too large for a
+/// `u64` saturates: it is still a request to wait longer than any deadline.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let digits = value.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs = crate::json::digits_u64(digits).unwrap_or(u64::MAX);
+    Some(Duration::from_secs(secs))
 }
 
 #[cfg(test)]
@@ -164,6 +303,101 @@ mod tests {
         assert_eq!(
             with_attempts(t(TransportErrorKind::Timeout), 2).to_string(),
             "timed out: x (after 2 attempts)"
+        );
+    }
+
+    #[test]
+    fn retry_after_saturates() {
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        // Past u64: still "longer than any deadline", not ignored.
+        assert_eq!(
+            parse_retry_after("99999999999999999999999999"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        for bad in ["", " ", "-1", "1.5", "+3", "0x10", "１"] {
+            assert_eq!(parse_retry_after(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn decisions_at_the_edges() {
+        let unavailable = Error::from_server(ServerError {
+            status: 503,
+            ..ServerError::default()
+        });
+        let p = RetryPolicy::default();
+        let huge = Some(Duration::from_secs(u64::MAX));
+        // A Retry-After past the deadline ends the call at once.
+        assert!(matches!(
+            decide(&p, 1, &unavailable, huge, Duration::ZERO),
+            Decision::Stop(Some(StopReason::RetryAfterPastDeadline { .. }))
+        ));
+        assert_eq!(
+            decide(
+                &p,
+                1,
+                &unavailable,
+                Some(Duration::from_secs(2)),
+                Duration::ZERO
+            ),
+            Decision::Retry(Duration::from_secs(2))
+        );
+        // Elapsed past the deadline (or absurd) never underflows.
+        assert!(matches!(
+            decide(&p, 1, &unavailable, None, Duration::MAX),
+            Decision::Stop(Some(StopReason::DelayPastDeadline { .. }))
+        ));
+        // Without a deadline the header is capped at max_delay.
+        let open = RetryPolicy {
+            deadline: None,
+            ..p
+        };
+        assert_eq!(
+            decide(&open, 1, &unavailable, huge, Duration::MAX),
+            Decision::Retry(p.max_delay)
+        );
+        // Extreme policies: no overflow anywhere.
+        let extreme = RetryPolicy {
+            max_attempts: u32::MAX,
+            base_delay: Duration::MAX,
+            max_delay: Duration::MAX,
+            deadline: Some(Duration::MAX),
+        };
+        for attempt in [1, 2, 64, u32::MAX - 1] {
+            let _ = extreme.delay(attempt);
+            let _ = decide(&extreme, attempt, &unavailable, huge, Duration::MAX);
+            let _ = decide(&extreme, attempt, &unavailable, None, Duration::ZERO);
+        }
+        assert_eq!(
+            decide(&p, 3, &unavailable, None, Duration::ZERO),
+            Decision::Stop(Some(StopReason::Attempts(3)))
+        );
+        assert_eq!(
+            decide(&p, 1, &Error::decode(0, "x"), None, Duration::ZERO),
+            Decision::Stop(None)
+        );
+    }
+
+    #[test]
+    fn why_names_the_status_never_the_message() {
+        let e = Error::from_server(ServerError {
+            status: 503,
+            message: "Not found: '/v2/presence/sub-key/SUBKEY/...'".into(),
+            service: "Presence".into(),
+            ..ServerError::default()
+        });
+        let why = Why {
+            error: &e,
+            in_body: true,
+            retry_after: Some(Duration::from_secs(2)),
+        }
+        .to_string();
+        assert_eq!(
+            why,
+            "server error 503 in the body of a 2xx, Retry-After 2 s"
         );
     }
 }

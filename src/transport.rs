@@ -1,6 +1,6 @@
 //! The only module that does I/O: one `ureq` agent, reused across calls.
 
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_MAX_RESPONSE_SIZE};
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::request::PNSDK;
 use std::io::Read;
@@ -144,36 +144,156 @@ impl Transport {
         }
         .map_err(map_error)?;
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(ureq::http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::retry::parse_retry_after);
-        let cap = self.max_response_size;
-        let declared = resp
-            .headers()
-            .get(ureq::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::json::digits_u64)
-            .and_then(|n| usize::try_from(n).ok());
-        if declared.is_some_and(|n| n > cap) {
-            // Dropping the response drops the connection unread.
-            return Err(too_large(cap));
-        }
-        // One allocation of the declared size instead of doubling from 8.
-        let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(cap));
-        let mut reader = resp.into_body().into_reader().take(cap as u64 + 1);
-        reader
-            .read_to_end(&mut body)
-            .map_err(|e| map_error(io_to_ureq(e)))?;
-        if body.len() > cap {
-            return Err(too_large(cap));
-        }
+        let head = read_head(resp.headers(), self.max_response_size)?;
+        // Dropping the response on an error drops the connection unread.
+        let body = read_body(
+            resp.into_body().into_reader(),
+            head.declared,
+            self.max_response_size,
+        )
+        .map_err(|e| match e {
+            BodyError::Io(io) => map_error(io_to_ureq(io)),
+            BodyError::TooLarge(cap) => too_large(cap),
+        })?;
         Ok(Response {
             status,
             body,
-            retry_after,
+            retry_after: head.retry_after,
         })
+    }
+}
+
+/// The largest buffer reserved up front from a declared `Content-Length`:
+/// a server that declares more (under a large cap) and sends less must not
+/// make the client reserve it.
+const MAX_PREALLOCATION: usize = 64 * 1024;
+
+/// What the client takes from a response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Head {
+    /// `Retry-After` in seconds (saturated), the first one when repeated.
+    pub retry_after: Option<Duration>,
+    /// A `Content-Length` that parsed and fits a `usize`.
+    pub declared: Option<usize>,
+}
+
+/// Reads `Retry-After` and `Content-Length` from response headers, and
+/// fails when the declared length is over `cap`. Any header bytes are
+/// accepted: unparsable values count as absent.
+pub(crate) fn read_head(headers: &ureq::http::HeaderMap, cap: usize) -> Result<Head> {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &ureq::http::HeaderValue| v.to_str().ok())
+    };
+    let retry_after =
+        text(ureq::http::header::RETRY_AFTER).and_then(crate::retry::parse_retry_after);
+    let declared = text(ureq::http::header::CONTENT_LENGTH)
+        .and_then(|v| crate::json::digits_u64(v.trim()))
+        // Larger than memory can hold: certainly over the cap.
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    if declared.is_some_and(|n| n > cap) {
+        return Err(too_large(cap));
+    }
+    Ok(Head {
+        retry_after,
+        declared,
+    })
+}
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    Io(std::io::Error),
+    /// Over the cap (in bytes).
+    TooLarge(usize),
+}
+
+/// Reads a body of at most `cap` bytes, reserving the declared length
+/// (bounded) in one allocation instead of doubling from 8.
+pub(crate) fn read_body(
+    reader: impl Read,
+    declared: Option<usize>,
+    cap: usize,
+) -> std::result::Result<Vec<u8>, BodyError> {
+    let reserve = declared.unwrap_or(1024).min(cap).min(MAX_PREALLOCATION);
+    let mut body = Vec::with_capacity(reserve);
+    // One byte past the cap tells "exactly the cap" from "over it"; a cap
+    // of usize::MAX saturates instead of wrapping to 0.
+    let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
+    reader
+        .take(limit)
+        .read_to_end(&mut body)
+        .map_err(BodyError::Io)?;
+    if body.len() > cap {
+        return Err(BodyError::TooLarge(cap));
+    }
+    Ok(body)
+}
+
+/// Runs the response handling that follows the HTTP parser on bytes laid
+/// out as `status (2 bytes, big endian) | header lines | \n\n | body`:
+/// head reading, the size cap, the error from a non-2xx body, and the retry
+/// decision for it. For fuzzing; not part of the stable API.
+#[doc(hidden)]
+pub fn fuzz_response(data: &[u8]) {
+    use crate::retry::{decide, RetryPolicy};
+    let (status, rest) = match data {
+        [a, b, rest @ ..] => (u16::from_be_bytes([*a, *b]), rest),
+        _ => return,
+    };
+    let split = rest.windows(2).position(|w| w == b"\n\n");
+    let (head, body) = match split {
+        Some(i) => (
+            rest.get(..i).unwrap_or_default(),
+            rest.get(i + 2..).unwrap_or_default(),
+        ),
+        None => (rest, &[][..]),
+    };
+    let mut headers = ureq::http::HeaderMap::new();
+    for line in head.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (
+            line.get(..colon).unwrap_or_default(),
+            line.get(colon + 1..).unwrap_or_default(),
+        );
+        if let (Ok(n), Ok(v)) = (
+            ureq::http::HeaderName::from_bytes(name),
+            ureq::http::HeaderValue::from_bytes(value),
+        ) {
+            headers.append(n, v);
+        }
+    }
+    // A cap from the input too, so tiny and huge caps are both covered.
+    let cap = match status % 3 {
+        0 => 16,
+        1 => DEFAULT_MAX_RESPONSE_SIZE,
+        _ => usize::MAX,
+    };
+    let Ok(head) = read_head(&headers, cap) else {
+        return;
+    };
+    let Ok(body) = read_body(body, head.declared, cap) else {
+        return;
+    };
+    if !(200..300).contains(&status) {
+        let err = crate::envelope::error_from_response(status, &body);
+        let policy = RetryPolicy::default();
+        for elapsed in [Duration::ZERO, Duration::from_secs(29), Duration::MAX] {
+            let _ = decide(&policy, 1, &err, head.retry_after, elapsed);
+        }
+        let _ = decide(
+            &RetryPolicy {
+                deadline: None,
+                ..policy
+            },
+            1,
+            &err,
+            head.retry_after,
+            Duration::ZERO,
+        );
     }
 }
 
@@ -335,6 +455,78 @@ fn map_error(e: ureq::Error) -> Error {
         ureq::Error::BadUri(_) => Error::input("origin", "the request url is not valid"),
         ureq::Error::StatusCode(code) => Error::transport(K::Protocol, format!("status {code}")),
         _ => Error::transport(K::Io, "request failed"),
+    }
+}
+
+#[cfg(test)]
+mod head_tests {
+    use super::*;
+    use ureq::http::{HeaderMap, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn content_length_edges() {
+        let cases: [(&str, usize, Option<Option<usize>>); 7] = [
+            ("10", 10, Some(Some(10))),
+            ("11", 10, None),
+            // Past u64 or usize: over any cap, never a wrap to a small number.
+            ("99999999999999999999999999", usize::MAX, Some(None)),
+            ("18446744073709551615", usize::MAX, Some(Some(usize::MAX))),
+            ("18446744073709551615", 1 << 20, None),
+            ("-1", 10, Some(None)),
+            (" 7 ", 10, Some(Some(7))),
+        ];
+        for (value, cap, want) in cases {
+            let got = read_head(&headers(&[("content-length", value)]), cap)
+                .ok()
+                .map(|h| h.declared);
+            assert_eq!(got, want, "{value} cap {cap}");
+        }
+        // Duplicate Retry-After: the first counts; text is ignored.
+        let h = read_head(
+            &headers(&[
+                ("retry-after", "3"),
+                ("retry-after", "999"),
+                ("content-length", "0"),
+            ]),
+            10,
+        )
+        .unwrap();
+        assert_eq!(h.retry_after, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn body_cap_edges() {
+        // A cap of usize::MAX saturates instead of wrapping to "read nothing".
+        assert_eq!(read_body(&b"abc"[..], None, usize::MAX).unwrap(), b"abc");
+        // A declared length near usize::MAX reserves a bounded buffer.
+        let body = read_body(&b"{}"[..], Some(usize::MAX), usize::MAX).unwrap();
+        assert!(body.capacity() <= MAX_PREALLOCATION);
+        assert!(matches!(
+            read_body(&b"abcd"[..], None, 3),
+            Err(BodyError::TooLarge(3))
+        ));
+        assert_eq!(read_body(&b"abc"[..], Some(3), 3).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn fuzz_entry_handles_edges() {
+        for data in [
+            &b""[..],
+            b"\x01\xf7retry-after: 18446744073709551615\ncontent-length: 5\n\n{\"a\":1",
+            b"\x01\xf4retry-after: 99999999999999999999999\n\n<html>",
+            b"\x00\xc8content-length: 99999999999999999999\n\n{}",
+            b"\xff\xff\n\n",
+        ] {
+            fuzz_response(data);
+        }
     }
 }
 

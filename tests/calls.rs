@@ -239,7 +239,14 @@ fn error_in_a_200_body() {
             r#"{"status": 503, "message": "Service Unavailable", "error": 1, "service": "Presence"}"#,
         )
     });
-    let p = client(&s.origin);
+    // Retried like an HTTP 503 (tests/faults.rs); one attempt here.
+    let p = PubNub::builder()
+        .subscribe_key("sub-key")
+        .user_id("me")
+        .origin(&s.origin)
+        .retry_policy(pubnub_presence::RetryPolicy::none())
+        .build()
+        .unwrap();
     let e = p.where_now().execute().unwrap_err();
     assert_eq!(e.status(), Some(503));
 }

@@ -357,7 +357,8 @@ fn bad_requests_get_http_errors_and_the_server_keeps_serving() {
     let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
     let cases: [(&[u8], u16); 6] = [
         (b"garbage\r\n\r\n", 400),
-        (huge.as_bytes(), 431),
+        // An over-long head: the front end's 414 (PROTOCOL.md §2).
+        (huge.as_bytes(), 414),
         (b"POST /time/0 HTTP/1.1\r\n\r\n", 405),
         (b"GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n", 404),
         (
@@ -566,4 +567,140 @@ fn channel_groups_are_capped() {
     assert_eq!(add(1000, 2000), 200);
     assert_eq!(add(0, 10), 200, "re-adding members adds nothing");
     assert_eq!(add(2000, 2001), 400, "the 2,001st channel is refused");
+}
+
+/// One keep-alive connection for many raw requests: returns each status.
+struct Conn(std::io::BufReader<std::net::TcpStream>);
+
+impl Conn {
+    fn open(server: &ServerHandle) -> Conn {
+        let s = std::net::TcpStream::connect(server.local_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Conn(std::io::BufReader::new(s))
+    }
+
+    fn get(&mut self, target: &str) -> u16 {
+        use std::io::BufRead;
+        let req = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        self.0.get_mut().write_all(req.as_bytes()).unwrap();
+        let mut status = String::new();
+        self.0.read_line(&mut status).unwrap();
+        let mut length = 0;
+        loop {
+            let mut h = String::new();
+            self.0.read_line(&mut h).unwrap();
+            if h == "\r\n" {
+                break;
+            }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        self.0.read_exact(&mut body).unwrap();
+        status.split(' ').nth(1).unwrap().parse().unwrap()
+    }
+}
+
+/// Issue 12: 100,000 heartbeats to one-off keys grew the server by about
+/// 2.4 KB per dead keyset, because keysets were never freed. Now a keyset
+/// goes with its last user, and a channel-group removal on an unknown
+/// keyset creates nothing.
+#[test]
+fn one_off_keysets_that_time_out_leave_nothing_stored() {
+    let server = Server::start("127.0.0.1:0").unwrap();
+    let mut conn = Conn::open(&server);
+    const N: usize = 2_000;
+    for i in 0..N {
+        let hb = format!(
+            "/v2/presence/sub-key/one-off-{i}/channel/c{i}/heartbeat?uuid=u{i}&heartbeat=300"
+        );
+        assert_eq!(conn.get(&hb), 200);
+        let rm =
+            format!("/v1/channel-registration/sub-key/ghost-{i}/channel-group/g/remove?uuid=u");
+        assert_eq!(conn.get(&rm), 200);
+    }
+    assert_eq!(server.keysets_stored(), N);
+    assert_eq!(server.entries_stored(), N);
+    server.advance(Duration::from_secs(301));
+    assert_eq!(
+        server.keysets_stored(),
+        0,
+        "every keyset went with its user"
+    );
+    assert_eq!(server.entries_stored(), 0);
+    // A group emptied by its last removal goes too, and its keyset with it.
+    let base = "/v1/channel-registration/sub-key/g-only/channel-group/g";
+    assert_eq!(conn.get(&format!("{base}?add=a,b&uuid=u")), 200);
+    assert_eq!(server.keysets_stored(), 1);
+    assert_eq!(conn.get(&format!("{base}?remove=a,b&uuid=u")), 200);
+    assert_eq!(server.keysets_stored(), 0);
+}
+
+#[test]
+fn keysets_are_capped() {
+    let server = Server::start_with(
+        "127.0.0.1:0",
+        Options {
+            max_keysets: 3,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let mut conn = Conn::open(&server);
+    let hb = |k: &str| format!("/v2/presence/sub-key/{k}/channel/c/heartbeat?uuid=u");
+    for k in ["k1", "k2", "k3"] {
+        assert_eq!(conn.get(&hb(k)), 200);
+    }
+    assert_eq!(conn.get(&hb("k4")), 503, "a fourth keyset is refused");
+    assert_eq!(
+        conn.get("/v2/presence/sub-key/k4/channel/c/uuid/u/data?uuid=u&state=%7B%7D"),
+        503
+    );
+    assert_eq!(
+        conn.get("/v1/channel-registration/sub-key/k4/channel-group/g?add=c&uuid=u"),
+        503
+    );
+    assert_eq!(conn.get(&hb("k1")), 200, "an existing keyset still works");
+    assert_eq!(
+        conn.get("/v2/presence/sub-key/k1/channel/c/leave?uuid=u"),
+        200
+    );
+    assert_eq!(conn.get(&hb("k4")), 200, "a leave made room");
+    assert_eq!(server.keysets_stored(), 3);
+}
+
+/// Settings at the edges of their types (user input) neither overflow nor
+/// hang: a clock advanced past u64 milliseconds, a hold longer than
+/// `Instant` can add, and a sweep interval of `Duration::MAX`.
+#[test]
+fn extreme_clock_and_options_do_not_overflow() {
+    let server = Server::start_with(
+        "127.0.0.1:0",
+        Options {
+            long_poll_hold: Duration::MAX,
+            sweep_every: Duration::MAX,
+            interval_secs: u64::MAX,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let c = client(&server, "u");
+    c.heartbeat().channels(names(&["a"])).execute().unwrap();
+    let mut events = c.presence_events().channels(names(&["a"])).open().unwrap();
+    // The handshake: takes the cursor before the clock jumps.
+    assert!(events.poll(Duration::from_millis(500)).unwrap().is_none());
+    server.advance(Duration::MAX);
+    server.advance(Duration::MAX);
+    c.heartbeat().channels(names(&["a"])).execute().unwrap();
+    // The timeout and the re-join are there; nothing wrapped or panicked.
+    let first = events.poll(Duration::from_secs(5)).unwrap();
+    assert!(first.is_some(), "{first:?}");
+    let start = std::time::Instant::now();
+    server.stop();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "stop did not hang"
+    );
 }

@@ -34,18 +34,26 @@ fn fixture(name: &str) -> Option<Value> {
     }
 }
 
-fn get(server: &ServerHandle, target: &str) -> Value {
+/// Sends a GET and returns the status line and the raw body.
+fn get_raw(server: &ServerHandle, target: &str) -> (String, String) {
     let mut s = std::net::TcpStream::connect(server.local_addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
+    // The server may answer (and close) before reading an over-long head.
+    let _ = write!(
         s,
         "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let body = out.split_once("\r\n\r\n").unwrap().1;
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{target}: {e}: {body}"))
+    );
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let out = String::from_utf8(out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    let status_line = head.lines().next().unwrap_or_default().to_string();
+    (status_line, body.to_string())
+}
+
+fn get(server: &ServerHandle, target: &str) -> Value {
+    let (_, body) = get_raw(server, target);
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{target}: {e}: {body}"))
 }
 
 /// A type signature of a JSON value. Maps keyed by channel names and user
@@ -163,6 +171,29 @@ fn bodies_match_recorded_shapes() {
         ("leave_02.json", get(&server, &format!("/v2/presence/sub_key/demo/channel/test-channel1/leave?{q}")), false),
     ];
     let mut compared = 0;
+    let mut cases = cases;
+    // A timeout, as the 2025 service sends it: `"data":{}` included.
+    get(
+        &server,
+        "/v2/presence/sub-key/demo/channel/test-channel1/heartbeat?uuid=david&heartbeat=20",
+    );
+    let hs = get(
+        &server,
+        &format!("/v2/subscribe/demo/test-channel1,test-channel1-pnpres/0?{q}&tt=0"),
+    );
+    let tt = hs["t"]["t"].as_str().unwrap().to_string();
+    server.advance(Duration::from_secs(21));
+    let timeout = get(
+        &server,
+        &format!("/v2/subscribe/demo/test-channel1,test-channel1-pnpres/0?{q}&tt={tt}&tr=1"),
+    );
+    assert_eq!(timeout["m"][0]["d"]["action"], "timeout", "{timeout}");
+    assert_eq!(
+        timeout["m"][0]["d"]["data"],
+        serde_json::json!({}),
+        "{timeout}"
+    );
+    cases.push(("sub_presence_timeout_2025_01.json", timeout, false));
     for (name, ours, is_state) in cases {
         let Some(recorded) = fixture(name) else {
             continue;
@@ -176,4 +207,25 @@ fn bodies_match_recorded_shapes() {
         compared += 1;
     }
     println!("compared {compared} body shapes");
+}
+
+/// An over-long request head gets what PubNub's front end sends for a
+/// too-long URL (PROTOCOL.md §2): 414 with the Balancer's body, byte for
+/// byte as recorded.
+#[test]
+fn over_long_head_gets_the_front_ends_414() {
+    let server = Server::start("127.0.0.1:0").unwrap();
+    let target = format!(
+        "/v2/presence/sub-key/demo/channel/{}/heartbeat?uuid=u",
+        "c".repeat(20_000)
+    );
+    let (status_line, body) = get_raw(&server, &target);
+    assert!(status_line.starts_with("HTTP/1.1 414 "), "{status_line}");
+    let ours: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ours["service"], "Balancer");
+    assert_eq!(ours["status"], 414);
+    if let Some(recorded) = fixture("error_414_balancer_01.json") {
+        assert_eq!(ours, recorded);
+        assert_eq!(sig(&ours, ""), sig(&recorded, ""));
+    }
 }

@@ -327,14 +327,24 @@ fn captive_portal_html_with_200() {
     assert_eq!(n, 1, "a decode error is not retried");
 }
 
+const UNAVAILABLE_IN_200: &str =
+    r#"{"status": 503, "message": "Service Unavailable", "error": 1, "service": "Presence"}"#;
+
+/// PROTOCOL.md §2: the service may send a 503 in the body of an HTTP 200.
+/// The README says 5xx are retried; so is this one.
 #[test]
-fn error_json_with_200() {
-    let (r, _, _) = run(
-        vec![|| {
-            ok_json(
-                r#"{"status": 503, "message": "Service Unavailable", "error": 1, "service": "Presence"}"#,
-            )
-        }],
+fn error_json_with_200_is_retried_like_a_503() {
+    let (r, n, _) = run(
+        vec![|| ok_json(UNAVAILABLE_IN_200), || ok_json(WHERE_NOW_OK)],
+        fast_retries(),
+        Duration::from_secs(2),
+    );
+    assert_eq!(r.unwrap(), ["a"]);
+    assert_eq!(n, 2, "retried once");
+
+    // Always failing: the server's error, after every attempt.
+    let (r, n, _) = run(
+        vec![|| ok_json(UNAVAILABLE_IN_200)],
         fast_retries(),
         Duration::from_secs(2),
     );
@@ -342,9 +352,84 @@ fn error_json_with_200() {
         panic!("{r:?}")
     };
     assert_eq!(
-        (e.status, e.message.as_str(), e.service.as_str()),
-        (503, "Service Unavailable", "Presence")
+        (e.status, e.message.as_str(), e.service.as_str(), e.attempts),
+        (503, "Service Unavailable", "Presence", 3)
     );
+    assert_eq!(n, 3);
+
+    // A 4xx in a 200 body is not retried.
+    let (r, n, _) = run(
+        vec![|| ok_json(r#"{"status":400,"error":1,"message":"x","service":"Presence"}"#)],
+        fast_retries(),
+        Duration::from_secs(2),
+    );
+    assert_eq!(r.unwrap_err().status(), Some(400));
+    assert_eq!(n, 1);
+}
+
+/// A `Retry-After` of u64::MAX seconds used to overflow `elapsed + delay`
+/// and panic ("overflow when adding durations"); a Retry-After longer than
+/// what is left of the deadline now ends the call with the server's error
+/// at once.
+#[test]
+fn a_huge_retry_after_ends_the_call_at_once() {
+    for value in [
+        "18446744073709551615",
+        "99999999999999999999999999999",
+        "31",
+    ] {
+        let head = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {value}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        let s = Server::start(move |_| Reply::Raw(head.clone().into_bytes()));
+        // The default policy: 3 attempts, a 30 s deadline.
+        let p = client_with(&s.origin, RetryPolicy::default(), Duration::from_secs(2));
+        let t = Instant::now();
+        let e = p.where_now().execute().unwrap_err();
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "{value}: {:?}",
+            t.elapsed()
+        );
+        let server = e.server().unwrap_or_else(|| panic!("{value}: {e:?}"));
+        assert_eq!((server.status, server.attempts), (503, 1), "{value}");
+        assert_eq!(s.targets().len(), 1, "{value}");
+    }
+}
+
+/// Extreme user settings (timeouts, caps, retry policy) never overflow.
+#[test]
+fn extreme_settings_do_not_overflow() {
+    let s = Server::start(|_| ok_json(WHERE_NOW_OK));
+    let p = PubNub::builder()
+        .subscribe_key("k")
+        .user_id("u")
+        .origin(&s.origin)
+        .max_response_size(usize::MAX)
+        .retry_policy(RetryPolicy {
+            max_attempts: u32::MAX,
+            base_delay: Duration::MAX,
+            max_delay: Duration::MAX,
+            deadline: Some(Duration::MAX),
+        })
+        .build()
+        .unwrap();
+    assert_eq!(p.where_now().execute().unwrap().channels, ["a"]);
+    // A huge declared length under a huge cap: no huge reservation, a typed
+    // error when the body falls short.
+    let s = Server::start(|_| {
+        Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775807\r\n\r\n{}".to_vec())
+    });
+    let p = PubNub::builder()
+        .subscribe_key("k")
+        .user_id("u")
+        .origin(&s.origin)
+        .max_response_size(usize::MAX)
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let e = p.where_now().execute().unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Transport { .. }), "{e:?}");
 }
 
 #[test]

@@ -49,7 +49,8 @@ pub(crate) fn read_request<R: BufRead>(reader: &mut R) -> Incoming {
     // Read lines until the blank line, never more than MAX_HEAD bytes.
     loop {
         let before = head.len();
-        let limit = (MAX_HEAD + 1 - before) as u64;
+        // `before` never exceeds MAX_HEAD here (checked below each read).
+        let limit = u64::try_from(MAX_HEAD.saturating_add(1).saturating_sub(before)).unwrap_or(0);
         match reader.by_ref().take(limit).read_until(b'\n', &mut head) {
             Ok(0) => {
                 return if before == 0 {
@@ -62,7 +63,12 @@ pub(crate) fn read_request<R: BufRead>(reader: &mut R) -> Incoming {
             Err(_) => return Incoming::Closed,
         }
         if head.len() > MAX_HEAD {
-            return Incoming::Bad(431, "request head too large");
+            // PubNub's front end answers an over-long head with 414
+            // (PROTOCOL.md §2); the body is the Balancer's. The rest of the
+            // head is read first (up to a bound), so closing the connection
+            // does not reset it under the answer.
+            drain_head(reader, MAX_DRAIN);
+            return Incoming::Bad(414, "Request URI Too Long");
         }
         let line = head.get(before..).unwrap_or_default();
         if line == b"\r\n" || line == b"\n" {
@@ -132,6 +138,29 @@ pub(crate) fn read_request<R: BufRead>(reader: &mut R) -> Incoming {
     })
 }
 
+/// How much of an over-long head is read and dropped before answering.
+const MAX_DRAIN: usize = 64 * 1024;
+
+/// Reads and drops lines until the blank line ending a head, at most
+/// `budget` bytes.
+fn drain_head<R: BufRead>(reader: &mut R, budget: usize) {
+    let mut line = Vec::with_capacity(256);
+    let mut left = budget;
+    while left > 0 {
+        line.clear();
+        let limit = u64::try_from(left).unwrap_or(u64::MAX);
+        match reader.by_ref().take(limit).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+        if line == b"\r\n" || line == b"\n" {
+            return;
+        }
+        // Bound the buffer: only the end of a line matters.
+        line.truncate(0);
+    }
+}
+
 pub(crate) fn write_response(
     out: &mut TcpStream,
     status: u16,
@@ -145,7 +174,7 @@ pub(crate) fn write_response(
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
+        414 => "Request-URI Too Long",
         503 => "Service Unavailable",
         _ => "Error",
     };
@@ -215,7 +244,9 @@ mod tests {
             b"\r\n\r\n",
         ]
         .concat();
-        assert!(matches!(parse(&huge), Incoming::Bad(431, _)));
+        assert!(matches!(parse(&huge), Incoming::Bad(414, _)));
+        let long_line = [b"GET /".as_slice(), &[b'a'; MAX_HEAD], b" HTTP/1.1\r\n\r\n"].concat();
+        assert!(matches!(parse(&long_line), Incoming::Bad(414, _)));
     }
 
     proptest! {

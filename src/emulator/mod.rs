@@ -29,8 +29,12 @@
 //! - `sub-key` and `sub_key` path spellings; Access Manager style 403s when
 //!   [`Options::auth_keys`] is set;
 //! - a controllable clock ([`ServerHandle::advance`]) so tests need not sleep;
-//! - bounded resources: request head size, connections, long-poll waiters,
-//!   stored presence and state entries;
+//! - bounded resources: request head size (an over-long head gets the
+//!   front end's `414` `{"service":"Balancer",…}`, PROTOCOL.md §2),
+//!   connections, long-poll waiters, stored presence and state entries
+//!   ([`Options::max_entries`]) and keysets ([`Options::max_keysets`]); a
+//!   channel or keyset left empty is dropped at once, and the periodic
+//!   sweep touches only the expiries and intervals that are due;
 //!   malformed requests get a 4xx and never stop the server.
 //!
 //! - with [`Options::secret_key`] (and the `tls` feature), signature v2
@@ -67,6 +71,11 @@ pub struct Options {
     /// Presence and state entries (one per channel and user) kept at most,
     /// so memory stays bounded; requests that would add more get a 503.
     pub max_entries: usize,
+    /// Keysets (subscribe keys) held at once (default 10,000); a request
+    /// that would add a keyset past it gets a 503. A keyset is held while
+    /// it has a present user, a stored state or a channel group, and is
+    /// dropped as soon as it has none.
+    pub max_keysets: usize,
     /// When non-empty, requests must carry one of these as `auth`.
     pub auth_keys: Vec<String>,
     /// When set, every request must carry a valid signature v2 made with
@@ -75,7 +84,8 @@ pub struct Options {
     pub secret_key: Option<String>,
     /// The publish key signatures are computed with.
     pub publish_key: String,
-    /// How often expiry and intervals are checked (real time).
+    /// How often expiry and intervals are checked (real time, default
+    /// 100 ms). Each check costs what is due, not what is stored.
     pub sweep_every: Duration,
 }
 
@@ -88,6 +98,7 @@ impl Default for Options {
             max_connections: 256,
             max_waiters: 128,
             max_entries: 1_000_000,
+            max_keysets: 10_000,
             auth_keys: Vec::new(),
             secret_key: None,
             publish_key: String::new(),
@@ -149,6 +160,7 @@ pub fn fuzz_request(bytes: &[u8]) {
             announce_max: 2,
             interval_secs: 10,
             max_entries: 1000,
+            max_keysets: 100,
         })),
         changed: Condvar::new(),
         clock: Clock::default(),
@@ -195,6 +207,7 @@ impl Server {
                 announce_max: options.announce_max,
                 interval_secs: options.interval_secs,
                 max_entries: options.max_entries,
+                max_keysets: options.max_keysets,
             })),
             changed: Condvar::new(),
             clock: Clock::default(),
@@ -215,12 +228,7 @@ impl Server {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name("presence-emulator-sweep".into())
-                .spawn(move || {
-                    while !shared.stop.load(Ordering::SeqCst) {
-                        shared.sweep();
-                        thread::sleep(shared.options.sweep_every);
-                    }
-                })?
+                .spawn(move || sweep_loop(&shared))?
         };
         Ok(ServerHandle {
             addr: local,
@@ -259,11 +267,29 @@ impl ServerHandle {
     }
 
     /// Moves the server's clock forward (expiry, timestamps, intervals),
-    /// then runs the expiry check at once.
+    /// then runs the expiry check at once. The clock saturates: it never
+    /// wraps back, however far it is advanced.
     pub fn advance(&self, by: Duration) {
         let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
-        self.shared.clock.offset_ms.fetch_add(ms, Ordering::SeqCst);
+        let _ = self
+            .shared
+            .clock
+            .offset_ms
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |o| {
+                Some(o.saturating_add(ms))
+            });
         self.shared.sweep();
+    }
+
+    /// Keysets held now (see [`Options::max_keysets`]); 0 once every user
+    /// has left or timed out and no state or channel group remains.
+    pub fn keysets_stored(&self) -> usize {
+        self.shared.store.lock().map_or(0, |s| s.keyset_count())
+    }
+
+    /// Presence plus state entries held now (see [`Options::max_entries`]).
+    pub fn entries_stored(&self) -> usize {
+        self.shared.store.lock().map_or(0, |s| s.entry_count())
     }
 
     /// Adds channels to a channel group of keyset `sub_key`.
@@ -309,6 +335,23 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Sweeps every `sweep_every`, sleeping in slices of at most 100 ms so a
+/// stop is seen promptly whatever the setting (and `Duration::ZERO` does
+/// not spin).
+fn sweep_loop(shared: &Shared) {
+    const SLICE: Duration = Duration::from_millis(100);
+    let every = shared.options.sweep_every.max(Duration::from_millis(1));
+    while !shared.stop.load(Ordering::SeqCst) {
+        shared.sweep();
+        let mut left = every;
+        while !left.is_zero() && !shared.stop.load(Ordering::SeqCst) {
+            let nap = left.min(SLICE);
+            thread::sleep(nap);
+            left = left.saturating_sub(nap);
+        }
     }
 }
 
@@ -360,8 +403,12 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         match http::read_request(&mut reader) {
             http::Incoming::Closed => return,
             http::Incoming::Bad(status, why) => {
-                let _ =
-                    http::write_response(&mut out, status, &routes::error_body(status, why), true);
+                let _ = http::write_response(
+                    &mut out,
+                    status,
+                    &routes::bad_request_body(status, why),
+                    true,
+                );
                 return;
             }
             http::Incoming::Request(req) => {

@@ -20,6 +20,20 @@ pub(crate) fn error_body(status: u16, message: &str) -> String {
     b
 }
 
+/// The body for a request refused before routing. An over-long request
+/// head is refused by PubNub's front end, not the presence service:
+/// `414` with the `Balancer` body recorded in `error_414_balancer_01.json`
+/// (PROTOCOL.md §2), key order and trailing newline included.
+pub(crate) fn bad_request_body(status: u16, message: &str) -> String {
+    if status == 414 {
+        return BALANCER_414.to_string();
+    }
+    error_body(status, message)
+}
+
+const BALANCER_414: &str =
+    "{\"status\":414,\"service\":\"Balancer\",\"error\":true,\"message\":\"Request URI Too Long\"}\n";
+
 fn error(status: u16, message: &str) -> Reply {
     (status, error_body(status, message))
 }
@@ -563,7 +577,9 @@ fn subscribe(shared: &Shared, req: &HttpRequest, sub: &str, t: &Targets) -> Repl
         return error(503, "Too many long-poll requests");
     }
     let _slot = WaiterSlot(shared);
-    let deadline = Instant::now() + shared.options.long_poll_hold;
+    // A hold too long for the clock (Options are user input) waits until
+    // the server stops instead of overflowing.
+    let deadline = Instant::now().checked_add(shared.options.long_poll_hold);
     loop {
         // Group membership can change while we wait: read it once per round.
         let groups: Vec<(&str, Vec<String>)> = watch_groups
@@ -607,7 +623,9 @@ fn subscribe(shared: &Shared, req: &HttpRequest, sub: &str, t: &Targets) -> Repl
             }
         }
         m.push(']');
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
         if count > 0 || left.is_zero() || shared.stop.load(Ordering::SeqCst) {
             // The cursor is the last timetoken issued, never the clock: an
             // event created after this answer always gets a larger one.
@@ -645,7 +663,7 @@ fn channel_group(
     };
     match tail {
         ["remove"] => {
-            store.keyset(sub).groups.remove(group);
+            store.remove_group(sub, group);
             (200, DONE.to_string())
         }
         [] => {
@@ -663,20 +681,11 @@ fn channel_group(
             // also 10,000 groups per keyset.
             const MAX_GROUP_CHANNELS: usize = 2_000;
             const MAX_GROUPS: usize = 10_000;
-            let ks = store.keyset(sub);
-            if !ks.groups.contains_key(group) && ks.groups.len() >= MAX_GROUPS {
-                return error(400, "Maximum number of channel groups reached");
+            match store.edit_group(sub, group, add, &remove, MAX_GROUPS, MAX_GROUP_CHANNELS) {
+                Ok(()) => (200, DONE.to_string()),
+                Err(why @ "Maximum number of keysets reached") => error(503, why),
+                Err(why) => error(400, why),
             }
-            let g = ks.groups.entry(group.to_string()).or_default();
-            for r in &remove {
-                g.remove(r);
-            }
-            let new = add.iter().filter(|c| !g.contains(*c)).count();
-            if g.len() + new > MAX_GROUP_CHANNELS {
-                return error(400, "Maximum number of channels in a channel group reached");
-            }
-            g.extend(add);
-            (200, DONE.to_string())
         }
         _ => not_found(req),
     }

@@ -1,5 +1,11 @@
 //! Who is where: presence, state, expiry and the event log, with the
 //! service's semantics (PROTOCOL.md §1, §5, §6).
+//!
+//! Memory is bounded: presence and state entries are capped
+//! (`max_entries`), keysets are capped (`max_keysets`), and a channel or
+//! keyset left with nothing in it is dropped at once. Expiry and interval
+//! times sit in ordered indexes, so a sweep costs what is due, not a walk
+//! of everything stored.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -13,6 +19,8 @@ pub(crate) struct Settings {
     pub interval_secs: u64,
     /// Presence and state entries (channel × user) kept at most.
     pub max_entries: usize,
+    /// Keysets (subscribe keys) kept at most.
+    pub max_keysets: usize,
 }
 
 #[derive(Debug, Default)]
@@ -30,6 +38,15 @@ struct Channel {
     states: BTreeMap<String, String>,
     deltas: Deltas,
     last_interval_ms: u64,
+    /// When the next interval event is due, if one is scheduled (the same
+    /// instant is in `Store::intervals_due`).
+    interval_due: Option<u64>,
+}
+
+impl Channel {
+    fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.states.is_empty() && !has_deltas(&self.deltas)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -37,6 +54,15 @@ pub(crate) struct Keyset {
     channels: BTreeMap<String, Channel>,
     pub groups: BTreeMap<String, BTreeSet<String>>,
 }
+
+impl Keyset {
+    fn is_empty(&self) -> bool {
+        self.channels.is_empty() && self.groups.is_empty()
+    }
+}
+
+/// (keyset, channel, user).
+type UserKey = (String, String, String);
 
 /// One presence event as the subscribe endpoint delivers it.
 #[derive(Debug, Clone)]
@@ -58,6 +84,11 @@ pub(crate) struct Store {
     last_timetoken: u64,
     /// Presence plus state entries held, against `settings.max_entries`.
     entries: usize,
+    /// (expiry ms, keyset, channel, user) of every present user: the sweep
+    /// pops what is due instead of walking every user.
+    expiries: BTreeSet<(u64, UserKey)>,
+    /// (due ms, keyset, channel) of every scheduled interval event.
+    intervals_due: BTreeSet<(u64, String, String)>,
 }
 
 /// Appends `s` as a JSON string literal.
@@ -97,11 +128,126 @@ impl Store {
             events: VecDeque::new(),
             last_timetoken: 0,
             entries: 0,
+            expiries: BTreeSet::new(),
+            intervals_due: BTreeSet::new(),
         }
     }
 
+    /// The keyset `sub`, created if needed (even past the keyset cap: for
+    /// the server's owner, e.g. `ServerHandle::add_to_group`).
     pub fn keyset(&mut self, sub: &str) -> &mut Keyset {
         self.keysets.entry(sub.to_string()).or_default()
+    }
+
+    /// The keyset `sub`, created only while under `max_keysets`.
+    fn keyset_capped(&mut self, sub: &str) -> Option<&mut Keyset> {
+        if !self.keysets.contains_key(sub) && self.keysets.len() >= self.settings.max_keysets {
+            return None;
+        }
+        Some(self.keyset(sub))
+    }
+
+    /// Keysets held (for tests of the memory bound).
+    pub fn keyset_count(&self) -> usize {
+        self.keysets.len()
+    }
+
+    /// Presence plus state entries held.
+    pub fn entry_count(&self) -> usize {
+        self.entries
+    }
+
+    /// Drops `channel` when nothing is left in it, then `sub` when it has
+    /// no channel and no group left.
+    fn prune(&mut self, sub: &str, channel: &str) {
+        let Some(ks) = self.keysets.get_mut(sub) else {
+            return;
+        };
+        if let Some(ch) = ks.channels.get(channel).filter(|c| c.is_empty()) {
+            if let Some(due) = ch.interval_due {
+                self.intervals_due
+                    .remove(&(due, sub.to_string(), channel.to_string()));
+            }
+            ks.channels.remove(channel);
+        }
+        if ks.is_empty() {
+            self.keysets.remove(sub);
+        }
+    }
+
+    /// Schedules the next interval event of a busy channel (above the
+    /// announce threshold, or holding deltas) if none is scheduled.
+    fn schedule_interval(&mut self, sub: &str, channel: &str) {
+        let every = self.settings.interval_secs.saturating_mul(1000).max(1);
+        let announce_max = self.settings.announce_max;
+        let Some(ch) = self
+            .keysets
+            .get_mut(sub)
+            .and_then(|k| k.channels.get_mut(channel))
+        else {
+            return;
+        };
+        let busy = ch.users.len() > announce_max || has_deltas(&ch.deltas);
+        if busy && ch.interval_due.is_none() {
+            let due = ch.last_interval_ms.saturating_add(every);
+            ch.interval_due = Some(due);
+            self.intervals_due
+                .insert((due, sub.to_string(), channel.to_string()));
+        }
+    }
+
+    /// Removes a whole channel group; the keyset goes too when it is left
+    /// empty. Never creates a keyset.
+    pub fn remove_group(&mut self, sub: &str, group: &str) {
+        if let Some(ks) = self.keysets.get_mut(sub) {
+            ks.groups.remove(group);
+            if ks.is_empty() {
+                self.keysets.remove(sub);
+            }
+        }
+    }
+
+    /// Adds and removes channels of a group, bounded like the service:
+    /// `max_channels` per group, `max_groups` per keyset, and the keyset
+    /// cap. A group left empty is dropped (and its keyset when empty).
+    pub fn edit_group(
+        &mut self,
+        sub: &str,
+        group: &str,
+        add: Vec<String>,
+        remove: &[String],
+        max_groups: usize,
+        max_channels: usize,
+    ) -> Result<(), &'static str> {
+        if add.is_empty() && !self.keysets.contains_key(sub) {
+            // Only removals from a keyset that does not exist: nothing to do.
+            return Ok(());
+        }
+        let Some(ks) = self.keyset_capped(sub) else {
+            return Err("Maximum number of keysets reached");
+        };
+        let outcome = if !ks.groups.contains_key(group) && ks.groups.len() >= max_groups {
+            Err("Maximum number of channel groups reached")
+        } else {
+            let g = ks.groups.entry(group.to_string()).or_default();
+            for r in remove {
+                g.remove(r);
+            }
+            let new = add.iter().filter(|c| !g.contains(*c)).count();
+            if g.len().saturating_add(new) > max_channels {
+                Err("Maximum number of channels in a channel group reached")
+            } else {
+                g.extend(add);
+                Ok(())
+            }
+        };
+        if ks.groups.get(group).is_some_and(BTreeSet::is_empty) {
+            ks.groups.remove(group);
+        }
+        if ks.is_empty() {
+            self.keysets.remove(sub);
+        }
+        outcome
     }
 
     pub fn keyset_ref(&self, sub: &str) -> Option<&Keyset> {
@@ -110,7 +256,9 @@ impl Store {
 
     /// A strictly increasing timetoken (100 ns units) at clock time `now_ms`.
     pub fn next_timetoken(&mut self, now_ms: u64) -> u64 {
-        let t = (now_ms.saturating_mul(10_000)).max(self.last_timetoken + 1);
+        // Saturates at u64::MAX (a clock advanced by centuries) instead of
+        // overflowing; below that, strictly increasing.
+        let t = (now_ms.saturating_mul(10_000)).max(self.last_timetoken.saturating_add(1));
         self.last_timetoken = t;
         t
     }
@@ -162,6 +310,7 @@ impl Store {
                 _ => &mut ch.deltas.timeout,
             };
             list.push(user.to_string());
+            self.schedule_interval(sub, channel);
             return;
         }
         let mut d = String::with_capacity(128);
@@ -170,14 +319,20 @@ impl Store {
         d.push_str(",\"uuid\":");
         json_str(&mut d, user);
         d.push_str(&format!(
-            ",\"timestamp\":{},\"precise_timestamp\":{now_ms},\"occupancy\":{occupancy}",
+            ",\"timestamp\":{},\"precise_timestamp\":{now_ms}",
             now_ms / 1000
         ));
-        if let Some(data) = data {
-            d.push_str(",\"data\":");
-            d.push_str(data);
+        // Key order as recorded: `data` before `occupancy`. The 2025 service
+        // sends `"data":{}` on timeout events (sub_presence_timeout_2025_01).
+        match (data, action) {
+            (Some(data), _) => {
+                d.push_str(",\"data\":");
+                d.push_str(data);
+            }
+            (None, "timeout") => d.push_str(",\"data\":{}"),
+            (None, _) => {}
         }
-        d.push('}');
+        d.push_str(&format!(",\"occupancy\":{occupancy}}}"));
         // Since about 2019 the service mirrors the event in `u` (PROTOCOL.md §5).
         let mut u = String::with_capacity(160);
         u.push_str("{\"pn_action\":");
@@ -226,17 +381,25 @@ impl Store {
             return false;
         }
         let expires = now_ms.saturating_add(timeout_s.saturating_mul(1000));
-        let ch = self
-            .keyset(sub)
-            .channels
-            .entry(channel.to_string())
-            .or_default();
-        let joined = ch.users.insert(user.to_string(), expires).is_none();
-        if joined {
-            let state = ch.states.get(user).cloned();
-            self.entries += 1;
+        let Some(ks) = self.keyset_capped(sub) else {
+            return false;
+        };
+        let ch = ks.channels.entry(channel.to_string()).or_default();
+        let previous = ch.users.insert(user.to_string(), expires);
+        let state = previous.is_none().then(|| ch.states.get(user).cloned());
+        let key = (sub.to_string(), channel.to_string(), user.to_string());
+        if let Some(old) = previous {
+            let key = (old, key);
+            self.expiries.remove(&key);
+            self.expiries.insert((expires, key.1));
+        } else {
+            self.expiries.insert((expires, key));
+        }
+        if let Some(state) = state {
+            self.entries = self.entries.saturating_add(1);
             self.announce(sub, channel, "join", user, state.as_deref(), now_ms);
         }
+        self.schedule_interval(sub, channel);
         true
     }
 
@@ -251,13 +414,19 @@ impl Store {
             return;
         };
         let had_state = ch.states.remove(user).is_some();
-        let was_present = ch.users.remove(user).is_some();
+        let expiry = ch.users.remove(user);
+        let was_present = expiry.is_some();
         self.entries = self
             .entries
             .saturating_sub(usize::from(had_state) + usize::from(was_present));
-        if was_present {
+        if let Some(exp) = expiry {
+            self.expiries.remove(&(
+                exp,
+                (sub.to_string(), channel.to_string(), user.to_string()),
+            ));
             self.announce(sub, channel, action, user, None, now_ms);
         }
+        self.prune(sub, channel);
     }
 
     /// Stores state; a state-change event when the user is present. `false`
@@ -273,11 +442,10 @@ impl Store {
         if !self.room() && !self.has_entry(sub, channel, user, true) {
             return false;
         }
-        let ch = self
-            .keyset(sub)
-            .channels
-            .entry(channel.to_string())
-            .or_default();
+        let Some(ks) = self.keyset_capped(sub) else {
+            return false;
+        };
+        let ch = ks.channels.entry(channel.to_string()).or_default();
         let changed = ch.states.get(user).map(String::as_str) != Some(json);
         let present = ch.users.contains_key(user);
         if ch
@@ -285,7 +453,7 @@ impl Store {
             .insert(user.to_string(), json.to_string())
             .is_none()
         {
-            self.entries += 1;
+            self.entries = self.entries.saturating_add(1);
         }
         if changed && present {
             self.announce(sub, channel, "state-change", user, Some(json), now_ms);
@@ -303,74 +471,86 @@ impl Store {
     }
 
     /// Expires users whose timeout passed and emits due interval events.
+    /// Costs O((expired + due) · log n): only what is due is touched.
     pub fn sweep(&mut self, now_ms: u64) {
-        let mut expired = Vec::new();
-        for (sub, ks) in &self.keysets {
-            for (name, ch) in &ks.channels {
-                for (user, &exp) in &ch.users {
-                    if exp <= now_ms {
-                        expired.push((sub.clone(), name.clone(), user.clone()));
-                    }
-                }
-            }
-        }
-        for (sub, channel, user) in expired {
+        while self.expiries.first().is_some_and(|(exp, _)| *exp <= now_ms) {
+            let Some((_, (sub, channel, user))) = self.expiries.pop_first() else {
+                break;
+            };
             self.remove(&sub, &channel, &user, "timeout", now_ms);
         }
         self.intervals(now_ms);
-        // Forget channels with nobody and no state.
-        for ks in self.keysets.values_mut() {
-            ks.channels.retain(|_, c| {
-                !c.users.is_empty() || !c.states.is_empty() || has_deltas(&c.deltas)
-            });
-        }
     }
 
     fn intervals(&mut self, now_ms: u64) {
-        let every = self.settings.interval_secs.saturating_mul(1000).max(1);
         let announce_max = self.settings.announce_max;
-        let mut due = Vec::new();
-        for (sub, ks) in &mut self.keysets {
-            for (name, ch) in &mut ks.channels {
-                let busy = ch.users.len() > announce_max || has_deltas(&ch.deltas);
-                if busy && now_ms.saturating_sub(ch.last_interval_ms) >= every {
-                    ch.last_interval_ms = now_ms;
-                    let deltas = std::mem::take(&mut ch.deltas);
-                    due.push((sub.clone(), name.clone(), ch.users.len(), deltas));
-                }
+        while self
+            .intervals_due
+            .first()
+            .is_some_and(|(due, _, _)| *due <= now_ms)
+        {
+            let Some((_, sub, channel)) = self.intervals_due.pop_first() else {
+                break;
+            };
+            let Some(ch) = self
+                .keysets
+                .get_mut(&sub)
+                .and_then(|k| k.channels.get_mut(&channel))
+            else {
+                continue;
+            };
+            ch.interval_due = None;
+            if !(ch.users.len() > announce_max || has_deltas(&ch.deltas)) {
+                self.prune(&sub, &channel);
+                continue;
+            }
+            ch.last_interval_ms = now_ms;
+            let deltas = std::mem::take(&mut ch.deltas);
+            let occupancy = ch.users.len();
+            self.emit_interval(&sub, &channel, occupancy, &deltas, now_ms);
+            // Still above the threshold: the next one in `interval_secs`.
+            self.schedule_interval(&sub, &channel);
+            self.prune(&sub, &channel);
+        }
+    }
+
+    fn emit_interval(
+        &mut self,
+        sub: &str,
+        channel: &str,
+        occupancy: usize,
+        deltas: &Deltas,
+        now_ms: u64,
+    ) {
+        let mut d = format!(
+            "{{\"action\":\"interval\",\"timestamp\":{},\"occupancy\":{occupancy}",
+            now_ms / 1000
+        );
+        let mut lists = String::new();
+        for (key, list) in [
+            ("join", &deltas.join),
+            ("leave", &deltas.leave),
+            ("timeout", &deltas.timeout),
+        ] {
+            if !list.is_empty() {
+                lists.push_str(&format!(",\"{key}\":"));
+                json_list(&mut lists, list);
             }
         }
-        for (sub, channel, occupancy, deltas) in due {
-            let mut d = format!(
-                "{{\"action\":\"interval\",\"timestamp\":{},\"occupancy\":{occupancy}",
-                now_ms / 1000
-            );
-            let mut lists = String::new();
-            for (key, list) in [
-                ("join", &deltas.join),
-                ("leave", &deltas.leave),
-                ("timeout", &deltas.timeout),
-            ] {
-                if !list.is_empty() {
-                    lists.push_str(&format!(",\"{key}\":"));
-                    json_list(&mut lists, list);
-                }
-            }
-            // The service drops the arrays past ~30 KB and asks for a here_now.
-            if lists.len() > 30 * 1024 {
-                d.push_str(",\"here_now_refresh\":true");
-            } else {
-                d.push_str(&lists);
-            }
-            d.push('}');
-            let mut u = String::from("{\"pn_action\":\"interval\",\"pn_channel\":");
-            json_str(&mut u, &channel);
-            u.push_str(&format!(
-                ",\"pn_ispresence\":1,\"pn_occupancy\":{occupancy},\"pn_timestamp\":{}}}",
-                now_ms / 1000
-            ));
-            self.push_event(&sub, &channel, d, u, now_ms);
+        // The service drops the arrays past ~30 KB and asks for a here_now.
+        if lists.len() > 30 * 1024 {
+            d.push_str(",\"here_now_refresh\":true");
+        } else {
+            d.push_str(&lists);
         }
+        d.push('}');
+        let mut u = String::from("{\"pn_action\":\"interval\",\"pn_channel\":");
+        json_str(&mut u, channel);
+        u.push_str(&format!(
+            ",\"pn_ispresence\":1,\"pn_occupancy\":{occupancy},\"pn_timestamp\":{}}}",
+            now_ms / 1000
+        ));
+        self.push_event(sub, channel, d, u, now_ms);
     }
 
     /// Present users of a channel, sorted by id.
@@ -429,6 +609,7 @@ mod tests {
             announce_max,
             interval_secs: 10,
             max_entries: 100,
+            max_keysets: 100,
         })
     }
 

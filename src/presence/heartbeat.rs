@@ -96,8 +96,7 @@ impl HeartbeatBuilder<'_> {
     /// Sends the heartbeat.
     pub fn execute(self) -> Result<()> {
         let req = self.request()?;
-        let resp = self.pubnub.send(req)?;
-        decode_ack(&resp.body)
+        self.pubnub.execute(req, decode_ack)
     }
 }
 
@@ -127,8 +126,7 @@ impl LeaveBuilder<'_> {
     /// Sends the leave.
     pub fn execute(self) -> Result<()> {
         let req = self.request()?;
-        let resp = self.pubnub.send(req)?;
-        decode_ack(&resp.body)
+        self.pubnub.execute(req, decode_ack)
     }
 }
 

@@ -9,7 +9,7 @@
 use crate::client::PubNub;
 use crate::encode::push_param;
 use crate::envelope;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TransportErrorKind};
 use crate::json::{count_elements, Cursor, Kind};
 use crate::presence::targets::{target_setters, Targets};
 use crate::request::{self, Request};
@@ -210,13 +210,15 @@ impl HereNowBuilder<'_> {
     /// Sends the request and decodes the answer.
     pub fn execute(mut self) -> Result<HereNow> {
         let req = self.request()?;
-        let resp = self.pubnub.send(req)?;
-        // The one channel's name moves into the result (no copy).
-        let flat = match self.targets.single_channel() {
+        // The one channel's name moves into the result (no copy); it is
+        // taken only by a successful decode, so a retried attempt keeps it.
+        let mut flat = match self.targets.single_channel() {
             Some(_) => self.targets.channels.pop().map(Cow::Owned),
             None => None,
         };
-        decode_named(&resp.body, flat).map(HereNowResult::into_owned)
+        self.pubnub.execute(req, |body| {
+            decode_named(body, &mut flat).map(HereNowResult::into_owned)
+        })
     }
 
     /// Sends the request and hands the *borrowed* result to `f`: no
@@ -233,9 +235,15 @@ impl HereNowBuilder<'_> {
     /// ```
     pub fn execute_with<R>(self, f: impl FnOnce(&HereNowResult<'_>) -> R) -> Result<R> {
         let req = self.request()?;
-        let resp = self.pubnub.send(req)?;
-        let result = decode(&resp.body, self.targets.single_channel())?;
-        Ok(f(&result))
+        let flat = self.targets.single_channel();
+        let mut f = Some(f);
+        self.pubnub
+            .execute(req, |body| {
+                let result = decode(body, flat)?;
+                // Called once: the first successful decode ends the call.
+                Ok(f.take().map(|f| f(&result)))
+            })?
+            .ok_or_else(|| Error::transport(TransportErrorKind::Io, "no response was decoded"))
     }
 }
 
@@ -270,8 +278,9 @@ impl GlobalHereNowBuilder<'_> {
     /// Sends the request and decodes the answer.
     pub fn execute(self) -> Result<HereNow> {
         let req = self.request()?;
-        let resp = self.pubnub.send(req)?;
-        decode(&resp.body, None).map(HereNowResult::into_owned)
+        self.pubnub.execute(req, |body| {
+            decode(body, None).map(HereNowResult::into_owned)
+        })
     }
 }
 
@@ -322,14 +331,14 @@ pub(crate) fn itoa64(mut v: u64) -> Itoa {
 /// occupants, each sized once; strings are borrowed unless escaped. With the
 /// `serde` feature each state becomes a `serde_json::Value`.
 pub fn decode<'a>(body: &'a [u8], flat_channel: Option<&'a str>) -> Result<HereNowResult<'a>> {
-    decode_named(body, flat_channel.map(Cow::Borrowed))
+    decode_named(body, &mut flat_channel.map(Cow::Borrowed))
 }
 
 /// [`decode`], with the flat channel's name given as a `Cow` so `execute`
 /// can move the request's own `String` into the result instead of copying.
-fn decode_named<'a>(
+fn decode_named<'a, 'n: 'a>(
     body: &'a [u8],
-    flat_channel: Option<Cow<'a, str>>,
+    flat_channel: &mut Option<Cow<'n, str>>,
 ) -> Result<HereNowResult<'a>> {
     let mut payload = None;
     let mut occupancy = None;
@@ -352,7 +361,7 @@ fn decode_named<'a>(
             "here_now body has neither payload nor occupancy",
         ));
     };
-    let Some(name) = flat_channel else {
+    let Some(name) = flat_channel.take() else {
         return Err(Error::decode(
             at,
             "single-channel here_now body for a request without exactly one channel",
@@ -439,7 +448,9 @@ fn decode_channels<'a>(c: &mut Cursor<'a>) -> Result<Vec<HereNowChannel<'a>>> {
 fn decode_users<'a>(c: &mut Cursor<'a>, occupancy: Option<u32>) -> Result<Vec<HereNowUser<'a>>> {
     let capacity = match occupancy {
         // The smallest occupant, `"x"`, takes 3 bytes plus a comma.
-        Some(n) => (n as usize).min(c.remaining() / 4 + 1),
+        Some(n) => usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(c.remaining() / 4 + 1),
         None => count_elements(c)?,
     };
     let mut users = Vec::with_capacity(capacity);

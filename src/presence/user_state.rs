@@ -197,9 +197,10 @@ impl<'p> SetStateBuilder<'p> {
     /// Sends the request and decodes the answer.
     pub fn execute(self) -> Result<SetState> {
         let req = self.request()?;
-        let resp = self.pubnub.send(req)?;
         let channel = self.targets.joined_channels();
-        decode_set(&resp.body, &channel).map(SetStateResult::into_owned)
+        self.pubnub.execute(req, |body| {
+            decode_set(body, &channel).map(SetStateResult::into_owned)
+        })
     }
 }
 
@@ -233,8 +234,8 @@ impl GetStateBuilder<'_> {
     /// Sends the request and decodes the answer.
     pub fn execute(self) -> Result<GetState> {
         let req = self.request()?;
-        let resp = self.pubnub.send(req)?;
-        decode_get(&resp.body).map(GetStateResult::into_owned)
+        self.pubnub
+            .execute(req, |body| decode_get(body).map(GetStateResult::into_owned))
     }
 }
 

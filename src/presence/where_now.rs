@@ -103,8 +103,8 @@ impl WhereNowBuilder<'_> {
     /// Sends the request and decodes the answer.
     pub fn execute(self) -> Result<WhereNow> {
         let req = self.request()?;
-        let resp = self.pubnub.send(req)?;
-        decode(&resp.body).map(WhereNowResult::into_owned)
+        self.pubnub
+            .execute(req, |body| decode(body).map(WhereNowResult::into_owned))
     }
 }
 
