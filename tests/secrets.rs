@@ -121,6 +121,13 @@ fn secrets_stay_out_of_debug_errors_and_logs() {
         if let Err(e) = events.poll(std::time::Duration::from_millis(200)) {
             texts.push(format!("{e} {e:?}"));
         }
+        // The heartbeat schedule on its kept connection, and its records.
+        let mut hb = pubnub_presence::Heartbeater::new(&p);
+        hb.join(vec!["a".into()]).unwrap();
+        texts.push(format!("{hb:?}"));
+        if let Err(e) = hb.poll(std::time::Duration::from_millis(300)) {
+            texts.push(format!("{e} {e:?}"));
+        }
     }
     // The secrets did go over the wire (so the test is not vacuous)...
     assert!(ok.targets().iter().any(|t| t.contains(SECRETS[0])));
@@ -149,6 +156,17 @@ fn secrets_stay_out_of_debug_errors_and_logs() {
     }
     for l in &retry {
         assert!(!l.contains(SUBSCRIBE_KEY) && !l.contains("/v2/"), "{l}");
+    }
+    // The event stream's and the heartbeat's failure records, too.
+    for target in ["pubnub_presence::events ", "pubnub_presence::heartbeat "] {
+        let records: Vec<&String> = logged.iter().filter(|l| l.starts_with(target)).collect();
+        assert!(
+            records.iter().any(|l| l.contains("server error 403")),
+            "{target}: {records:#?}"
+        );
+        for l in &records {
+            assert!(!l.contains(SUBSCRIBE_KEY) && !l.contains("/v2/"), "{l}");
+        }
     }
     texts.extend(logged);
     assert!(texts.len() > 10);

@@ -842,8 +842,13 @@ impl PresenceEvents {
                 Ok(false) => return Ok(None),
                 Err((e, retry_after)) => {
                     let wait = self.backoff.fail(Instant::now(), retry_after);
+                    let why = crate::retry::Why {
+                        error: &e,
+                        in_body: false,
+                        retry_after,
+                    };
                     log::warn!(target: "pubnub_presence::events",
-                        "event stream request failed, next in {} ms: {e}", wait.as_millis());
+                        "event stream request failed, next in {} ms: {why}", wait.as_millis());
                     return Err(e);
                 }
             }

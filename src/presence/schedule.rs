@@ -330,8 +330,13 @@ impl Heartbeater {
                 self.backoff.retry_at(now.checked_add(i));
             }
         }
+        let why = crate::retry::Why {
+            error: &e,
+            in_body: false,
+            retry_after,
+        };
         log::warn!(target: "pubnub_presence::heartbeat",
-            "heartbeat failed, next attempt in {} ms: {e}", wait.as_millis());
+            "heartbeat failed, next attempt in {} ms: {why}", wait.as_millis());
         e
     }
 
