@@ -127,6 +127,9 @@ struct Wire {
     /// The socket's blocking mode and timeouts as last set, to skip
     /// repeated system calls.
     timeout_set: Option<Option<Duration>>,
+    /// TLS bytes arrived that made no plaintext yet (they still count
+    /// against the silence bound).
+    progress: bool,
 }
 
 impl Wire {
@@ -200,9 +203,14 @@ impl Wire {
         got
     }
 
+    /// For TLS: at most one socket read per call (each read may wait the
+    /// whole socket timeout, so looping here would overrun the caller's
+    /// deadline while a record trickles in); `WouldBlock` when it brought
+    /// no plaintext yet, with `progress` set if it brought bytes.
     fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         #[cfg(feature = "tls")]
         if let Some(tls) = &mut self.tls {
+            let mut read_socket = true;
             loop {
                 match tls.reader().read(buf) {
                     Ok(n) => return Ok(n),
@@ -215,9 +223,14 @@ impl Wire {
                 while tls.wants_write() {
                     tls.write_tls(&mut self.sock)?;
                 }
+                if !read_socket {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                read_socket = false;
                 if tls.read_tls(&mut self.sock)? == 0 {
                     return Ok(0);
                 }
+                self.progress = true;
                 tls.process_new_packets()
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             }
@@ -267,6 +280,11 @@ pub(crate) struct Conn {
     /// a connect failure (a lookup can block beyond any budget: std has no
     /// bounded resolver).
     addr: Option<SocketAddr>,
+    /// A connect failed since the last lookup: look the name up again,
+    /// but not more often than every 30 s (a lookup blocks beyond any
+    /// budget, and an outage fails every connect).
+    stale_addr: bool,
+    resolved_at: Option<Instant>,
     wire: Option<Wire>,
     exchange: Option<Exchange>,
     /// No byte for this long: the connection is dead.
@@ -290,6 +308,8 @@ impl Conn {
         Conn {
             endpoint,
             addr: None,
+            stale_addr: false,
+            resolved_at: None,
             wire: None,
             exchange: None,
             silence: Duration::from_secs(310),
@@ -367,9 +387,8 @@ impl Conn {
             };
             if now >= limit {
                 return Err(if wire.handshaking() {
-                    // A connect that timed out: look the name up again
-                    // next time, the address may have moved.
-                    self.addr = None;
+                    // A connect that timed out: the address may have moved.
+                    self.stale_addr = true;
                     Error::transport(K::Timeout, "connect timed out")
                 } else {
                     Error::transport(K::Timeout, "no data from the server in time")
@@ -395,7 +414,9 @@ impl Conn {
                 Err(e) => {
                     let connect = !wire.connected;
                     if connect {
-                        self.addr = None;
+                        self.stale_addr = true;
+                    } else if self.resend()? {
+                        continue;
                     }
                     return Err(io_error(e, connect));
                 }
@@ -422,12 +443,20 @@ impl Conn {
                     }
                 }
                 Err(e) if would_block(&e) => {
+                    if std::mem::take(&mut wire.progress) {
+                        self.last_io = Instant::now();
+                    }
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Ok(None);
                     }
                 }
                 Err(e) => {
                     let connect = !wire.connected;
+                    // A reset (rather than a clean close) of a kept
+                    // connection before any answer: an idle close too.
+                    if !connect && self.resend()? {
+                        continue;
+                    }
                     return Err(io_error(e, connect));
                 }
             }
@@ -436,9 +465,17 @@ impl Conn {
 
     /// Resolves (once) and starts a non-blocking connect.
     fn open(&mut self, now: Instant) -> Result<()> {
+        let recent = self
+            .resolved_at
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(30));
+        if self.stale_addr && !recent {
+            self.addr = None;
+        }
         let addr = match self.addr {
             Some(a) => a,
             None => {
+                self.stale_addr = false;
+                self.resolved_at = Some(now);
                 let ep = &self.endpoint;
                 let a = (ep.host.as_str(), ep.port)
                     .to_socket_addrs()
@@ -462,7 +499,7 @@ impl Conn {
                 if e.raw_os_error() == Some(libc::EINPROGRESS)
                     || e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => {
-                self.addr = None;
+                self.stale_addr = true;
                 return Err(io_error(e, true));
             }
         }
@@ -492,6 +529,7 @@ impl Conn {
             reused: false,
             // Non-blocking as created.
             timeout_set: Some(Some(Duration::ZERO)),
+            progress: false,
         });
         self.last_io = now;
         Ok(())
@@ -501,7 +539,6 @@ impl Conn {
     /// connection closed while idle (sent again once on a fresh one), or
     /// an error.
     fn at_end(&mut self) -> Result<Option<Response>> {
-        let reused = self.wire.as_ref().is_some_and(|w| w.reused);
         let Some(ex) = self.exchange.as_mut() else {
             return Err(Error::transport(K::Protocol, "no request in flight"));
         };
@@ -511,20 +548,34 @@ impl Conn {
                 return Ok(self.finish());
             }
         }
-        if !ex.answered && reused && !ex.resent {
-            log::debug!(target: "pubnub_presence::conn", "kept connection was closed by the server; sending on a new one");
-            ex.resent = true;
-            let (out, call) = begin(&ex.uri)?;
-            ex.out = out;
-            ex.recv = Some(Recv::Head(call));
-            ex.input.clear();
-            self.wire = None;
+        if self.resend()? {
             return Ok(None);
         }
         Err(Error::transport(
             K::Io,
             "the server closed the connection before the response ended",
         ))
+    }
+
+    /// When the kept connection was reused and failed before any byte of
+    /// the answer (closed or reset by the server while idle), sends the
+    /// request again on a new connection, once: `Ok(true)`.
+    fn resend(&mut self) -> Result<bool> {
+        let reused = self.wire.as_ref().is_some_and(|w| w.reused);
+        let Some(ex) = self.exchange.as_mut() else {
+            return Ok(false);
+        };
+        if ex.answered || !reused || ex.resent {
+            return Ok(false);
+        }
+        log::debug!(target: "pubnub_presence::conn", "kept connection was closed by the server; sending on a new one");
+        ex.resent = true;
+        let (out, call) = begin(&ex.uri)?;
+        ex.out = out;
+        ex.recv = Some(Recv::Head(call));
+        ex.input.clear();
+        self.wire = None;
+        Ok(true)
     }
 
     /// Feeds the received bytes to the HTTP parser.
@@ -552,6 +603,12 @@ impl Conn {
                         }
                         return Ok(None);
                     };
+                    if used > MAX_HEAD {
+                        return Err(Error::transport(
+                            K::Protocol,
+                            "the response head is larger than 8 KiB",
+                        ));
+                    }
                     ex.status = resp.status().as_u16();
                     let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok());
                     ex.retry_after =

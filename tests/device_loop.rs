@@ -748,3 +748,94 @@ mod tls {
         }
     }
 }
+
+/// A long budget on a quiet channel does not starve the heartbeats.
+#[test]
+fn a_long_loop_budget_keeps_heartbeating() {
+    let feed = Feed::default();
+    let s = Server::start(feed.handler());
+    let p = PubNub::builder()
+        .subscribe_key("k")
+        .user_id("me")
+        .origin(&s.origin)
+        .heartbeat_interval(1)
+        .build()
+        .unwrap();
+    let mut hb = Heartbeater::new(&p);
+    hb.join(vec!["room".into()]).unwrap();
+    let events = p
+        .presence_events()
+        .channels(vec!["room".into()])
+        .open()
+        .unwrap();
+    let mut device = PresenceLoop::new(hb, Some(events));
+    let started = Instant::now();
+    assert!(device.poll(Duration::from_millis(3500)).unwrap().is_none());
+    assert!(started.elapsed() < Duration::from_millis(3700));
+    let beats = s.times("/heartbeat").len();
+    assert!(beats >= 3, "{beats} heartbeats in one 3.5 s call");
+}
+
+/// A kept connection reset (not closed) by the server while idle: the
+/// request goes out again on a new connection, with no error.
+#[test]
+fn a_reset_kept_connection_is_not_an_error() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let n2 = n2.clone();
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut h = String::new();
+                    while reader.read_line(&mut h).unwrap_or(0) > 0 && h != "\r\n" {
+                        h.clear();
+                    }
+                    let body = match n2.fetch_add(1, Ordering::SeqCst) {
+                        0 => batch(100, &[]),
+                        1 => batch(200, &[join(150, "room", "a")]),
+                        // Leave the next request unread and close: the
+                        // kernel answers the client with a reset.
+                        2 => {
+                            thread::sleep(Duration::from_millis(50));
+                            drop(reader);
+                            return;
+                        }
+                        _ => batch(300, &[join(250, "room", "b")]),
+                    };
+                    let msg = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(msg.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let p = client(&origin);
+    let mut ev = p
+        .presence_events()
+        .channels(vec!["room".into()])
+        .open()
+        .unwrap();
+    let mut got = Vec::new();
+    let until = Instant::now() + Duration::from_secs(3);
+    while got.len() < 2 && Instant::now() < until {
+        match ev.poll(Duration::from_millis(100)) {
+            Ok(Some(e)) => got.push(user_of(&e)),
+            Ok(None) => {}
+            Err(e) => panic!("reported as an error: {e}"),
+        }
+    }
+    assert_eq!(got, ["a", "b"]);
+}

@@ -13,9 +13,7 @@
 use crate::client::PubNub;
 use crate::conn::Conn;
 use crate::error::{Error, Result};
-use crate::presence::events::{
-    deadline_after, sleep_until, Backoff, PresenceEvent, PresenceEvents,
-};
+use crate::presence::events::{deadline_after, Backoff, PresenceEvent, PresenceEvents};
 use crate::state;
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -550,36 +548,53 @@ impl PresenceLoop {
             return Err(e);
         }
         let deadline = deadline_after(budget);
-        let now = Some(Instant::now());
-        // Without waiting: send what is due, read what has arrived.
-        self.heartbeater.poll_until(now)?;
-        let got = match &mut self.events {
-            Some(events) => events.wait(deadline)?,
-            None => {
-                // No events to wait on: wait on the heartbeat instead.
-                let until = self.heartbeater.next_due(Instant::now());
-                if self.heartbeater.in_flight() {
-                    self.heartbeater.poll_until(deadline)?;
-                } else if let Some(due) = until {
-                    if sleep_until(due, deadline) {
-                        self.heartbeater.poll_until(deadline)?;
+        loop {
+            let now = Instant::now();
+            // Without waiting: send what is due, read what has arrived.
+            self.heartbeater.poll_until(Some(now))?;
+            // Wait no longer than until the next heartbeat is due (or, with
+            // one in flight, a short slice so its answer is read), so a long
+            // budget never starves the schedule.
+            let hb_at = if self.heartbeater.in_flight() {
+                now.checked_add(HEARTBEAT_SLICE)
+            } else {
+                self.heartbeater.next_due(now)
+            };
+            let until = match (deadline, hb_at) {
+                (Some(d), Some(h)) => Some(d.min(h)),
+                (d, h) => d.or(h),
+            };
+            let got = match &mut self.events {
+                Some(events) => events.wait(until)?,
+                None => {
+                    match until {
+                        Some(u) => std::thread::sleep(u.saturating_duration_since(now)),
+                        // Nothing will ever be due and no deadline: block,
+                        // as asked, without spinning.
+                        None => std::thread::sleep(Duration::from_secs(3600)),
                     }
-                } else if let Some(d) = deadline {
-                    std::thread::sleep(d.saturating_duration_since(Instant::now()));
+                    None
                 }
+            };
+            if got.is_some() {
+                // The heartbeat's answer may have come while events were
+                // awaited; a failure waits for the next call.
+                if let Err(e) = self.heartbeater.poll_until(Some(Instant::now())) {
+                    self.deferred = Some(e);
+                }
+                return Ok(got);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.heartbeater.poll_until(Some(Instant::now()))?;
                 return Ok(None);
             }
-        };
-        // The heartbeat's answer may have come while events were awaited.
-        if let Err(e) = self.heartbeater.poll_until(Some(Instant::now())) {
-            if got.is_none() {
-                return Err(e);
-            }
-            self.deferred = Some(e);
         }
-        Ok(got)
     }
 }
+
+/// How long the loop waits on events at a time while a heartbeat's answer
+/// is awaited.
+const HEARTBEAT_SLICE: Duration = Duration::from_millis(50);
 
 /// What a running [`HeartbeatThread`] is asked to do.
 enum Command {
@@ -606,6 +621,10 @@ const THREAD_LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct HeartbeatThread {
     commands: Option<mpsc::Sender<Option<Command>>>,
+    /// Set before the stop message, so that commands queued ahead of it
+    /// are dropped instead of delaying the stop (the final leave covers
+    /// every channel still joined).
+    stopping: Arc<std::sync::atomic::AtomicBool>,
     handle: Option<JoinHandle<Result<()>>>,
     last_error: Arc<Mutex<Option<Error>>>,
 }
@@ -623,6 +642,8 @@ impl HeartbeatThread {
         let (tx, rx) = mpsc::channel::<Option<Command>>();
         let last_error = Arc::new(Mutex::new(None));
         let errors = Arc::clone(&last_error);
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_flag = Arc::clone(&stopping);
         let handle = std::thread::Builder::new()
             .name("pubnub-heartbeat".into())
             .spawn(move || {
@@ -637,7 +658,11 @@ impl HeartbeatThread {
                                 d.saturating_duration_since(now)
                             })
                     };
+                    if stop_flag.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
                     match rx.recv_timeout(wait) {
+                        Ok(Some(_)) if stop_flag.load(std::sync::atomic::Ordering::SeqCst) => break,
                         Ok(Some(cmd)) => {
                             let result = match cmd {
                                 Command::Join(c) => heartbeater.join(c),
@@ -663,6 +688,7 @@ impl HeartbeatThread {
             })?;
         Ok(HeartbeatThread {
             commands: Some(tx),
+            stopping,
             handle: Some(handle),
             last_error,
         })
@@ -707,6 +733,8 @@ impl HeartbeatThread {
     }
 
     fn shutdown(&mut self) -> Result<()> {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(tx) = self.commands.take() {
             let _ = tx.send(None);
         }
