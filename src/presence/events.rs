@@ -861,6 +861,12 @@ impl PresenceEvents {
         &mut self,
         deadline: Option<Instant>,
     ) -> std::result::Result<bool, (Error, Option<Duration>)> {
+        let busy = self.conn.as_ref().is_some_and(Conn::busy);
+        // The URL is built (and signed) only when a request goes out.
+        let url = match busy {
+            true => None,
+            false => Some(self.pubnub.url_for(self.request()).map_err(|e| (e, None))?),
+        };
         let conn = match &mut self.conn {
             Some(c) => c,
             None => {
@@ -868,21 +874,10 @@ impl PresenceEvents {
                 self.conn.insert(Conn::new(endpoint))
             }
         };
-        if !conn.busy() {
-            let mut req = self.request();
-            req.timeout = None;
-            let url = self.pubnub.url_for(req).map_err(|e| (e, None))?;
-            let conn = self
-                .conn
-                .as_mut()
-                .ok_or((Error::input("stream", "no connection"), None))?;
+        if let Some(url) = url {
             conn.start(url, self.long_poll_timeout)
                 .map_err(|e| (e, None))?;
         }
-        let conn = self
-            .conn
-            .as_mut()
-            .ok_or((Error::input("stream", "no connection"), None))?;
         let Some(resp) = conn.drive(deadline).map_err(|e| (e, None))? else {
             return Ok(false);
         };

@@ -200,16 +200,7 @@ impl Heartbeater {
     /// client's retry policy).
     pub fn heartbeat_now(&mut self, now: Instant) -> Result<()> {
         let due = self.next_due.unwrap_or(now).min(now);
-        let mut hb = self
-            .pubnub
-            .heartbeat()
-            .channels(self.channels.clone())
-            .channel_groups(self.groups.clone());
-        if !self.state.is_empty() {
-            // Each piece was validated when set; the map of them is valid.
-            hb = hb.state_checked(self.state_map());
-        }
-        match hb.execute() {
+        match self.heartbeat_call().execute() {
             Ok(()) => {
                 self.succeeded(due, now);
                 Ok(())
@@ -274,26 +265,59 @@ impl Heartbeater {
 
     /// Starts the heartbeat request on the kept connection.
     fn start(&mut self, due: Instant) -> Result<()> {
-        let mut hb = self
+        let url = self.pubnub.url_for(self.heartbeat_call().request()?)?;
+        let timeout = self.pubnub.config().request_timeout;
+        self.idle_conn()?.start(url, timeout)?;
+        self.in_flight = Some(due);
+        self.changed = false;
+        Ok(())
+    }
+
+    /// The heartbeat for everything joined, with the per-channel states.
+    fn heartbeat_call(&self) -> crate::presence::heartbeat::HeartbeatBuilder<'_> {
+        let hb = self
             .pubnub
             .heartbeat()
             .channels(self.channels.clone())
             .channel_groups(self.groups.clone());
-        if !self.state.is_empty() {
-            hb = hb.state_checked(self.state_map());
+        if self.state.is_empty() {
+            return hb;
         }
-        let url = self.pubnub.url_for(hb.request()?)?;
-        let conn = match &mut self.conn {
-            Some(c) => c,
-            None => self.conn.insert(Conn::new(self.pubnub.endpoint()?)),
-        };
+        // Each piece was validated when set; the map of them is valid.
+        hb.state_checked(self.state_map())
+    }
+
+    /// The kept connection, opened on first use, with nothing in flight (a
+    /// request in flight is abandoned).
+    fn idle_conn(&mut self) -> Result<&mut Conn> {
+        if self.conn.is_none() {
+            self.conn = Some(Conn::new(self.pubnub.endpoint()?));
+        }
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| Error::input("heartbeat", "no connection"))?;
         if conn.busy() {
             conn.abort();
         }
-        conn.start(url, self.pubnub.config().request_timeout)?;
-        self.in_flight = Some(due);
-        self.changed = false;
-        Ok(())
+        Ok(conn)
+    }
+
+    /// Of the given channels and groups, those joined; `None` if none is.
+    fn joined(
+        &self,
+        channels: Vec<String>,
+        groups: Vec<String>,
+    ) -> Option<(Vec<String>, Vec<String>)> {
+        let channels: Vec<String> = channels
+            .into_iter()
+            .filter(|c| self.channels.contains(c))
+            .collect();
+        let groups: Vec<String> = groups
+            .into_iter()
+            .filter(|g| self.groups.contains(g))
+            .collect();
+        (!channels.is_empty() || !groups.is_empty()).then_some((channels, groups))
     }
 
     fn succeeded(&mut self, due: Instant, now: Instant) {
@@ -358,17 +382,9 @@ impl Heartbeater {
     /// nothing is forgotten: they stay joined (and their state kept), so
     /// the call can be made again.
     pub fn leave_channels(&mut self, channels: Vec<String>, groups: Vec<String>) -> Result<()> {
-        let channels: Vec<String> = channels
-            .into_iter()
-            .filter(|c| self.channels.contains(c))
-            .collect();
-        let groups: Vec<String> = groups
-            .into_iter()
-            .filter(|g| self.groups.contains(g))
-            .collect();
-        if channels.is_empty() && groups.is_empty() {
+        let Some((channels, groups)) = self.joined(channels, groups) else {
             return Ok(());
-        }
+        };
         self.pubnub
             .leave()
             .channels(channels.clone())
@@ -416,17 +432,9 @@ impl Heartbeater {
         groups: Vec<String>,
         timeout: Duration,
     ) -> Result<()> {
-        let channels: Vec<String> = channels
-            .into_iter()
-            .filter(|c| self.channels.contains(c))
-            .collect();
-        let groups: Vec<String> = groups
-            .into_iter()
-            .filter(|g| self.groups.contains(g))
-            .collect();
-        if channels.is_empty() && groups.is_empty() {
+        let Some((channels, groups)) = self.joined(channels, groups) else {
             return Ok(());
-        }
+        };
         let deadline = deadline_after(timeout);
         let req = self
             .pubnub
@@ -435,14 +443,8 @@ impl Heartbeater {
             .channel_groups(groups.clone())
             .request()?;
         let url = self.pubnub.url_for(req)?;
-        let conn = match &mut self.conn {
-            Some(c) => c,
-            None => self.conn.insert(Conn::new(self.pubnub.endpoint()?)),
-        };
-        if conn.busy() {
-            conn.abort();
-        }
         self.in_flight = None;
+        let conn = self.idle_conn()?;
         conn.start(url, timeout)?;
         let Some(resp) = conn.drive(deadline)? else {
             conn.abort();
