@@ -25,6 +25,8 @@ enum Reply {
     Close,
     /// Never answer (hold the connection open until the test ends).
     Silent,
+    /// These exact bytes, in one write.
+    Raw(String),
 }
 
 trait Io: Read + Write + Send {}
@@ -147,6 +149,11 @@ fn serve(io: Box<dyn Io>, targets: &Mutex<Vec<(Instant, String)>>, handler: &Han
                         return;
                     }
                     thread::sleep(pause);
+                }
+            }
+            Reply::Raw(bytes) => {
+                if out.write_all(bytes.as_bytes()).is_err() || out.flush().is_err() {
+                    return;
                 }
             }
             Reply::Close => return,
@@ -729,6 +736,100 @@ mod tls {
         assert_eq!(s.connections(), 2, "events + heartbeats");
     }
 
+    /// A TCP relay in front of `port` that, once `slow` is set, passes
+    /// the server's bytes on one at a time, `pause` apart: a TLS record
+    /// then trickles in over many socket reads.
+    fn slow_relay(port: u16, slow: Arc<AtomicBool>, pause: Duration) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let relay = listener.local_addr().unwrap().port();
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                    break;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_in, &mut s_out);
+                });
+                let (mut s_in, mut c_out) = (server, client);
+                let slow = slow.clone();
+                thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let n = match s_in.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        for chunk in
+                            buf[..n].chunks(if slow.load(Ordering::SeqCst) { 1 } else { n })
+                        {
+                            if c_out.write_all(chunk).is_err() {
+                                return;
+                            }
+                            if slow.load(Ordering::SeqCst) {
+                                thread::sleep(pause);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        relay
+    }
+
+    /// One TLS record arriving a byte every 10 ms: each 30 ms poll still
+    /// returns within its budget (one socket read per step), and the
+    /// record is assembled across the polls.
+    #[test]
+    fn a_tls_record_trickling_in_does_not_overrun_the_budget() {
+        let (ca, config) = setup();
+        let feed = Feed::default();
+        let s = Server::start_with(Some(config), feed.handler());
+        let port: u16 = s.origin.rsplit(':').next().unwrap().parse().unwrap();
+        let slow = Arc::new(AtomicBool::new(false));
+        let relay = slow_relay(port, slow.clone(), Duration::from_millis(10));
+        let p = PubNub::builder()
+            .subscribe_key("k")
+            .user_id("me")
+            .origin(format!("https://localhost:{relay}"))
+            .root_certificate_pem(ca)
+            .build()
+            .unwrap();
+        let mut ev = p
+            .presence_events()
+            .channels(vec!["room".into()])
+            .open()
+            .unwrap();
+        for _ in 0..5 {
+            assert!(ev.poll(Duration::from_millis(100)).unwrap().is_none());
+        }
+        slow.store(true, Ordering::SeqCst);
+        // The whole response goes out in one write: one TLS record of a
+        // few hundred bytes, a few seconds in coming.
+        feed.push(Reply::Json(200, batch(200, &[join(150, "room", "slow")])));
+        let budget = Duration::from_millis(30);
+        let (mut polls, mut worst) = (0, Duration::ZERO);
+        let got = loop {
+            polls += 1;
+            let started = Instant::now();
+            let got = ev.poll(budget).unwrap();
+            worst = worst.max(started.elapsed());
+            if let Some(e) = got {
+                break e;
+            }
+            assert!(polls < 2000, "never assembled");
+        };
+        assert_eq!(user_of(&got), "slow");
+        assert!(polls > 20, "assembled across {polls} polls");
+        assert!(
+            worst < budget + Duration::from_millis(150),
+            "a poll of {budget:?} took {worst:?}"
+        );
+        assert_eq!(ev.connections_opened(), 1);
+    }
+
     #[test]
     fn unknown_issuer_is_returned_not_retried() {
         let (_, config) = setup();
@@ -838,4 +939,60 @@ fn a_reset_kept_connection_is_not_an_error() {
         }
     }
     assert_eq!(got, ["a", "b"]);
+}
+
+/// A response head over 8 KiB that arrives in one piece is refused like
+/// one that arrives in parts.
+#[test]
+fn a_response_head_over_8_kib_in_one_write_is_refused() {
+    let s = Server::start(|t| {
+        let body = if t.contains("tt=0") {
+            batch(100, &[])
+        } else {
+            batch(200, &[join(150, "room", "a")])
+        };
+        Reply::Raw(format!(
+            "HTTP/1.1 200 OK\r\nX-Pad: {}\r\nContent-Length: {}\r\n\r\n{body}",
+            "p".repeat(9000),
+            body.len()
+        ))
+    });
+    let p = client(&s.origin);
+    let mut ev = p
+        .presence_events()
+        .channels(vec!["room".into()])
+        .open()
+        .unwrap();
+    match ev.poll(Duration::from_secs(2)).map_err(Error::into_kind) {
+        Err(ErrorKind::Transport {
+            kind: TransportErrorKind::Protocol,
+            detail,
+        }) => assert!(detail.contains("8 KiB"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Commands queued behind a slow one do not delay `stop`: they are
+/// dropped, and the final leave covers what is still joined.
+#[test]
+fn heartbeat_thread_stop_does_not_wait_for_queued_commands() {
+    let s = Server::start(|_| Reply::Silent);
+    let p = client(&s.origin);
+    let mut hb = Heartbeater::new(&p);
+    hb.join((0..20).map(|i| format!("room{i}")).collect())
+        .unwrap();
+    let thread = HeartbeatThread::spawn(hb).unwrap();
+    // Each leave of one channel may take its 2 s against this server.
+    for i in 0..20 {
+        thread.leave_channels(vec![format!("room{i}")], vec![]);
+        thread.set_state_json(&format!("room{i}"), r#"{"a":1}"#);
+    }
+    thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let _ = thread.stop();
+    let took = started.elapsed();
+    // At most the leave in progress and the final leave, 2 s each.
+    assert!(took < Duration::from_millis(4800), "stop took {took:?}");
+    let leaves = s.targets().iter().filter(|t| t.contains("/leave?")).count();
+    assert!(leaves <= 2, "{leaves} leaves sent");
 }
