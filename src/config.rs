@@ -217,12 +217,13 @@ impl PubNubBuilder {
             .user_id
             .filter(|u| !u.is_empty())
             .ok_or_else(|| Error::input("user_id", "a non-empty user id is required"))?;
+        let given = self.origin.is_some();
         let origin = self
             .origin
             .unwrap_or_else(|| DEFAULT_ORIGIN.to_string())
             .trim_end_matches('/')
             .to_string();
-        check_origin(&origin)?;
+        check_origin(&origin, given)?;
         let presence_timeout = self.presence_timeout.unwrap_or(DEFAULT_PRESENCE_TIMEOUT);
         if presence_timeout < MIN_PRESENCE_TIMEOUT {
             return Err(Error::input(
@@ -274,14 +275,21 @@ impl PubNubBuilder {
     }
 }
 
-fn check_origin(origin: &str) -> Result<()> {
+/// Checks the origin; `given` tells whether it was set or is the default
+/// (which an error without `tls` then names, with the fix).
+fn check_origin(origin: &str, given: bool) -> Result<()> {
     let rest = if let Some(rest) = origin.strip_prefix("http://") {
         rest
     } else if let Some(rest) = origin.strip_prefix("https://") {
         if !cfg!(feature = "tls") {
             return Err(Error::input(
                 "origin",
-                "https:// origins need the `tls` feature; enable it or use an http:// origin",
+                if given {
+                    "https:// origins need the `tls` feature: enable it, or use an http:// origin"
+                } else {
+                    "the default origin, https://ps.pndsn.com, needs the `tls` feature: enable it, \
+                     or set an http:// origin with `.origin(\"http://…\")`"
+                },
             ));
         }
         rest
@@ -352,16 +360,30 @@ mod tests {
             }
         }
         #[cfg(not(feature = "tls"))]
-        assert!(matches!(
-            base()
-                .origin("https://ps.pndsn.com")
+        {
+            assert!(matches!(
+                base()
+                    .origin("https://ps.pndsn.com")
+                    .build()
+                    .map_err(Error::into_kind),
+                Err(crate::ErrorKind::Input {
+                    argument: "origin",
+                    ..
+                })
+            ));
+            // Without an origin set, the error says the default is https
+            // and how to fix it.
+            let e = PubNub::builder()
+                .subscribe_key("sub")
+                .user_id("me")
                 .build()
-                .map_err(Error::into_kind),
-            Err(crate::ErrorKind::Input {
-                argument: "origin",
-                ..
-            })
-        ));
+                .unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "invalid origin: the default origin, https://ps.pndsn.com, needs the `tls` feature: \
+                 enable it, or set an http:// origin with `.origin(\"http://…\")`"
+            );
+        }
         #[cfg(feature = "tls")]
         assert!(base().origin("https://ps.pndsn.com").build().is_ok());
     }

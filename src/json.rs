@@ -8,9 +8,14 @@
 //!
 //! - Strings are borrowed from the body unless they contain a `\` escape;
 //!   only then is a `String` allocated for the unescaped text.
-//! - All escapes are handled, `\uXXXX` surrogate pairs decoded; lone
-//!   surrogates, raw control characters and invalid UTF-8 are rejected with
-//!   the byte offset.
+//! - All escapes are handled, `\uXXXX` surrogate pairs decoded. A lone
+//!   surrogate escape (`"\ud83d"` without its pair: valid JSON text by
+//!   RFC 8259's grammar, and what JavaScript's `JSON.stringify` writes for
+//!   a string cut in the middle of an emoji) is accepted: a parsed string
+//!   ([`Cursor::parse_str`]: names, user ids) gets U+FFFD (`�`) in its
+//!   place, and a skipped value (a user's state) keeps its text as is. Raw
+//!   control characters, malformed escapes and invalid UTF-8 are rejected
+//!   with the byte offset.
 //! - Numbers that do not fit the requested integer type are rejected, not
 //!   wrapped.
 //! - A skipped value may nest at most [`MAX_DEPTH`] levels.
@@ -18,10 +23,13 @@
 use crate::error::{Error, Result};
 use std::borrow::Cow;
 
-/// How deeply a skipped value (e.g. a user's state) may nest: 128 levels,
-/// the same limit `serde_json` applies, so every state we accept can also be
-/// turned into a `serde_json::Value`.
+/// How deeply a skipped value (e.g. a user's state) may nest: 128 levels.
+/// (`serde_json` reads at most 127: with the `serde` feature the state
+/// setters check that too, see [`crate::state`].)
 pub const MAX_DEPTH: usize = 128;
+
+/// The decode error's reason past [`MAX_DEPTH`].
+pub(crate) const TOO_DEEP: &str = "nesting deeper than 128 levels";
 
 /// Bytes that end the fast scan of a string: `"`, `\` and control chars.
 static STRING_STOP: [bool; 256] = {
@@ -408,15 +416,10 @@ impl<'a> Cursor<'a> {
     }
 
     fn scan_string_checked(&mut self) -> Result<()> {
-        // Opening quote already peeked.
+        // Opening quote already peeked. Escapes are checked to be
+        // well-formed; a lone surrogate escape is kept (module docs).
         self.bump();
-        let start = self.pos;
-        if self.scan_str_body()? {
-            // Escapes are well-formed; surrogates still need pairing.
-            let raw = self.buf.get(start..self.pos - 1).unwrap_or_default();
-            check_surrogates(raw, self.base.saturating_add(start))?;
-        }
-        Ok(())
+        self.scan_str_body().map(drop)
     }
 
     /// Validates and skips one value of any kind, returning its raw text.
@@ -430,7 +433,7 @@ impl<'a> Cursor<'a> {
             match self.peek() {
                 Some(b'{') => {
                     if !stack.push(true) {
-                        return Err(self.err("nesting deeper than 128 levels"));
+                        return Err(self.err(TOO_DEEP));
                     }
                     self.bump();
                     self.skip_ws();
@@ -444,7 +447,7 @@ impl<'a> Cursor<'a> {
                 }
                 Some(b'[') => {
                     if !stack.push(false) {
-                        return Err(self.err("nesting deeper than 128 levels"));
+                        return Err(self.err(TOO_DEEP));
                     }
                     self.bump();
                     self.skip_ws();
@@ -560,48 +563,77 @@ fn hex4(raw: &[u8], at: usize) -> Option<u16> {
     })
 }
 
-/// Walks the escapes of a raw string body, checking that every surrogate
-/// escape is part of a high+low pair.
-fn check_surrogates(raw: &[u8], base: usize) -> Result<()> {
+/// The low surrogate escaped right after the `\uXXXX` escape at `at`, if
+/// one is there.
+fn low_surrogate_after(raw: &[u8], at: usize) -> Option<u16> {
+    if raw.get(at + 6..at + 8) != Some(b"\\u") {
+        return None;
+    }
+    hex4(raw, at + 8).filter(|lo| (0xDC00..=0xDFFF).contains(lo))
+}
+
+/// The JSON text `raw` (already validated) with every lone surrogate
+/// escape replaced by `\ufffd`, for parsers that reject them
+/// (`serde_json`). Same length; borrowed when there is none.
+#[cfg(any(feature = "serde", test))]
+pub(crate) fn replace_lone_surrogates(raw: &str) -> Cow<'_, str> {
+    let bytes = raw.as_bytes();
+    let mut out: Option<Vec<u8>> = None;
     let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        if b != b'\\' {
-            i += 1;
-            continue;
-        }
-        if raw.get(i + 1) != Some(&b'u') {
+    while let Some(n) = bytes
+        .get(i..)
+        .and_then(|r| r.iter().position(|&b| b == b'\\'))
+    {
+        i += n;
+        if bytes.get(i + 1) != Some(&b'u') {
+            // `\x`: skip both bytes, so `\\u` is not taken for an escape.
             i += 2;
             continue;
         }
-        let unit = hex4(raw, i + 2)
-            .ok_or_else(|| Error::decode(base.saturating_add(i), "invalid \\u escape"))?;
-        match unit {
-            0xD800..=0xDBFF => {
-                let low = if raw.get(i + 6..i + 8) == Some(b"\\u") {
-                    hex4(raw, i + 8)
-                } else {
-                    None
-                };
-                match low {
-                    Some(0xDC00..=0xDFFF) => i += 12,
-                    _ => {
-                        return Err(Error::decode(
-                            base.saturating_add(i),
-                            "lone surrogate in string",
-                        ))
-                    }
+        match hex4(bytes, i + 2) {
+            Some(0xD800..=0xDBFF) if low_surrogate_after(bytes, i).is_some() => i += 12,
+            Some(0xD800..=0xDFFF) => {
+                let copy = out.get_or_insert_with(|| bytes.to_vec());
+                if let Some(digits) = copy.get_mut(i + 2..i + 6) {
+                    digits.copy_from_slice(b"fffd");
                 }
-            }
-            0xDC00..=0xDFFF => {
-                return Err(Error::decode(
-                    base.saturating_add(i),
-                    "lone surrogate in string",
-                ))
+                i += 6;
             }
             _ => i += 6,
         }
     }
-    Ok(())
+    match out.map(String::from_utf8) {
+        // ASCII hex digits replaced by ASCII: still UTF-8.
+        Some(Ok(s)) => Cow::Owned(s),
+        _ => Cow::Borrowed(raw),
+    }
+}
+
+/// How deeply the (already validated) JSON text nests: 0 for a scalar, 1
+/// for `{}` or `[1]`, and so on. Never recurses.
+pub(crate) fn nesting_depth(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth = depth.saturating_add(1);
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Unescapes the body of a string already checked by `scan_str_body` and
@@ -639,35 +671,19 @@ fn unescape(raw: &[u8], base: usize) -> Result<String> {
         }
         let unit = hex4(raw, i + 2)
             .ok_or_else(|| Error::decode(base.saturating_add(i), "invalid \\u escape"))?;
-        let ch = match unit {
-            0xD800..=0xDBFF => {
-                let low = if raw.get(i + 6..i + 8) == Some(b"\\u") {
-                    hex4(raw, i + 8)
-                } else {
-                    None
-                };
-                match low {
-                    Some(lo @ 0xDC00..=0xDFFF) => {
-                        let c =
-                            0x10000 + ((u32::from(unit) - 0xD800) << 10) + (u32::from(lo) - 0xDC00);
-                        i += 12;
-                        char::from_u32(c)
-                    }
-                    _ => {
-                        return Err(Error::decode(
-                            base.saturating_add(i),
-                            "lone surrogate in string",
-                        ))
-                    }
-                }
+        let ch = match (unit, low_surrogate_after(raw, i)) {
+            (0xD800..=0xDBFF, Some(lo)) => {
+                let c = 0x10000 + ((u32::from(unit) - 0xD800) << 10) + (u32::from(lo) - 0xDC00);
+                i += 12;
+                char::from_u32(c)
             }
-            0xDC00..=0xDFFF => {
-                return Err(Error::decode(
-                    base.saturating_add(i),
-                    "lone surrogate in string",
-                ))
+            // A lone surrogate (a high one without its low one, or a low
+            // one alone): U+FFFD, as `String::from_utf16_lossy` does.
+            (0xD800..=0xDFFF, _) => {
+                i += 6;
+                Some(char::REPLACEMENT_CHARACTER)
             }
-            u => {
+            (u, _) => {
                 i += 6;
                 char::from_u32(u32::from(u))
             }
@@ -764,6 +780,13 @@ mod tests {
             (r#""\ud83d\ude00""#, "😀", false),
             (r#""é😀""#, "é😀", true),
             (r#""\u017b\u00d3\u0141""#, "ŻÓŁ", false),
+            // Lone surrogates (valid JSON text, RFC 8259 §7): U+FFFD each.
+            (r#""abc\ud83d""#, "abc\u{fffd}", false),
+            (r#""\ude00""#, "\u{fffd}", false),
+            (r#""\ud83dx\ude00""#, "\u{fffd}x\u{fffd}", false),
+            (r#""\ud83d\u0041""#, "\u{fffd}A", false),
+            (r#""\ud83d\ud83d\ude00""#, "\u{fffd}😀", false),
+            (r#""\ude00\ud83d""#, "\u{fffd}\u{fffd}", false),
         ];
         for (json, want, borrowed) in ok {
             let got = str_of(json).unwrap();
@@ -771,9 +794,6 @@ mod tests {
             assert_eq!(matches!(got, Cow::Borrowed(_)), borrowed, "{json}");
         }
         let bad = [
-            (r#""\ud83d""#, 1, "lone surrogate in string"),
-            (r#""\ude00""#, 1, "lone surrogate in string"),
-            (r#""\ud83dx\ude00""#, 1, "lone surrogate in string"),
             ("\"a\u{1}\"", 2, "control character in string"),
             (r#""\x""#, 2, "invalid escape"),
             (r#""\u12""#, 5, "invalid \\u escape"),
@@ -826,6 +846,9 @@ mod tests {
             "{}",
             r#"{"a":[1,{"b":null}],"c":"\ud83d\ude00"}"#,
             " [ 1 , [ ] , { } ] ",
+            // A lone surrogate escape is kept as it is in a skipped value.
+            r#"{"name":"abc\ud83d"}"#,
+            r#"["\ude00","\ud800x"]"#,
         ];
         for json in ok {
             let mut c = Cursor::new(json);
@@ -846,11 +869,46 @@ mod tests {
             "-",
             "1.",
             "1e",
-            "\"\\ud800\"",
+            "\"\\ud80\"",
         ];
         for json in bad {
             assert!(validate(json.as_bytes()).is_err(), "{json}");
         }
+    }
+
+    #[test]
+    fn lone_surrogates_replaced_in_text() {
+        let cases = [
+            (r#"{"n":"abc\ud83d"}"#, r#"{"n":"abc\ufffd"}"#),
+            (
+                r#"{"n":"\ude00\ud83d\ude00\uD800"}"#,
+                r#"{"n":"\ufffd\ud83d\ude00\ufffd"}"#,
+            ),
+            (r#"{"n":"\ud83d\u0041"}"#, r#"{"n":"\ufffd\u0041"}"#),
+            // An escaped backslash followed by `u` is not an escape.
+            (r#"{"n":"\\ud800"}"#, r#"{"n":"\\ud800"}"#),
+            (r#"{"\ud800":1}"#, r#"{"\ufffd":1}"#),
+        ];
+        for (text, want) in cases {
+            assert_eq!(replace_lone_surrogates(text), want, "{text}");
+        }
+        let clean = r#"{"n":"\ud83d\ude00 \" \\"}"#;
+        assert!(matches!(replace_lone_surrogates(clean), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn depth_of_text() {
+        for (text, depth) in [
+            ("1", 0),
+            ("{}", 1),
+            (r#"{"a":[1,{"b":[]}]}"#, 4),
+            (r#"{"a":"[[[{{"}"#, 1),
+            (r#"{"a\"[":["\\",[]]}"#, 3),
+        ] {
+            assert_eq!(nesting_depth(text), depth, "{text}");
+        }
+        let deep = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert_eq!(nesting_depth(&deep), MAX_DEPTH);
     }
 
     #[test]
@@ -920,7 +978,7 @@ mod tests {
 
     #[test]
     fn offsets_saturate_at_any_base() {
-        let mut c = Cursor::with_base("  \"\\ud800\"", usize::MAX - 1);
+        let mut c = Cursor::with_base("  \"\\ud80\"", usize::MAX - 1);
         assert_eq!(c.offset(), usize::MAX - 1);
         c.skip_ws();
         assert_eq!(c.offset(), usize::MAX);

@@ -35,7 +35,8 @@
 //!   `into_owned()` detaches them. `execute()` returns the owned form, named
 //!   without a lifetime: [`HereNow`], [`WhereNow`], [`SetState`],
 //!   [`GetState`].
-//! - **One error type**, [`Error`]: input errors before any byte is sent,
+//! - **One error type**, [`Error`]: input errors before any byte is sent
+//!   (a request URL over [`request::MAX_URL_LEN`], 32 KiB, is one),
 //!   server errors with status, message, service and Access Manager lists,
 //!   transport errors by kind, decode errors with the byte offset.
 //!
@@ -43,20 +44,29 @@
 //!
 //! | feature | default | what it does | cost |
 //! |---|---|---|---|
-//! | `tls` | yes | `https://` origins through rustls (ring) with Mozilla's roots; request signing (HMAC from ring) | +12 crates (18 → 30), ≈ +1 MB stripped (the rustls + ring + roots baseline; BENCHMARKS.md) |
-//! | `serde` | no | state is `serde_json::Value`, setters take `serde::Serialize` | +4 crates (`serde`, `serde_json` and their deps) |
+//! | `tls` | yes | `https://` origins through rustls (ring) with Mozilla's roots; request signing (HMAC from ring) | +11 crates (19 → 30), ≈ +1 MB stripped (the rustls + ring + roots baseline; BENCHMARKS.md) |
+//! | `serde` | no | state is `serde_json::Value`, setters take `serde::Serialize` | +4 crates (`serde`, `serde_core`, `serde_json`, `memchr`) |
 //! | `emulator` | no | the local presence server, for offline tests | no extra crates; not linked unless used |
 //!
-//! Without `tls` only `http://` origins work, and an `https://` origin is an
-//! error at `build()`.
+//! Crate counts leave this crate out and count each package once: the
+//! normal dependencies that `cargo tree --locked -e normal --prefix none`
+//! lists on x86_64 Linux, `(*)` repeats removed (no build- or
+//! dev-dependencies; miniserde's derive crates are counted).
+//!
+//! Without `tls` only `http://` origins work: an `https://` origin, the
+//! default [`DEFAULT_ORIGIN`] included, is an error at `build()`, so set one
+//! with `.origin("http://…")`.
 //!
 //! # User state
 //!
 //! See [`state`]: by default a [`State`] holding the JSON text (borrowed
-//! from the body; `Debug` prints the JSON), `serde_json::Value` with the
-//! `serde` feature, as PubNub's docs describe. Setters take a value (or a
-//! reference) that serializes to a JSON object, or JSON text
-//! ([`PubNub::set_presence_state_json`]).
+//! from the body; `Debug` prints the JSON). With the `serde` feature,
+//! `State<'a>` is instead a type alias for `serde_json::Value`, as PubNub's
+//! docs describe; these docs (and docs.rs) are built without `serde`, so
+//! they show the default `State` and its methods. Setters take a value (or
+//! a reference) that serializes to a JSON object, or JSON text
+//! ([`PubNub::set_presence_state_json`]), checked before anything is sent
+//! (see [`state`] for the rules and for states other clients set).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

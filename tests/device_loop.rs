@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 enum Reply {
     Json(u16, String),
     /// Send the head and body a byte at a time, `pause` apart; keep alive.
+    /// (Only the TLS test uses it.)
+    #[cfg(feature = "tls")]
     Trickle(String, Duration),
     /// Close the connection without answering.
     Close,
@@ -139,6 +141,7 @@ fn serve(io: Box<dyn Io>, targets: &Mutex<Vec<(Instant, String)>>, handler: &Han
                     return;
                 }
             }
+            #[cfg(feature = "tls")]
             Reply::Trickle(body, pause) => {
                 let msg = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",

@@ -3,7 +3,7 @@
 
 use pubnub_presence::emulator::{Options, Server, ServerHandle};
 use pubnub_presence::state::state_json;
-use pubnub_presence::{Error, ErrorKind, PresenceEvent, PubNub};
+use pubnub_presence::{PresenceEvent, PubNub};
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -406,6 +406,7 @@ fn sub_key_underscore_spelling() {
 #[cfg(feature = "tls")]
 #[test]
 fn signed_requests_verify_and_bad_ones_are_refused() {
+    use pubnub_presence::{Error, ErrorKind};
     let server = Server::start_with(
         "127.0.0.1:0",
         Options {

@@ -489,9 +489,7 @@ fn read_payload<'a>(c: &mut Cursor<'a>, p: &mut PayloadFields<'a>) -> Result<()>
             "timestamp" => p.timestamp = c.parse_u64()?,
             "precise_timestamp" => p.precise_timestamp = Some(c.parse_u64()?),
             "data" => {
-                c.skip_ws();
-                let at = c.offset();
-                p.data = Some(state::from_raw(c.skip_value()?, at)?);
+                p.data = Some(state::from_raw(c.skip_value()?));
             }
             "join" => p.join = string_list(c)?,
             "leave" => p.leave = string_list(c)?,
@@ -586,7 +584,9 @@ impl<'p> PresenceEventsBuilder<'p> {
     }
 
     /// Checks the arguments and returns the stream. No request is sent
-    /// until the first `next_event` or `poll`.
+    /// until the first `next_event` or `poll`. A subscribe URL over
+    /// [`request::MAX_URL_LEN`] (with the longest cursor) is an input
+    /// error here.
     pub fn open(self) -> Result<PresenceEvents> {
         self.targets.check()?;
         let Targets {
@@ -598,7 +598,7 @@ impl<'p> PresenceEventsBuilder<'p> {
         for name in channels.iter_mut().chain(&mut groups) {
             name.push_str(PNPRES);
         }
-        Ok(PresenceEvents {
+        let events = PresenceEvents {
             pubnub: self.pubnub.clone(),
             channels,
             groups,
@@ -609,7 +609,15 @@ impl<'p> PresenceEventsBuilder<'p> {
             pending: VecDeque::new(),
             seen: VecDeque::new(),
             backoff: Backoff::default(),
-        })
+        };
+        // The cursor only grows the URL by its digits: the longest one
+        // bounds every request the stream will make.
+        let longest = Timetoken {
+            t: u64::MAX,
+            r: u32::MAX,
+        };
+        request::check_url_len(self.pubnub.config(), &events.url_at(longest))?;
+        Ok(events)
     }
 }
 
@@ -763,8 +771,18 @@ impl PresenceEvents {
         self.conn.as_ref().map_or(0, |c| c.connects)
     }
 
-    /// The subscribe request for the current cursor (sans-IO).
+    /// The subscribe request for the current cursor (sans-IO). Its length
+    /// was checked against [`request::MAX_URL_LEN`] by `open()`, for any
+    /// cursor.
     pub fn request(&self) -> Request {
+        let config = self.pubnub.config();
+        let mut req = request::finish_unchecked(config, self.url_at(self.cursor));
+        req.timeout = Some(crate::transport::LONG_POLL_TIMEOUT);
+        req
+    }
+
+    /// The subscribe URL for `cursor`.
+    fn url_at(&self, cursor: Timetoken) -> String {
         let config = self.pubnub.config();
         let mut path = request::start(config, "/v2/subscribe/");
         path.push('/');
@@ -774,14 +792,12 @@ impl PresenceEvents {
         push_param(
             &mut query,
             "tt",
-            crate::presence::here_now::itoa64(self.cursor.t).as_str(),
+            crate::presence::here_now::itoa64(cursor.t).as_str(),
         );
-        if self.cursor.t != 0 {
-            push_param(&mut query, "tr", itoa(self.cursor.r).as_str());
+        if cursor.t != 0 {
+            push_param(&mut query, "tr", itoa(cursor.r).as_str());
         }
-        let mut req = request::finish(config, query);
-        req.timeout = Some(crate::transport::LONG_POLL_TIMEOUT);
-        req
+        query
     }
 
     /// Feeds a decoded batch into the stream: advances the cursor and queues

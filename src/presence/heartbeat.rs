@@ -48,16 +48,25 @@ impl HeartbeatBuilder<'_> {
         /// Channel groups to be present on.
         channel_groups;
     }
-    /// Per-channel state: a JSON object keyed by channel, e.g.
-    /// `{"lobby": {"mood": "happy"}}`, sent as `state=`.
-    pub fn state<T: state::Serialize + ?Sized>(mut self, per_channel: &T) -> Self {
-        self.state = Some(state::to_json_object(per_channel, "state"));
+    /// Per-channel state: a value that serializes to a JSON object keyed
+    /// by channel, e.g. `{"lobby": {"mood": "happy"}}`, sent as `state=`.
+    /// Takes the value or a reference to it, like
+    /// [`PubNub::set_presence_state`]; checked as described in
+    /// [`crate::state`] (an error is returned by `request()`/`execute()`).
+    pub fn state<T: state::Serialize>(mut self, per_channel: T) -> Self {
+        self.state = Some(state::to_json_object(
+            &per_channel,
+            "state",
+            state::MAX_STATE_DEPTH,
+        ));
         self
     }
-    /// The state as an already-serialized JSON object keyed by channel.
+    /// The state as JSON text: one object keyed by channel (checked the
+    /// same way).
     pub fn state_json(mut self, json: impl Into<String>) -> Self {
         let json = json.into();
-        self.state = Some(state::check_json_object(&json, "state").map(|()| json));
+        self.state =
+            Some(state::check_json_object(&json, "state", state::MAX_STATE_DEPTH).map(|()| json));
         self
     }
 
@@ -90,7 +99,7 @@ impl HeartbeatBuilder<'_> {
             let json = state.as_ref().map_err(Clone::clone)?;
             push_param(&mut query, "state", json);
         }
-        Ok(request::finish(config, query))
+        request::finish(config, query)
     }
 
     /// Sends the heartbeat.
@@ -118,10 +127,7 @@ impl LeaveBuilder<'_> {
     /// Builds the request without sending it.
     pub fn request(&self) -> Result<Request> {
         let config = self.pubnub.config();
-        Ok(request::finish(
-            config,
-            self.targets.channel_url(config, "/leave")?,
-        ))
+        request::finish(config, self.targets.channel_url(config, "/leave")?)
     }
     /// Sends the leave.
     pub fn execute(self) -> Result<()> {
@@ -188,6 +194,30 @@ mod tests {
             .presence_timeout(5)
             .request()
             .is_err());
+    }
+
+    #[test]
+    fn heartbeat_state_by_value_by_reference_and_as_text() {
+        let p = pn();
+        #[cfg(not(feature = "serde"))]
+        let value = {
+            let mut mood = miniserde::json::Object::new();
+            mood.insert("k".into(), miniserde::json::Value::String("v".into()));
+            let mut o = miniserde::json::Object::new();
+            o.insert("a".into(), miniserde::json::Value::Object(mood));
+            o
+        };
+        #[cfg(feature = "serde")]
+        let value = serde_json::json!({"a": {"k": "v"}});
+        let hb = || p.heartbeat().channels(vec!["a".into()]);
+        let by_ref = hb().state(&value).request().unwrap();
+        let by_value = hb().state(value).request().unwrap();
+        let as_text = hb().state_json(r#"{"a":{"k":"v"}}"#).request().unwrap();
+        assert_eq!(by_ref, by_value);
+        assert_eq!(by_ref, as_text);
+        assert!(by_ref
+            .query()
+            .ends_with("&state=%7B%22a%22%3A%7B%22k%22%3A%22v%22%7D%7D"));
     }
 
     #[test]

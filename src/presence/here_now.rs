@@ -204,7 +204,7 @@ impl HereNowBuilder<'_> {
         if self.offset > 0 {
             push_param(&mut query, "offset", itoa(self.offset).as_str());
         }
-        Ok(request::finish(config, query))
+        request::finish(config, query)
     }
 
     /// Sends the request and decodes the answer.
@@ -273,7 +273,7 @@ impl GlobalHereNowBuilder<'_> {
         let path = request::presence_path(config);
         let mut query = request::base_query(path, config, &[]);
         push_flags(&mut query, self.include_state, self.include_user_ids);
-        Ok(request::finish(config, query))
+        request::finish(config, query)
     }
     /// Sends the request and decodes the answer.
     pub fn execute(self) -> Result<HereNow> {
@@ -472,9 +472,7 @@ fn decode_users<'a>(c: &mut Cursor<'a>, occupancy: Option<u32>) -> Result<Vec<He
                     match &*key {
                         "uuid" => user_id = Some(c.parse_str()?),
                         "state" => {
-                            c.skip_ws();
-                            let at = c.offset();
-                            user_state = state::from_raw(c.skip_value()?, at)?;
+                            user_state = state::from_raw(c.skip_value()?);
                         }
                         _ => {
                             c.skip_value()?;
@@ -615,6 +613,45 @@ mod tests {
         #[cfg(feature = "serde")]
         assert!(debug.contains(r#"String("happy")"#), "{debug}");
         assert!(!debug.contains("[123"), "{debug}");
+    }
+
+    /// What JavaScript's `JSON.stringify` writes for a string cut in the
+    /// middle of an emoji: a lone surrogate escape. One such occupant must
+    /// not fail the whole result.
+    #[test]
+    fn lone_surrogates_do_not_sink_the_result() {
+        let body = br#"{"occupancy":2,"uuids":[{"uuid":"dev\ud83d","state":{"name":"abc\ud83d"}},{"uuid":"ok","state":{"n":1}}]}"#;
+        let r = decode(body, Some("ch")).unwrap();
+        let users = &r.channels[0].occupants;
+        // Names and user ids: U+FFFD in place of the lone surrogate.
+        assert_eq!(users[0].user_id, "dev\u{fffd}");
+        assert_eq!(users[1].user_id, "ok");
+        // State without serde: the JSON text as sent.
+        #[cfg(not(feature = "serde"))]
+        assert_eq!(users[0].state, r#"{"name":"abc\ud83d"}"#);
+        // With serde: read as serde_json would read `\ufffd`.
+        #[cfg(feature = "serde")]
+        assert_eq!(users[0].state, serde_json::json!({"name": "abc\u{fffd}"}));
+        assert_eq!(users[1].state, st(r#"{"n":1}"#));
+    }
+
+    /// A state serde_json cannot hold (a number beyond f64, set by another
+    /// client) does not fail the result either.
+    #[test]
+    fn a_state_beyond_serde_json_does_not_sink_the_result() {
+        let body = br#"{"payload":{"channels":{"c":{"occupancy":2,"uuids":[{"uuid":"big","state":{"n":1e400}},{"uuid":"ok","state":{"n":1}}]}},"total_channels":1,"total_occupancy":2}}"#;
+        let r = decode(body, None).unwrap();
+        let users = &r.channels[0].occupants;
+        #[cfg(not(feature = "serde"))]
+        assert_eq!(users[0].state, r#"{"n":1e400}"#);
+        // With serde: its exact JSON text, as a string (a real state is an
+        // object), instead of an error for the whole call.
+        #[cfg(feature = "serde")]
+        assert_eq!(
+            users[0].state,
+            serde_json::Value::String(r#"{"n":1e400}"#.into())
+        );
+        assert_eq!(users[1].state, st(r#"{"n":1}"#));
     }
 
     #[test]

@@ -91,51 +91,86 @@ impl Heartbeater {
     }
 
     /// Adds channels; when any is new, the next heartbeat is due at once.
+    ///
+    /// Fails, joining none of them, when a name is empty or contains `,`,
+    /// or when the heartbeat would no longer fit in
+    /// [`MAX_URL_LEN`](crate::request::MAX_URL_LEN).
     pub fn join(&mut self, channels: Vec<String>) -> Result<()> {
         crate::request::check_names("channels", &channels)?;
+        let before = self.channels.len();
         if add_new(&mut self.channels, channels) {
+            if let Err(e) = self.check_fits() {
+                self.channels.truncate(before);
+                return Err(e);
+            }
             self.due_now();
         }
         Ok(())
     }
 
     /// Adds channel groups; when any is new, the next heartbeat is due at
-    /// once.
+    /// once. Fails, joining none of them, as [`Heartbeater::join`] does.
     pub fn join_groups(&mut self, groups: Vec<String>) -> Result<()> {
         crate::request::check_names("channel_groups", &groups)?;
+        let before = self.groups.len();
         if add_new(&mut self.groups, groups) {
+            if let Err(e) = self.check_fits() {
+                self.groups.truncate(before);
+                return Err(e);
+            }
             self.due_now();
         }
         Ok(())
     }
 
     /// Sets the state sent for `channel` with every heartbeat; a change is
-    /// sent at once, the same state again sends nothing.
-    pub fn set_state<T: state::Serialize + ?Sized>(
-        &mut self,
-        channel: &str,
-        value: &T,
-    ) -> Result<()> {
-        let json = state::to_json_object(value, "state")?;
-        self.put_state(channel, json);
+    /// sent at once, the same state again sends nothing. Takes the value or
+    /// a reference to it, like
+    /// [`PubNub::set_presence_state`](crate::PubNub::set_presence_state).
+    ///
+    /// Fails, keeping the state set before, when the value does not
+    /// serialize to a JSON object of at most 127 levels (each heartbeat
+    /// sends it inside the map of per-channel states; see
+    /// [`crate::state`]), or when the heartbeat would no longer fit in
+    /// [`MAX_URL_LEN`](crate::request::MAX_URL_LEN).
+    pub fn set_state<T: state::Serialize>(&mut self, channel: &str, value: T) -> Result<()> {
+        let json = state::to_json_object(&value, "state", state::MAX_CHANNEL_STATE_DEPTH)?;
+        self.put_state(channel, json)
+    }
+
+    /// Sets the state for `channel` from JSON text (one object); a change
+    /// is sent at once, the same text again sends nothing. Fails as
+    /// [`Heartbeater::set_state`] does.
+    pub fn set_state_json(&mut self, channel: &str, json: impl Into<String>) -> Result<()> {
+        let json = json.into();
+        state::check_json_object(&json, "state", state::MAX_CHANNEL_STATE_DEPTH)?;
+        self.put_state(channel, json)
+    }
+
+    fn put_state(&mut self, channel: &str, json: String) -> Result<()> {
+        if self.state.get(channel) == Some(&json) {
+            return Ok(());
+        }
+        let before = self.state.insert(channel.to_string(), json);
+        if let Err(e) = self.check_fits() {
+            match before {
+                Some(json) => self.state.insert(channel.to_string(), json),
+                None => self.state.remove(channel),
+            };
+            return Err(e);
+        }
+        self.due_now();
         Ok(())
     }
 
-    /// Sets the state for `channel` from a JSON object text; a change is
-    /// sent at once, the same text again sends nothing.
-    pub fn set_state_json(&mut self, channel: &str, json: &str) -> Result<()> {
-        state::check_json_object(json, "state")?;
-        if self.state.get(channel).map(String::as_str) != Some(json) {
-            self.put_state(channel, json.to_string());
+    /// Checks that the heartbeat for what is joined, with every state, can
+    /// be sent: `join` and `set_state` keep this true, so a schedule never
+    /// holds a heartbeat that fails before it is sent.
+    fn check_fits(&self) -> Result<()> {
+        if self.channels.is_empty() && self.groups.is_empty() {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    fn put_state(&mut self, channel: &str, json: String) {
-        if self.state.get(channel) != Some(&json) {
-            self.state.insert(channel.to_string(), json);
-            self.due_now();
-        }
+        self.heartbeat_call().request().map(drop)
     }
 
     /// The next heartbeat is due now; one in flight (which carries the old
@@ -672,7 +707,7 @@ impl HeartbeatThread {
                                 Command::Leave(c, g) => {
                                     heartbeater.leave_channels_within(c, g, THREAD_LEAVE_TIMEOUT)
                                 }
-                                Command::SetState(c, json) => heartbeater.set_state_json(&c, &json),
+                                Command::SetState(c, json) => heartbeater.set_state_json(&c, json),
                             };
                             if let Err(e) = result {
                                 store(&errors, e);
@@ -719,8 +754,8 @@ impl HeartbeatThread {
 
     /// Sets the state for a channel while running; a change is sent with
     /// one heartbeat at once, and no `leave`.
-    pub fn set_state_json(&self, channel: &str, json: &str) {
-        self.send(Command::SetState(channel.to_string(), json.to_string()));
+    pub fn set_state_json(&self, channel: &str, json: impl Into<String>) {
+        self.send(Command::SetState(channel.to_string(), json.into()));
     }
 
     /// The most recent failure, if any (taken: a second call returns

@@ -20,7 +20,7 @@
 //!     pub fn request(&self) -> Result<Request> {
 //!         let config = self.pubnub.config();
 //!         let url = self.targets.channel_url(config, "/leave")?;
-//!         Ok(request::finish(config, url))
+//!         request::finish(config, url)
 //!     }
 //! }
 //! ```

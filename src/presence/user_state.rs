@@ -114,7 +114,10 @@ impl PubNub {
     /// # Ok::<(), pubnub_presence::Error>(())
     /// ```
     pub fn set_presence_state<T: state::Serialize>(&self, state: T) -> SetStateBuilder<'_> {
-        SetStateBuilder::new(self, state::to_json_object(&state, "state"))
+        SetStateBuilder::new(
+            self,
+            state::to_json_object(&state, "state", state::MAX_STATE_DEPTH),
+        )
     }
 
     /// Sets the user's state from JSON text, which must be one JSON object
@@ -130,7 +133,8 @@ impl PubNub {
     /// ```
     pub fn set_presence_state_json(&self, json: impl Into<String>) -> SetStateBuilder<'_> {
         let json = json.into();
-        let checked = state::check_json_object(&json, "state").map(|()| json);
+        let checked =
+            state::check_json_object(&json, "state", state::MAX_STATE_DEPTH).map(|()| json);
         SetStateBuilder::new(self, checked)
     }
 
@@ -191,7 +195,7 @@ impl<'p> SetStateBuilder<'p> {
         let config = self.pubnub.config();
         let mut query = self.targets.channel_user_url(config, "/data")?;
         push_param(&mut query, "state", json);
-        Ok(request::finish(config, query))
+        request::finish(config, query)
     }
 
     /// Sends the request and decodes the answer.
@@ -225,10 +229,7 @@ impl GetStateBuilder<'_> {
     /// Builds the request without sending it.
     pub fn request(&self) -> Result<Request> {
         let config = self.pubnub.config();
-        Ok(request::finish(
-            config,
-            self.targets.channel_user_url(config, "")?,
-        ))
+        request::finish(config, self.targets.channel_user_url(config, "")?)
     }
 
     /// Sends the request and decodes the answer.
@@ -248,7 +249,7 @@ pub fn decode_set<'a>(body: &'a [u8], channel: &'a str) -> Result<SetStateResult
         .ok_or_else(|| Error::decode(0, "set state body has no payload"))?;
     Ok(SetStateResult {
         channel: Cow::Borrowed(channel),
-        state: state::from_raw(payload.raw, payload.offset)?,
+        state: state::from_raw(payload.raw),
     })
 }
 
@@ -265,7 +266,7 @@ pub fn decode_get(body: &[u8]) -> Result<GetStateResult<'_>> {
         return Ok(GetStateResult {
             state: vec![GetStateInfo {
                 channel_name: channel.cursor().parse_str()?,
-                state: state::from_raw(payload.raw, payload.offset)?,
+                state: state::from_raw(payload.raw),
             }],
         });
     }
@@ -282,12 +283,10 @@ pub fn decode_get(body: &[u8]) -> Result<GetStateResult<'_>> {
         c.begin_object()?;
         let mut first_channel = true;
         while let Some(channel_name) = c.next_key(&mut first_channel)? {
-            c.skip_ws();
-            let at = c.offset();
             let raw = c.skip_value()?;
             infos.push(GetStateInfo {
                 channel_name,
-                state: state::from_raw(raw, at)?,
+                state: state::from_raw(raw),
             });
         }
         result = Some(infos);

@@ -97,7 +97,7 @@ impl WhereNowBuilder<'_> {
     /// Builds the request without sending it.
     pub fn request(&self) -> Result<Request> {
         let config = self.pubnub.config();
-        Ok(request::finish(config, self.targets.user_url(config)?))
+        request::finish(config, self.targets.user_url(config)?)
     }
 
     /// Sends the request and decodes the answer.
