@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 enum Reply {
     Json(u16, String),
     /// Send the head and body a byte at a time, `pause` apart; keep alive.
+    /// (Used by the TLS test only.)
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Trickle(String, Duration),
     /// Close the connection without answering.
     Close,
