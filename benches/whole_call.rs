@@ -172,7 +172,7 @@ fn main() {
         s_req.allocs, s_req.bytes
     );
     println!(
-        "| send(): parse URL, ureq round trip, body | {} | {} |",
+        "| send(): parse URL, round trip (own HTTP client), body | {} | {} |",
         s_send.allocs, s_send.bytes
     );
     println!(

@@ -1,4 +1,4 @@
-//! The client: configuration plus one reusable connection.
+//! The client: configuration plus a small pool of reusable connections.
 
 use crate::config::{Config, PubNubBuilder};
 use crate::envelope;
@@ -181,8 +181,8 @@ impl PubNub {
     }
 
     /// Where kept connections (event stream, device loop) connect.
-    pub(crate) fn endpoint(&self) -> Result<crate::conn::Endpoint> {
-        self.transport.endpoint(&self.config)
+    pub(crate) fn endpoint(&self) -> crate::conn::Endpoint {
+        self.transport.endpoint()
     }
 
     /// The URL to send for `request` now: signed with the current time
@@ -205,7 +205,7 @@ impl PubNub {
 /// What each attempt sends: a parsed URL reused as is, or (with a secret
 /// key) the request, signed afresh with the current time per attempt.
 enum Target {
-    Plain(ureq::http::Uri),
+    Plain(ureq_proto::http::Uri),
     #[cfg(feature = "tls")]
     Signed(Request),
 }
@@ -220,7 +220,7 @@ impl Target {
         crate::transport::parse_uri(request.into_url()).map(Target::Plain)
     }
 
-    fn uri(&self, config: &Config) -> Result<ureq::http::Uri> {
+    fn uri(&self, config: &Config) -> Result<ureq_proto::http::Uri> {
         #[cfg(not(feature = "tls"))]
         let _ = config;
         match self {

@@ -189,7 +189,7 @@ impl PubNubBuilder {
     /// A root certificate (PEM) to trust, for private deployments and tests.
     ///
     /// NOTE(trust): when set, the PEM's certificates **replace** the bundled
-    /// Mozilla roots (ureq's rustls setup takes one root store), so the client
+    /// Mozilla roots (the rustls configuration takes one root store), so the client
     /// trusts only that authority, which is what a private deployment wants.
     pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.root_certificate_pem = Some(pem.into());

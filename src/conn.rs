@@ -1,11 +1,13 @@
-//! A kept connection that carries one GET at a time and is driven in
-//! slices: each [`Conn::drive`] does what it can before the caller's
-//! deadline and returns, keeping the socket, the TLS session and the
-//! half-read response for the next call.
+//! The HTTP client of the crate: a kept connection that carries one GET
+//! at a time and is driven in slices: each [`Conn::drive`] does what it
+//! can before the caller's deadline and returns, keeping the socket, the
+//! TLS session and the half-read response for the next call.
 //!
 //! This is what lets a single-threaded loop wait on a long-poll for 100 ms
-//! at a time without abandoning it (ureq's blocking `call()` drops its
-//! connection when a read times out). The pieces, all already in the tree:
+//! at a time without abandoning it (a blocking HTTP call drops its
+//! connection when a read times out). The ordinary calls use it too,
+//! driven until their deadline, from the transport's pool of idle
+//! connections. The pieces:
 //!
 //! - TCP: a non-blocking connect (`socket2`), after which a blocking write
 //!   with the socket's write timeout set to the remaining budget waits at
@@ -15,12 +17,20 @@
 //!   `process_new_packets` / `write_tls`; a timed-out socket read leaves
 //!   its state intact.
 //! - HTTP/1.1: ureq-proto's sans-IO client (`Call`), fed whatever bytes
-//!   have arrived; "not complete yet" is a normal answer.
+//!   have arrived; "not complete yet" is a normal answer. The request head
+//!   is written into a buffer sized for it (no fixed output buffer, so a
+//!   long request line is not refused).
 //!
-//! Bounds kept on this path, as on the regular transport: the connect
-//! timeout (TCP and TLS handshake), TLS verification with the bundled or
-//! configured roots, a response head of at most 8 KiB, the body cap, and a
-//! silence bound (no byte for that long: the connection is dropped).
+//! Bounds: the connect timeout (TCP and TLS handshake), TLS verification
+//! with the bundled or configured roots, a response head of at most 8 KiB,
+//! the body cap (a larger declared or received body drops the connection),
+//! and either a bound on each phase (sending the request, waiting for the
+//! response head, reading the body: the ordinary calls) or a silence bound
+//! (no byte for that long: the event stream and the heartbeats); breaking
+//! one drops the connection. An idle connection is checked before reuse
+//! (closed by the server, or bytes nobody asked for: a new one is opened),
+//! and a reused one that fails before any byte of the answer is replaced
+//! and the request sent again, once.
 
 use crate::config::Config;
 use crate::error::{Error, Result, TransportErrorKind as K};
@@ -34,6 +44,8 @@ use ureq_proto::client::{Call, RecvBodyResult, RecvResponseResult, SendRequestRe
 use ureq_proto::http;
 
 const MAX_HEAD: usize = 8 * 1024;
+/// Addresses of one lookup tried in turn (IPv6 and IPv4, a few of each).
+const MAX_ADDRS: usize = 4;
 const READ_CHUNK: usize = 4 * 1024;
 
 /// What the kept connections of one client share: where to connect and
@@ -95,6 +107,9 @@ fn tls_config(config: &Config) -> Result<rustls::ClientConfig> {
             let bad = |reason| Error::input("root_certificate_pem", reason);
             let ders = crate::transport::pem_certificates(pem)
                 .ok_or_else(|| bad("the root certificate is not valid PEM"))?;
+            if ders.is_empty() {
+                return Err(bad("the PEM holds no certificate"));
+            }
             for der in ders {
                 roots
                     .add(rustls::pki_types::CertificateDer::from(der))
@@ -112,6 +127,12 @@ fn tls_config(config: &Config) -> Result<rustls::ClientConfig> {
 
 /// A socket and, for `https`, its TLS session.
 struct Wire {
+    /// The TCP and TLS handshakes were seen done (the phase bound runs
+    /// from then on, the connect timeout before).
+    ready: bool,
+    /// Decrypted response bytes not yet consumed by the parser; kept with
+    /// the connection, so a reused one reads into the same buffer.
+    input: Vec<u8>,
     sock: TcpStream,
     #[cfg(feature = "tls")]
     tls: Option<rustls::ClientConnection>,
@@ -159,6 +180,17 @@ impl Wire {
         Ok(())
     }
 
+    /// Whether an idle connection is no longer usable: the server closed
+    /// it, reset it, or sent bytes nobody asked for (a response to nothing,
+    /// e.g. a 408 before closing, must not be taken for the next answer).
+    fn stale(&self) -> bool {
+        // One non-blocking peek, whatever the socket's mode.
+        let mut byte = [std::mem::MaybeUninit::new(0u8)];
+        let peek = socket2::SockRef::from(&self.sock)
+            .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT);
+        !matches!(peek, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
     /// Writes what is pending: the TLS session's records, or `out` for
     /// plain HTTP. `Ok(false)` when the socket could not take it all yet.
     fn flush(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
@@ -193,13 +225,15 @@ impl Wire {
         Ok(true)
     }
 
-    /// Reads what has arrived into `into`: `Ok(0)` at the end of the
+    /// Reads what has arrived into `input`: `Ok(0)` at the end of the
     /// stream, `WouldBlock` when nothing came before the socket's timeout.
-    fn fill(&mut self, into: &mut Vec<u8>) -> io::Result<usize> {
+    fn fill(&mut self) -> io::Result<usize> {
+        let mut into = std::mem::take(&mut self.input);
         let at = into.len();
         into.resize(at + READ_CHUNK, 0);
         let got = self.read_some(into.get_mut(at..).unwrap_or_default());
         into.truncate(at + *got.as_ref().unwrap_or(&0));
+        self.input = into;
         got
     }
 
@@ -252,6 +286,18 @@ enum Recv {
     Body(Call<RecvBody>),
 }
 
+impl Exchange {
+    /// What a timeout of `bound` interrupted.
+    fn timed_out(&self) -> &'static str {
+        match (&self.recv, self.per_phase, self.sent) {
+            (_, false, _) => "no data from the server in time",
+            (_, _, false) => "timed out sending the request",
+            (Some(Recv::Body(_)), ..) => "timed out reading the body",
+            _ => "timed out waiting for the response head",
+        }
+    }
+}
+
 /// One request in flight.
 struct Exchange {
     /// The URL, kept to send again on a fresh connection when a reused one
@@ -261,8 +307,6 @@ struct Exchange {
     out: Vec<u8>,
     /// `None` only while being advanced.
     recv: Option<Recv>,
-    /// Decrypted response bytes not yet consumed by the parser.
-    input: Vec<u8>,
     status: u16,
     retry_after: Option<Duration>,
     body: Vec<u8>,
@@ -270,16 +314,28 @@ struct Exchange {
     answered: bool,
     /// Whether the request was already sent again once.
     resent: bool,
+    /// Addresses tried for this request after the first one failed.
+    addr_tries: usize,
+    /// The request was handed to the socket whole: waiting for (or
+    /// reading) the response.
+    sent: bool,
+    /// How `bound` applies: to each phase (sending, waiting for the
+    /// response head, reading the body) from its start, or (`false`) as a
+    /// silence bound, from the last byte that moved.
+    per_phase: bool,
 }
 
 /// A kept connection for one purpose (the event stream's long-poll, the
-/// device loop's heartbeats). See the module docs.
+/// device loop's heartbeats, an idle connection of the ordinary calls'
+/// pool). See the module docs.
 pub(crate) struct Conn {
     endpoint: Endpoint,
-    /// Resolved once and reused for reconnects; resolved again only after
-    /// a connect failure (a lookup can block beyond any budget: std has no
-    /// bounded resolver).
-    addr: Option<SocketAddr>,
+    /// The addresses of the last lookup (at most [`MAX_ADDRS`]), the one to
+    /// connect to first: resolved once and reused for reconnects; resolved
+    /// again only after connects failed (a lookup can block beyond any
+    /// budget: std has no bounded resolver). A failed connect goes on to
+    /// the next address, as long as the request has not tried them all.
+    addrs: Vec<SocketAddr>,
     /// A connect failed since the last lookup: look the name up again,
     /// but not more often than every 30 s (a lookup blocks beyond any
     /// budget, and an outage fails every connect).
@@ -287,8 +343,10 @@ pub(crate) struct Conn {
     resolved_at: Option<Instant>,
     wire: Option<Wire>,
     exchange: Option<Exchange>,
-    /// No byte for this long: the connection is dead.
-    silence: Duration,
+    /// How long a phase may last, or (silence bound) how long the request
+    /// may go without a byte moving; see [`Exchange::per_phase`].
+    bound: Duration,
+    /// Where `bound` runs from: the start of the phase, or the last byte.
     last_io: Instant,
     /// Connections opened, for logs and tests.
     pub(crate) connects: u64,
@@ -307,12 +365,12 @@ impl Conn {
     pub(crate) fn new(endpoint: Endpoint) -> Self {
         Conn {
             endpoint,
-            addr: None,
+            addrs: Vec::new(),
             stale_addr: false,
             resolved_at: None,
             wire: None,
             exchange: None,
-            silence: Duration::from_secs(310),
+            bound: Duration::from_secs(310),
             last_io: Instant::now(),
             connects: 0,
         }
@@ -329,23 +387,44 @@ impl Conn {
         self.wire = None;
     }
 
+    /// Whether the connection is open (a complete response left it
+    /// usable for the next request).
+    pub(crate) fn is_open(&self) -> bool {
+        self.wire.is_some()
+    }
+
     /// Starts a GET of `url` (its origin must be the endpoint's). `silence`
     /// bounds how long the request may go without a byte moving.
     pub(crate) fn start(&mut self, url: String, silence: Duration) -> Result<()> {
-        let uri = crate::transport::parse_uri(url)?;
+        self.start_uri(crate::transport::parse_uri(url)?, silence, false)
+    }
+
+    /// Starts a GET of `uri`; `bound` limits each phase (`per_phase`) or
+    /// the time without a byte moving.
+    pub(crate) fn start_uri(
+        &mut self,
+        uri: http::Uri,
+        bound: Duration,
+        per_phase: bool,
+    ) -> Result<()> {
+        if self.wire.as_ref().is_some_and(Wire::stale) {
+            self.wire = None;
+        }
         let (out, call) = begin(&uri)?;
         self.exchange = Some(Exchange {
             uri,
             out,
             recv: Some(Recv::Head(call)),
-            input: Vec::new(),
             status: 0,
             retry_after: None,
             body: Vec::new(),
             answered: false,
             resent: false,
+            addr_tries: 0,
+            sent: false,
+            per_phase,
         });
-        self.silence = silence;
+        self.bound = bound;
         self.last_io = Instant::now();
         Ok(())
     }
@@ -371,58 +450,73 @@ impl Conn {
         loop {
             let now = Instant::now();
             if self.wire.is_none() {
-                self.open(now)?;
+                if let Err(e) = self.open(now) {
+                    // No route to this address, say: try the next one.
+                    if !self.addrs.is_empty() && self.next_addr() {
+                        continue;
+                    }
+                    return Err(e);
+                }
             }
             let (Some(wire), Some(ex)) = (self.wire.as_mut(), self.exchange.as_mut()) else {
                 return Err(Error::transport(K::Protocol, "no request in flight"));
             };
+            let handshaking = wire.handshaking();
+            if !handshaking && !wire.ready {
+                // The handshakes are done: the first phase starts now.
+                wire.ready = true;
+                self.last_io = now;
+            }
             // The nearest of: the caller's deadline, the connect timeout
-            // (while handshaking), the silence bound.
-            let limit = if wire.handshaking() {
-                wire.opened
-                    .checked_add(self.endpoint.connect_timeout)
-                    .unwrap_or(now)
+            // (while handshaking), the phase or silence bound. `None`: a
+            // bound too far to count (a duration near `Duration::MAX`).
+            let limit = if handshaking {
+                wire.opened.checked_add(self.endpoint.connect_timeout)
             } else {
-                self.last_io.checked_add(self.silence).unwrap_or(now)
+                self.last_io.checked_add(self.bound)
             };
-            if now >= limit {
-                return Err(if wire.handshaking() {
-                    // A connect that timed out: the address may have moved.
+            if limit.is_some_and(|l| now >= l) {
+                return Err(if handshaking {
+                    // A connect that timed out: try the next address, or
+                    // look the name up again next time (it may have moved).
+                    if !wire.connected && self.next_addr() {
+                        continue;
+                    }
                     self.stale_addr = true;
                     Error::transport(K::Timeout, "connect timed out")
                 } else {
-                    Error::transport(K::Timeout, "no data from the server in time")
+                    Error::transport(K::Timeout, ex.timed_out())
                 });
             }
-            let until = match deadline {
-                Some(d) => d.min(limit),
-                None => limit,
+            let until = match (deadline, limit) {
+                (Some(d), Some(l)) => Some(d.min(l)),
+                (d, l) => d.or(l),
             };
-            let wait = until.saturating_duration_since(now);
             // A wait under a millisecond rounds to "don't block": a zero
             // socket timeout would mean "block forever".
-            let wait = if wait < Duration::from_millis(1) {
-                Duration::ZERO
-            } else {
-                wait
-            };
-            wire.set_wait(Some(wait)).map_err(|e| io_error(e, false))?;
+            let wait = until.map(|u| match u.saturating_duration_since(now) {
+                w if w < Duration::from_millis(1) => Duration::ZERO,
+                w => w,
+            });
+            wire.set_wait(wait).map_err(|e| io_error(e, false))?;
 
-            let connected_before = wire.connected;
             let flushed = match wire.flush(&mut ex.out) {
                 Ok(f) => f,
                 Err(e) => {
                     let connect = !wire.connected;
                     if connect {
-                        self.stale_addr = true;
+                        if self.next_addr() {
+                            continue;
+                        }
                     } else if self.resend()? {
                         continue;
                     }
                     return Err(io_error(e, connect));
                 }
             };
-            if !connected_before && wire.connected {
-                self.last_io = Instant::now();
+            if handshaking && !wire.handshaking() {
+                // Connected: compute the wait again with the phase bound.
+                continue;
             }
             if !flushed {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -430,20 +524,27 @@ impl Conn {
                 }
                 continue;
             }
-            match wire.fill(&mut ex.input) {
+            if !ex.sent && !handshaking {
+                // The request went out whole: waiting for the response.
+                ex.sent = true;
+                self.last_io = Instant::now();
+            }
+            match wire.fill() {
                 Ok(0) => {
                     if let Some(resp) = self.at_end()? {
                         return Ok(Some(resp));
                     }
                 }
                 Ok(_) => {
-                    self.last_io = Instant::now();
+                    if !ex.per_phase {
+                        self.last_io = Instant::now();
+                    }
                     if let Some(resp) = self.parse()? {
                         return Ok(Some(resp));
                     }
                 }
                 Err(e) if would_block(&e) => {
-                    if std::mem::take(&mut wire.progress) {
+                    if std::mem::take(&mut wire.progress) && !ex.per_phase {
                         self.last_io = Instant::now();
                     }
                     if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -469,21 +570,23 @@ impl Conn {
             .resolved_at
             .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(30));
         if self.stale_addr && !recent {
-            self.addr = None;
+            self.addrs.clear();
         }
-        let addr = match self.addr {
-            Some(a) => a,
+        let addr = match self.addrs.first() {
+            Some(a) => *a,
             None => {
                 self.stale_addr = false;
                 self.resolved_at = Some(now);
                 let ep = &self.endpoint;
-                let a = (ep.host.as_str(), ep.port)
+                self.addrs = (ep.host.as_str(), ep.port)
                     .to_socket_addrs()
                     .map_err(|e| Error::transport(K::Dns, format!("lookup failed: {e}")))?
-                    .next()
-                    .ok_or_else(|| Error::transport(K::Dns, "the name has no address"))?;
-                self.addr = Some(a);
-                a
+                    .take(MAX_ADDRS)
+                    .collect();
+                *self
+                    .addrs
+                    .first()
+                    .ok_or_else(|| Error::transport(K::Dns, "the name has no address"))?
             }
         };
         let sock = socket2::Socket::new(
@@ -498,10 +601,7 @@ impl Conn {
             Err(e)
                 if e.raw_os_error() == Some(libc::EINPROGRESS)
                     || e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => {
-                self.stale_addr = true;
-                return Err(io_error(e, true));
-            }
+            Err(e) => return Err(io_error(e, true)),
         }
         let _ = sock.set_tcp_nodelay(true);
         #[cfg(feature = "tls")]
@@ -521,6 +621,8 @@ impl Conn {
             log::debug!(target: "pubnub_presence::conn", "connecting again (connection {})", self.connects);
         }
         self.wire = Some(Wire {
+            ready: false,
+            input: Vec::new(),
             sock: sock.into(),
             #[cfg(feature = "tls")]
             tls,
@@ -533,6 +635,26 @@ impl Conn {
         });
         self.last_io = now;
         Ok(())
+    }
+
+    /// After a failed connect: drops the connection and moves on to the
+    /// next address of the lookup (`true`: connect again), unless this
+    /// request tried them all (then the name is looked up again next time,
+    /// at most every 30 s).
+    fn next_addr(&mut self) -> bool {
+        self.wire = None;
+        let addrs = self.addrs.len();
+        let more = self.exchange.as_mut().is_some_and(|ex| {
+            ex.addr_tries += 1;
+            ex.addr_tries < addrs
+        });
+        if more {
+            self.addrs.rotate_left(1);
+            log::debug!(target: "pubnub_presence::conn", "connect failed; trying the next address");
+        } else {
+            self.stale_addr = true;
+        }
+        more
     }
 
     /// The stream ended: a complete close-delimited body, a reused
@@ -570,10 +692,10 @@ impl Conn {
         }
         log::debug!(target: "pubnub_presence::conn", "kept connection was closed by the server; sending on a new one");
         ex.resent = true;
+        ex.sent = false;
         let (out, call) = begin(&ex.uri)?;
         ex.out = out;
         ex.recv = Some(Recv::Head(call));
-        ex.input.clear();
         self.wire = None;
         Ok(true)
     }
@@ -581,17 +703,18 @@ impl Conn {
     /// Feeds the received bytes to the HTTP parser.
     fn parse(&mut self) -> Result<Option<Response>> {
         let max_body = self.endpoint.max_body;
-        let Some(ex) = self.exchange.as_mut() else {
+        let (Some(ex), Some(wire)) = (self.exchange.as_mut(), self.wire.as_mut()) else {
             return Err(Error::transport(K::Protocol, "no request in flight"));
         };
+        let input = &mut wire.input;
         ex.answered = true;
         loop {
             match ex.recv.take() {
                 Some(Recv::Head(mut call)) => {
-                    let (used, resp) = call.try_response(&ex.input, false).map_err(proto)?;
-                    ex.input.drain(..used.min(ex.input.len()));
+                    let (used, resp) = call.try_response(input, false).map_err(proto)?;
+                    input.drain(..used.min(input.len()));
                     let Some(resp) = resp else {
-                        if ex.input.len() > MAX_HEAD {
+                        if input.len() > MAX_HEAD {
                             return Err(Error::transport(
                                 K::Protocol,
                                 "the response head is larger than 8 KiB",
@@ -610,16 +733,11 @@ impl Conn {
                         ));
                     }
                     ex.status = resp.status().as_u16();
-                    let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok());
-                    ex.retry_after =
-                        header(http::header::RETRY_AFTER).and_then(crate::retry::parse_retry_after);
-                    let declared = header(http::header::CONTENT_LENGTH)
-                        .and_then(crate::json::digits_u64)
-                        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-                    if declared.is_some_and(|n| n > max_body) {
-                        return Err(too_large(max_body));
-                    }
-                    ex.body = Vec::with_capacity(declared.unwrap_or(1024).min(max_body));
+                    let head = crate::transport::read_head(resp.headers(), max_body)?;
+                    ex.retry_after = head.retry_after;
+                    ex.body = crate::transport::body_buffer(head.declared, max_body);
+                    // The body phase starts.
+                    self.last_io = Instant::now();
                     match call.proceed() {
                         Some(RecvResponseResult::RecvBody(b)) => ex.recv = Some(Recv::Body(b)),
                         Some(RecvResponseResult::Redirect(c)) => {
@@ -634,10 +752,10 @@ impl Conn {
                 Some(Recv::Body(mut call)) => {
                     let mut chunk = [0u8; 1024];
                     loop {
-                        let (used, n) = call.read(&ex.input, &mut chunk).map_err(proto)?;
-                        ex.input.drain(..used.min(ex.input.len()));
+                        let (used, n) = call.read(input, &mut chunk).map_err(proto)?;
+                        input.drain(..used.min(input.len()));
                         if ex.body.len().saturating_add(n) > max_body {
-                            return Err(too_large(max_body));
+                            return Err(crate::transport::too_large(max_body));
                         }
                         ex.body
                             .extend_from_slice(chunk.get(..n).unwrap_or_default());
@@ -664,7 +782,7 @@ impl Conn {
 
     /// The response is complete: keep the connection unless told to close.
     fn cleanup(&mut self, close: bool) -> Option<Response> {
-        let leftover = self.exchange.as_ref().is_some_and(|e| !e.input.is_empty());
+        let leftover = self.wire.as_ref().is_some_and(|w| !w.input.is_empty());
         if close || leftover {
             self.wire = None;
         } else if let Some(w) = self.wire.as_mut() {
@@ -685,8 +803,10 @@ impl Conn {
 /// The request head for a GET of `uri`, and the call that parses its
 /// response.
 fn begin(uri: &http::Uri) -> Result<(Vec<u8>, Call<RecvResponse>)> {
+    // A constant value: no copy per request.
+    const AGENT: http::HeaderValue = http::HeaderValue::from_static(PNSDK);
     let req = http::Request::get(uri.clone())
-        .header(http::header::USER_AGENT, PNSDK)
+        .header(http::header::USER_AGENT, AGENT)
         .body(())
         .map_err(|_| Error::input("origin", "the request url is not valid"))?;
     let mut call = Call::new(req).map_err(proto)?.proceed();
@@ -714,13 +834,6 @@ fn proto(e: ureq_proto::Error) -> Error {
     Error::transport(K::Protocol, e.to_string())
 }
 
-fn too_large(cap: usize) -> Error {
-    Error::transport(
-        K::BodyTooLarge,
-        format!("the body exceeds the {cap}-byte cap"),
-    )
-}
-
 /// Maps a socket or TLS error; `connecting`: before TCP was established.
 fn io_error(e: io::Error, connecting: bool) -> Error {
     #[cfg(feature = "tls")]
@@ -734,4 +847,71 @@ fn io_error(e: io::Error, connecting: bool) -> Error {
         _ => K::Io,
     };
     Error::transport(kind, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+
+    /// A port nobody listens on.
+    fn dead_port() -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }
+
+    #[test]
+    fn a_failed_connect_goes_on_to_the_next_address() {
+        let live = TcpListener::bind("127.0.0.1:0").unwrap();
+        let live_addr = live.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in live.incoming() {
+                let Ok(mut stream) = stream else { break };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+            }
+        });
+        let origin = format!("http://{live_addr}");
+        let pubnub = crate::PubNub::builder()
+            .subscribe_key("k")
+            .user_id("u")
+            .origin(&origin)
+            .build()
+            .unwrap();
+        let dead = dead_port();
+        // Refused on IPv6 loopback, or failing at once where there is none;
+        // refused on IPv4; then the server.
+        let tried = [
+            format!("[::1]:{dead}").parse().unwrap(),
+            format!("127.0.0.1:{dead}").parse().unwrap(),
+            live_addr,
+        ];
+        let mut conn = Conn::new(pubnub.endpoint());
+        conn.addrs = tried.to_vec();
+        conn.resolved_at = Some(Instant::now());
+        conn.start(format!("{origin}/time/0"), Duration::from_secs(5))
+            .unwrap();
+        let resp = conn.drive(None).unwrap().unwrap();
+        assert_eq!((resp.status, resp.body.as_slice()), (200, &b"{}"[..]));
+        // The address that worked is tried first from now on.
+        assert_eq!(conn.addrs.first(), Some(&live_addr));
+
+        // Every address refused: the request fails with the connect error,
+        // after trying each once.
+        let mut conn = Conn::new(pubnub.endpoint());
+        conn.addrs = tried[..2].to_vec();
+        conn.resolved_at = Some(Instant::now());
+        conn.start(format!("{origin}/time/0"), Duration::from_secs(5))
+            .unwrap();
+        match conn.drive(None).map_err(Error::into_kind) {
+            Err(crate::ErrorKind::Transport { kind, .. }) => assert_eq!(kind, K::Connect),
+            other => panic!("{other:?}"),
+        }
+        assert!(conn.stale_addr);
+    }
 }

@@ -24,12 +24,14 @@
 //!
 //! # Design
 //!
-//! - **Blocking, no runtime.** One `ureq` agent, one kept-alive connection,
-//!   small I/O buffers. Built for small Linux devices and single-threaded
-//!   tools.
+//! - **Blocking, no runtime.** One small HTTP/1.1 client of its own
+//!   (ureq-proto's sans-IO protocol core over std sockets and rustls),
+//!   kept-alive connections, small buffers. Built for small Linux devices
+//!   and single-threaded tools.
 //! - **Sans-IO core.** Each builder's `request()` returns the URL (path
 //!   and query available apart) without sending anything; [`decode`] turns response bytes into
-//!   results. Only the transport module touches the network.
+//!   results. Only the connection code (the `transport` and `conn` modules)
+//!   touches the network.
 //! - **Compact parser.** A non-recursive JSON cursor ([`json`]) that borrows
 //!   strings from the body; results borrow too (`HereNowResult<'a>`) and
 //!   `into_owned()` detaches them. `execute()` returns the owned form, named

@@ -1,23 +1,32 @@
-//! The only module that does I/O: one `ureq` agent, reused across calls.
+//! Ordinary calls: each GET goes over a kept connection ([`Conn`], the
+//! same HTTP/1.1 and TLS code as the event stream's), taken from a small
+//! pool of idle ones and put back after a complete response, so calls
+//! reuse a connection (keep-alive) and concurrent calls from clones of the
+//! client do not wait for each other.
+//!
+//! Bounds: the connect timeout (TCP and TLS handshakes), the request
+//! timeout for each phase (sending, waiting for the response head, reading
+//! the body), the optional whole-request timeout (long-polls, an attempt
+//! cut short by the retry deadline), the response head (8 KiB) and body
+//! (`max_response_size`) caps. A connection that fails or breaks a bound is
+//! dropped. A reused idle connection that the server closed before
+//! answering is replaced and the request sent again, once (`Conn`).
 
 use crate::config::{Config, DEFAULT_MAX_RESPONSE_SIZE};
+use crate::conn::{Conn, Endpoint};
 use crate::error::{Error, Result, TransportErrorKind};
-use crate::request::PNSDK;
 use std::io::Read;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
-use ureq::http::Uri;
+use std::time::{Duration, Instant};
+use ureq_proto::http::{self, Uri};
 
 /// How long a long-poll subscribe may take: the server holds it up to 280 s
 /// (PROTOCOL.md §5), so the read timeout must be longer.
 pub const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(310);
 
-// NOTE(buffers): ureq defaults to 128 KiB input and output buffers per
-// connection. Presence requests are a few hundred bytes and responses are
-// read through the body reader, so small buffers keep a call's heap low.
-const INPUT_BUFFER: usize = 8 * 1024;
-const OUTPUT_BUFFER: usize = 2 * 1024;
-const MAX_HEADER_SIZE: usize = 8 * 1024;
+/// Idle connections kept for ordinary calls (each holds a socket and, for
+/// `https`, a TLS session).
+const MAX_IDLE: usize = 2;
 
 /// A response: status and body bytes.
 #[derive(Debug)]
@@ -30,136 +39,56 @@ pub struct Response {
     pub retry_after: Option<Duration>,
 }
 
+/// Cheap to clone: clones share the endpoint and the idle connections.
 #[derive(Clone)]
-pub(crate) struct Transport {
-    agent: ureq::Agent,
-    /// The agent for requests with their own timeout (long-polls, an
-    /// attempt cut short by the retry deadline), kept while that timeout
-    /// stays the same, so a poll loop reuses its connection.
-    ///
-    /// NOTE(size): a second agent instead of ureq's per-request config,
-    /// whose copy-and-override code cost about 2 KB in the footprint build.
-    timed: Arc<Mutex<Option<(Duration, ureq::Agent)>>>,
-    setup: Arc<Setup>,
-    max_response_size: usize,
-    /// Where kept connections go, and their TLS settings: built on first
-    /// use (a client that never opens a stream never builds a second root
-    /// store).
-    endpoint: Arc<std::sync::OnceLock<crate::conn::Endpoint>>,
-}
+pub(crate) struct Transport(Arc<Shared>);
 
-/// What building an agent needs.
-struct Setup {
-    connect_timeout: Duration,
+struct Shared {
+    /// Where to connect and the TLS settings, for the ordinary calls and
+    /// the kept connections of the event stream and the device loop.
+    endpoint: Endpoint,
+    /// Connections that completed a response and may take the next one.
+    /// The lock is held only to take or put one, never during I/O.
+    idle: Mutex<Vec<Conn>>,
     request_timeout: Duration,
-    #[cfg(feature = "tls")]
-    tls: ureq::tls::TlsConfig,
-}
-
-/// An agent whose phases (send, response head, body) are each bounded by
-/// `timeout`, and the whole request too when `timeout` is given.
-#[inline(never)]
-fn agent(setup: &Setup, timeout: Option<Duration>) -> ureq::Agent {
-    let phase = Some(timeout.unwrap_or(setup.request_timeout));
-    // A long-poll loop needs one idle connection; keep the second pool
-    // from holding more (each idle connection keeps its buffers).
-    let idle = if timeout.is_some() { 1 } else { 2 };
-    let builder = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        // A redirect from a presence origin is a captive portal or a
-        // misconfiguration; report it instead of following it.
-        .max_redirects(0)
-        .user_agent(PNSDK)
-        .accept_encoding("identity")
-        // NOTE(allocations): ureq copies each automatic header value per
-        // request; `Accept: */*` says nothing, so it is not sent.
-        .accept("")
-        .timeout_connect(Some(setup.connect_timeout))
-        // NOTE(allocations): ureq's whole-call timer (`timeout_global`)
-        // costs 5 allocations per request; per-phase timers cost none.
-        // The request timeout therefore bounds each phase (sending,
-        // waiting for the response head, reading the body), and the
-        // retry policy's deadline bounds the whole call. Only requests
-        // with their own timeout pay for the whole-call timer.
-        .timeout_send_request(phase)
-        .timeout_recv_response(phase)
-        .timeout_recv_body(phase)
-        .timeout_global(timeout)
-        .input_buffer_size(INPUT_BUFFER)
-        .output_buffer_size(OUTPUT_BUFFER)
-        .max_response_header_size(MAX_HEADER_SIZE)
-        .max_idle_connections(idle)
-        .max_idle_connections_per_host(idle);
-    #[cfg(feature = "tls")]
-    let builder = builder.tls_config(setup.tls.clone());
-    builder.build().new_agent()
 }
 
 impl Transport {
     pub(crate) fn new(config: &Config) -> Result<Self> {
-        #[cfg(not(feature = "tls"))]
-        let _ = &config.root_certificate_pem;
-        let setup = Setup {
-            connect_timeout: config.connect_timeout,
+        Ok(Transport(Arc::new(Shared {
+            endpoint: Endpoint::new(config)?,
+            idle: Mutex::new(Vec::new()),
             request_timeout: config.request_timeout,
-            #[cfg(feature = "tls")]
-            tls: tls_config(config)?,
-        };
-        Ok(Transport {
-            agent: agent(&setup, None),
-            timed: Arc::new(Mutex::new(None)),
-            setup: Arc::new(setup),
-            max_response_size: config.max_response_size,
-            endpoint: Arc::new(std::sync::OnceLock::new()),
-        })
+        })))
     }
 
-    /// The endpoint for kept connections, built once.
-    pub(crate) fn endpoint(&self, config: &Config) -> Result<crate::conn::Endpoint> {
-        if let Some(e) = self.endpoint.get() {
-            return Ok(e.clone());
-        }
-        let e = crate::conn::Endpoint::new(config)?;
-        Ok(self.endpoint.get_or_init(|| e).clone())
+    /// The endpoint, for a kept connection of its own.
+    pub(crate) fn endpoint(&self) -> Endpoint {
+        self.0.endpoint.clone()
     }
 
-    fn timed_agent(&self, timeout: Duration) -> ureq::Agent {
-        let mut slot = self.timed.lock().unwrap_or_else(PoisonError::into_inner);
-        match &*slot {
-            Some((t, a)) if *t == timeout => a.clone(),
-            _ => {
-                let a = agent(&self.setup, Some(timeout));
-                *slot = Some((timeout, a.clone()));
-                a
+    /// Sends a GET of `uri`, with `timeout` (when given) bounding the whole
+    /// request and replacing the per-phase request timeout; returns the
+    /// status and body.
+    pub(crate) fn get(&self, uri: Uri, timeout: Option<Duration>) -> Result<Response> {
+        let shared = &*self.0;
+        let idle = || shared.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let pooled = idle().pop();
+        let mut conn = pooled.unwrap_or_else(|| Conn::new(shared.endpoint.clone()));
+        // A deadline too far to count is no deadline.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        conn.start_uri(uri, timeout.unwrap_or(shared.request_timeout), true)?;
+        // On an error or a timeout the connection is dropped here.
+        let resp = conn.drive(deadline)?.ok_or_else(|| {
+            Error::transport(TransportErrorKind::Timeout, "the request timed out")
+        })?;
+        if conn.is_open() {
+            let mut idle = idle();
+            if idle.len() < MAX_IDLE {
+                idle.push(conn);
             }
         }
-    }
-
-    /// Sends a GET of `uri`, with `timeout` (when given) replacing the
-    /// configured per-phase timeouts; returns the status and body.
-    pub(crate) fn get(&self, uri: Uri, timeout: Option<Duration>) -> Result<Response> {
-        let resp = match timeout {
-            None => self.agent.get(uri).call(),
-            Some(t) => self.timed_agent(t).get(uri).call(),
-        }
-        .map_err(map_error)?;
-        let status = resp.status().as_u16();
-        let head = read_head(resp.headers(), self.max_response_size)?;
-        // Dropping the response on an error drops the connection unread.
-        let body = read_body(
-            resp.into_body().into_reader(),
-            head.declared,
-            self.max_response_size,
-        )
-        .map_err(|e| match e {
-            BodyError::Io(io) => map_error(io_to_ureq(io)),
-            BodyError::TooLarge(cap) => too_large(cap),
-        })?;
-        Ok(Response {
-            status,
-            body,
-            retry_after: head.retry_after,
-        })
+        Ok(resp)
     }
 }
 
@@ -180,15 +109,14 @@ pub(crate) struct Head {
 /// Reads `Retry-After` and `Content-Length` from response headers, and
 /// fails when the declared length is over `cap`. Any header bytes are
 /// accepted: unparsable values count as absent.
-pub(crate) fn read_head(headers: &ureq::http::HeaderMap, cap: usize) -> Result<Head> {
+pub(crate) fn read_head(headers: &http::HeaderMap, cap: usize) -> Result<Head> {
     let text = |name| {
         headers
             .get(name)
-            .and_then(|v: &ureq::http::HeaderValue| v.to_str().ok())
+            .and_then(|v: &http::HeaderValue| v.to_str().ok())
     };
-    let retry_after =
-        text(ureq::http::header::RETRY_AFTER).and_then(crate::retry::parse_retry_after);
-    let declared = text(ureq::http::header::CONTENT_LENGTH)
+    let retry_after = text(http::header::RETRY_AFTER).and_then(crate::retry::parse_retry_after);
+    let declared = text(http::header::CONTENT_LENGTH)
         .and_then(|v| crate::json::digits_u64(v.trim()))
         // Larger than memory can hold: certainly over the cap.
         .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
@@ -201,32 +129,26 @@ pub(crate) fn read_head(headers: &ureq::http::HeaderMap, cap: usize) -> Result<H
     })
 }
 
-/// Why a body could not be read.
-#[derive(Debug)]
-pub(crate) enum BodyError {
-    Io(std::io::Error),
-    /// Over the cap (in bytes).
-    TooLarge(usize),
+/// The buffer for a body of `declared` bytes (when the head says) under a
+/// cap of `cap`: the declared length reserved in one allocation instead of
+/// doubling from 8, but never more than [`MAX_PREALLOCATION`].
+pub(crate) fn body_buffer(declared: Option<usize>, cap: usize) -> Vec<u8> {
+    Vec::with_capacity(declared.unwrap_or(1024).min(cap).min(MAX_PREALLOCATION))
 }
 
-/// Reads a body of at most `cap` bytes, reserving the declared length
-/// (bounded) in one allocation instead of doubling from 8.
-pub(crate) fn read_body(
-    reader: impl Read,
-    declared: Option<usize>,
-    cap: usize,
-) -> std::result::Result<Vec<u8>, BodyError> {
-    let reserve = declared.unwrap_or(1024).min(cap).min(MAX_PREALLOCATION);
-    let mut body = Vec::with_capacity(reserve);
+/// Reads a body of at most `cap` bytes (for fuzzing the code after the
+/// parser; the connection reads its bodies itself).
+pub(crate) fn read_body(reader: impl Read, declared: Option<usize>, cap: usize) -> Result<Vec<u8>> {
+    let mut body = body_buffer(declared, cap);
     // One byte past the cap tells "exactly the cap" from "over it"; a cap
     // of usize::MAX saturates instead of wrapping to 0.
     let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
     reader
         .take(limit)
         .read_to_end(&mut body)
-        .map_err(BodyError::Io)?;
+        .map_err(|e| Error::transport(TransportErrorKind::Io, e.to_string()))?;
     if body.len() > cap {
-        return Err(BodyError::TooLarge(cap));
+        return Err(too_large(cap));
     }
     Ok(body)
 }
@@ -250,7 +172,7 @@ pub fn fuzz_response(data: &[u8]) {
         ),
         None => (rest, &[][..]),
     };
-    let mut headers = ureq::http::HeaderMap::new();
+    let mut headers = http::HeaderMap::new();
     for line in head.split(|&b| b == b'\n') {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
@@ -260,8 +182,8 @@ pub fn fuzz_response(data: &[u8]) {
             line.get(colon + 1..).unwrap_or_default(),
         );
         if let (Ok(n), Ok(v)) = (
-            ureq::http::HeaderName::from_bytes(name),
-            ureq::http::HeaderValue::from_bytes(value),
+            http::HeaderName::from_bytes(name),
+            http::HeaderValue::from_bytes(value),
         ) {
             headers.append(n, v);
         }
@@ -303,54 +225,19 @@ pub(crate) fn parse_uri(url: String) -> Result<Uri> {
     Uri::try_from(url).map_err(|_| Error::input("origin", "the request url is not valid"))
 }
 
-fn too_large(cap: usize) -> Error {
+pub(crate) fn too_large(cap: usize) -> Error {
     Error::transport(
         TransportErrorKind::BodyTooLarge,
         format!("the body exceeds the {cap}-byte cap"),
     )
 }
 
-/// The body reader reports ureq errors wrapped in `io::Error`; unwrap them
-/// so timeouts and protocol errors keep their kind.
-fn io_to_ureq(e: std::io::Error) -> ureq::Error {
-    match e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<ureq::Error>())
-    {
-        Some(_) => match e.into_inner().map(|b| b.downcast::<ureq::Error>()) {
-            Some(Ok(u)) => *u,
-            _ => ureq::Error::Io(std::io::Error::other("body read failed")),
-        },
-        None => ureq::Error::Io(e),
-    }
-}
-
-#[cfg(feature = "tls")]
-fn tls_config(config: &Config) -> Result<ureq::tls::TlsConfig> {
-    use ureq::tls::{Certificate, RootCerts, TlsConfig};
-    let mut builder = TlsConfig::builder();
-    if let Some(pem) = &config.root_certificate_pem {
-        let bad = |reason| Error::input("root_certificate_pem", reason);
-        let ders =
-            pem_certificates(pem).ok_or_else(|| bad("the root certificate is not valid PEM"))?;
-        if ders.is_empty() {
-            return Err(bad("the PEM holds no certificate"));
-        }
-        let certs: Vec<Certificate<'static>> = ders
-            .iter()
-            .map(|der| Certificate::from_der(der).to_owned())
-            .collect();
-        builder = builder.root_certs(RootCerts::new_with_certs(&certs));
-    }
-    Ok(builder.build())
-}
-
 /// The DER bodies of the `CERTIFICATE` blocks of a PEM text, in order;
 /// other blocks are skipped. `None` for an unterminated block or bad
 /// base64.
 ///
-/// NOTE(size): a few hundred bytes of code; the PEM reader that
-/// `ureq::tls::parse_pem` brings in cost about 3 KB in the footprint build.
+/// NOTE(size): a few hundred bytes of code; the PEM reader of ureq
+/// (`ureq::tls::parse_pem`) cost about 3 KB in the footprint build.
 #[cfg(feature = "tls")]
 pub(crate) fn pem_certificates(pem: &[u8]) -> Option<Vec<Vec<u8>>> {
     const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
@@ -403,65 +290,10 @@ fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Whether an I/O error carries a rustls error (a failed handshake or
-/// certificate check surfaces this way).
-fn is_tls_failure(io: &std::io::Error) -> bool {
-    #[cfg(feature = "tls")]
-    {
-        io.get_ref()
-            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-    }
-    #[cfg(not(feature = "tls"))]
-    {
-        let _ = io;
-        false
-    }
-}
-
-/// Maps ureq's error to ours. Never includes the URL: its query carries
-/// `auth` and `signature`.
-fn map_error(e: ureq::Error) -> Error {
-    use std::io::ErrorKind;
-    use TransportErrorKind as K;
-    match e {
-        ureq::Error::Timeout(t) => Error::transport(K::Timeout, t.to_string()),
-        ureq::Error::HostNotFound => Error::transport(K::Dns, "host not found"),
-        ureq::Error::ConnectionFailed => Error::transport(K::Connect, "connection failed"),
-        ureq::Error::BodyExceedsLimit(n) => Error::transport(
-            K::BodyTooLarge,
-            format!("the body exceeds the {n}-byte cap"),
-        ),
-        ureq::Error::Io(io) => {
-            let kind = match io.kind() {
-                ErrorKind::ConnectionRefused => K::Connect,
-                ErrorKind::TimedOut | ErrorKind::WouldBlock => K::Timeout,
-                _ if is_tls_failure(&io) => K::Tls,
-                _ => K::Io,
-            };
-            let detail = match io.get_ref() {
-                // rustls errors travel inside io::Error; their text names the cause
-                // (unknown issuer, name mismatch, expired) and holds no secrets.
-                Some(inner) => inner.to_string(),
-                None => io.kind().to_string(),
-            };
-            Error::transport(kind, detail)
-        }
-        ureq::Error::Tls(msg) => Error::transport(K::Tls, msg),
-        #[cfg(feature = "tls")]
-        ureq::Error::Rustls(e) => Error::transport(K::Tls, e.to_string()),
-        #[cfg(feature = "tls")]
-        ureq::Error::Pem(_) => Error::transport(K::Tls, "invalid pem"),
-        ureq::Error::Protocol(p) => Error::transport(K::Protocol, p.to_string()),
-        ureq::Error::BadUri(_) => Error::input("origin", "the request url is not valid"),
-        ureq::Error::StatusCode(code) => Error::transport(K::Protocol, format!("status {code}")),
-        _ => Error::transport(K::Io, "request failed"),
-    }
-}
-
 #[cfg(test)]
 mod head_tests {
     use super::*;
-    use ureq::http::{HeaderMap, HeaderValue};
+    use ureq_proto::http::{HeaderMap, HeaderValue};
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -510,8 +342,11 @@ mod head_tests {
         let body = read_body(&b"{}"[..], Some(usize::MAX), usize::MAX).unwrap();
         assert!(body.capacity() <= MAX_PREALLOCATION);
         assert!(matches!(
-            read_body(&b"abcd"[..], None, 3),
-            Err(BodyError::TooLarge(3))
+            read_body(&b"abcd"[..], None, 3).map_err(Error::into_kind),
+            Err(crate::ErrorKind::Transport {
+                kind: TransportErrorKind::BodyTooLarge,
+                ..
+            })
         ));
         assert_eq!(read_body(&b"abc"[..], Some(3), 3).unwrap(), b"abc");
     }

@@ -446,3 +446,141 @@ fn client_types_are_send_and_sync() {
     send::<pubnub_presence::Heartbeater>();
     send::<pubnub_presence::HeartbeatThread>();
 }
+
+/// A request line over 2 KiB goes out whole (ureq's 2 KiB output buffer,
+/// used by the ordinary calls before, failed such requests with a
+/// Protocol error), up to a head near the 8 KiB a server commonly accepts;
+/// on the ordinary calls and on the event stream's kept connection.
+#[test]
+fn request_lines_over_2_kib_are_sent_whole() {
+    let s =
+        Server::start(|_| ok_json(r#"{"status": 200, "message": "OK", "service": "Presence"}"#));
+    let p = client(&s.origin);
+    for n in [100, 240] {
+        // 30-byte names: a request line of about 3 KiB, then about 7.5 KiB.
+        let names: Vec<String> = (0..n).map(|i| format!("channel-{i:0>22}")).collect();
+        p.leave().channels(names.clone()).execute().unwrap();
+        let target = s.last_target();
+        assert!(target.len() > 2 * 1024 * n / 100, "{}", target.len());
+        assert!(target.contains(&names.join(",")), "{target}");
+    }
+    assert!(s.last_target().len() > 7 * 1024);
+    assert_eq!(s.connections.load(Ordering::SeqCst), 1);
+    let names: Vec<String> = (0..200).map(|i| format!("room-{i:0>25}")).collect();
+    let mut ev = p.presence_events().channels(names).open().unwrap();
+    let _ = ev.poll(std::time::Duration::from_millis(300));
+    let target = s.last_target();
+    assert!(target.starts_with("/v2/subscribe/"), "{target}");
+    assert!(target.len() > 6 * 1024, "{}", target.len());
+}
+
+/// Calls from several threads at once each get a connection (none waits
+/// for another's I/O); afterwards at most two idle connections are kept
+/// and reused.
+#[test]
+fn concurrent_calls_do_not_wait_for_each_other() {
+    use std::time::{Duration, Instant};
+    let s = Server::start(|_| {
+        Reply::Delay(
+            Duration::from_millis(400),
+            Box::new(ok_json(r#"{"payload":{"channels":[]}}"#)),
+        )
+    });
+    let p = client(&s.origin);
+    let parallel = |n: usize| {
+        let started = Instant::now();
+        let threads: Vec<_> = (0..n)
+            .map(|_| {
+                let p = p.clone();
+                std::thread::spawn(move || p.where_now().execute().map(drop))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        started.elapsed()
+    };
+    let took = parallel(4);
+    // Four 400 ms calls one after the other would take 1.6 s.
+    assert!(took < Duration::from_millis(1200), "{took:?}");
+    assert_eq!(s.connections.load(Ordering::SeqCst), 4);
+    // Two idle connections were kept: two calls at once reuse them...
+    parallel(2);
+    assert_eq!(s.connections.load(Ordering::SeqCst), 4);
+    // ...a third needs a new one.
+    parallel(3);
+    assert_eq!(s.connections.load(Ordering::SeqCst), 5);
+    assert_eq!(s.targets().len(), 9);
+}
+
+/// A kept connection the server closed while idle (its answer looked
+/// keep-alive): the next call sends its request again on a new connection,
+/// once, with no error and no retry.
+#[test]
+fn an_idle_connection_closed_by_the_server_is_replaced() {
+    let s = Server::start(|_| {
+        Reply::Raw(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 27\r\n\r\n{\"payload\":{\"channels\":[]}}"
+                .to_vec(),
+        )
+    });
+    let p = PubNub::builder()
+        .subscribe_key("k")
+        .user_id("me")
+        .origin(&s.origin)
+        .retry_policy(pubnub_presence::RetryPolicy::none())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        p.where_now().execute().unwrap();
+    }
+    assert_eq!(s.targets().len(), 3);
+    assert_eq!(s.connections.load(Ordering::SeqCst), 3);
+}
+
+/// Bytes a server sends on an idle kept connection (here a 408 before it
+/// closes) are not taken for the answer to the next request: that request
+/// goes out on a new connection.
+#[test]
+fn unsolicited_bytes_on_an_idle_connection_are_not_an_answer() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::time::Duration;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            seen.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let body = r#"{"payload":{"channels":[]}}"#;
+                let ok = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(ok.as_bytes());
+                std::thread::sleep(Duration::from_millis(100));
+                let _ = stream.write_all(
+                    b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    let p = PubNub::builder()
+        .subscribe_key("k")
+        .user_id("me")
+        .origin(&origin)
+        .retry_policy(pubnub_presence::RetryPolicy::none())
+        .build()
+        .unwrap();
+    p.where_now().execute().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    p.where_now().execute().unwrap();
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}

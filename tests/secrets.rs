@@ -1,8 +1,8 @@
 //! Secret key, auth key and token never appear in `Debug`, in error
 //! messages, in this crate's log records (retries), or in what the HTTP
-//! stack logs at `Debug` level (the level a device would ship with). At
-//! `Trace` level ureq prints the raw request; that level is for debugging
-//! on a bench, and the README says so.
+//! stack (ureq-proto) logs at `Debug` level (the level a device would ship
+//! with). At `Trace` level ureq-proto prints the raw request bytes; that
+//! level is for debugging on a bench, and the README says so.
 
 mod common;
 
@@ -42,7 +42,7 @@ fn logged_with_level(lines: &[&String]) -> Vec<String> {
 static LOGGER: Capture = Capture;
 
 const SECRETS: [&str; 3] = ["AUTHTOKEN-zz9", "SECRETKEY-qq7", "PUBKEY-pp5"];
-/// Not a secret (request paths and ureq's debug log show it), but this
+/// Not a secret (request paths show it), but this
 /// crate's own records leave it out as well: they carry no URL at all.
 const SUBSCRIBE_KEY: &str = "SUBKEY-ss3";
 

@@ -885,10 +885,7 @@ impl PresenceEvents {
         };
         let conn = match &mut self.conn {
             Some(c) => c,
-            None => {
-                let endpoint = self.pubnub.endpoint().map_err(|e| (e, None))?;
-                self.conn.insert(Conn::new(endpoint))
-            }
+            None => self.conn.insert(Conn::new(self.pubnub.endpoint())),
         };
         if let Some(url) = url {
             conn.start(url, self.long_poll_timeout)

@@ -326,7 +326,7 @@ impl Heartbeater {
     /// request in flight is abandoned).
     fn idle_conn(&mut self) -> Result<&mut Conn> {
         if self.conn.is_none() {
-            self.conn = Some(Conn::new(self.pubnub.endpoint()?));
+            self.conn = Some(Conn::new(self.pubnub.endpoint()));
         }
         let conn = self
             .conn
