@@ -29,15 +29,22 @@ printf '%-34s %12s %10s %8s %10s\n' "build" "stripped B" "ours B" "crates" "clea
 for variant in tls notls; do
   if [ $variant = tls ]; then args=(); else args=(--no-default-features); fi
   tb=$(build "$root/benches/baseline" "base-$variant" "${args[@]}")
+  tq=$(build "$root/benches/baseline-proto" "proto-$variant" "${args[@]}")
   tp=$(build "$root" "pres-$variant" --example footprint "${args[@]}")
   sb=$(size_of "$work/base-$variant/size/footprint-baseline")
+  sq=$(size_of "$work/proto-$variant/size/footprint-baseline-proto")
   sp=$(size_of "$work/pres-$variant/size/examples/footprint")
   cb=$(crates "$root/benches/baseline" "${args[@]}")
+  cq=$(crates "$root/benches/baseline-proto" "${args[@]}")
   cp=$(crates "$root" "${args[@]}")
   printf '%-34s %12d %10s %8d %10d\n' "baseline one GET ($variant)" "$sb" "-" "$cb" "$tb"
+  printf '%-34s %12d %10s %8d %10d\n' "baseline-proto one GET ($variant)" "$sq" "-" "$cq" "$tq"
   printf '%-34s %12d %10d %8d %10d\n' "footprint example ($variant)" "$sp" "$((sp - sb))" "$cp" "$tp"
+  printf '%-34s %12s %10d\n' "  over baseline-proto ($variant)" "" "$((sp - sq))"
 done
 echo
 echo "crates: cargo tree -e normal, unique packages including the root crate"
-echo "ours B: stripped size minus the baseline's (the cost of this crate's code)"
+echo "ours B: stripped size minus the baseline's (one GET through ureq's agent + rustls)"
+echo "over baseline-proto: minus one GET through ureq-proto + std sockets + rustls,"
+echo "  the layers this crate links since its calls left ureq's agent (like for like)"
 echo "machine: $(nproc) cores, $(uname -m), $(rustc --version)"
