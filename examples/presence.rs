@@ -1,6 +1,7 @@
 //! The main job: a handful of devices come online with state, we look at who
 //! is where, round-trip some state, and watch presence events while devices
-//! leave and one times out.
+//! leave and one times out; beside the raw events, an occupancy mirror of
+//! the rooms shows what they add up to.
 //!
 //! ```text
 //! cargo run --example presence --features emulator
@@ -14,8 +15,8 @@
 
 use pubnub_presence::emulator::{Options, Server, ServerHandle};
 use pubnub_presence::state::state_json;
-use pubnub_presence::{Heartbeater, PresenceEvent, PresenceLoop, PubNub};
-use std::collections::BTreeMap;
+use pubnub_presence::{Heartbeater, Occupancy, PresenceEvent, PresenceLoop, PubNub};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 const DEVICES: [(&str, &[&str], &str); 4] = [
@@ -157,6 +158,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     dashboard.poll(Duration::from_millis(300))?;
     calls += 2;
 
+    // A lobby screen keeps an occupancy mirror of the rooms: who is in
+    // each, with state, from its own event stream and here_now snapshots.
+    let screen = client(&t, "lobby-screen", 300)?;
+    let mut rooms = screen
+        .occupancy()
+        .channels(names(&WATCHED))
+        .include_state(true)
+        .open()?;
+    // Its first calls: the handshake, then the first snapshot.
+    while rooms.resyncs() == 0 {
+        rooms.poll(Duration::from_millis(100))?;
+    }
+    calls += 2;
+
     // Devices come online with state. The camera uses a short timeout and
     // will stop heartbeating.
     let mut devices = Vec::new();
@@ -253,11 +268,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
-    println!("\nPresence events:");
+    println!("\nPresence events (raw, left) and the mirror's changes (right):");
     let mut camera_timeouts = 0;
-    while Instant::now() < timeout_deadline && camera_timeouts < 2 {
-        // Waits at most 500 ms; the long-poll stays in flight between calls.
-        let Some(e) = dashboard.poll(Duration::from_millis(500))? else {
+    let camera_listed = |m: &Occupancy| WATCHED.iter().any(|c| m.is_present(c, "camera"));
+    while Instant::now() < timeout_deadline && (camera_timeouts < 2 || camera_listed(&rooms)) {
+        // The mirror: one bounded call, what changed comes back.
+        for change in rooms.poll(Duration::from_millis(100))? {
+            println!("  {:<52} mirror: {change}", "");
+        }
+        // Waits at most 250 ms; the long-poll stays in flight between calls.
+        let Some(e) = dashboard.poll(Duration::from_millis(250))? else {
             continue;
         };
         println!("  {}", describe(&e));
@@ -290,6 +310,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     left.sort();
 
+    // The mirror's view, beside the here_now it should equal.
+    println!("\nThe mirror (lobby screen), against here_now:");
+    let mut mirrored = BTreeSet::new();
+    for room in rooms.channels() {
+        let mut users: Vec<String> = rooms
+            .occupants(room)
+            .map(|o| format!("{} {}", o.user_id, state_json(o.state)))
+            .collect();
+        users.sort();
+        let line = format!(
+            "  {room:<12} {:>2}  {}",
+            rooms.occupancy(room),
+            users.join(", ")
+        );
+        println!("{}", line.trim_end());
+        mirrored.extend(
+            rooms
+                .occupants(room)
+                .map(|o| format!("{}@{room}", o.user_id)),
+        );
+    }
+    let agrees = mirrored == left.iter().cloned().collect::<BTreeSet<_>>();
+    println!(
+        "  mirror and here_now agree: {} (snapshots taken: {})",
+        if agrees { "yes" } else { "no" },
+        rooms.resyncs()
+    );
+
     let stream_connections = dashboard.events().map_or(0, |e| e.connections_opened());
     println!("\nSummary");
     println!("  calls made:      {calls} (plus the event stream's long-polls)");
@@ -310,6 +358,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     if camera_timeouts == 0 {
         return Err("the camera's timeout event did not arrive".into());
+    }
+    if !agrees {
+        return Err("the occupancy mirror does not agree with here_now".into());
     }
     Ok(())
 }

@@ -22,6 +22,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! For a roster that stays right as users come and go (here_now plus the
+//! event stream, gaps, interval deltas and paging handled),
+//! [`PubNub::occupancy`] opens a live mirror ([`Occupancy`]), driven by one
+//! bounded call per iteration of your loop.
+//!
 //! # Design
 //!
 //! - **Blocking, no runtime.** One small HTTP/1.1 client of its own
@@ -99,6 +104,7 @@ pub use config::{
 pub use error::{Error, ErrorKind, Result, ServerError, TransportErrorKind};
 pub use presence::events::{IntervalEvent, PresenceEvent, PresenceEvents, SkippedEvent, UserEvent};
 pub use presence::here_now::{HereNow, HereNowChannel, HereNowResult, HereNowUser};
+pub use presence::occupancy::{Change, Occupancy, Occupant, Resync};
 pub use presence::schedule::{HeartbeatThread, Heartbeater, PresenceLoop};
 pub use presence::user_state::{GetState, GetStateInfo, GetStateResult, SetState, SetStateResult};
 pub use presence::where_now::{WhereNow, WhereNowResult};

@@ -55,6 +55,14 @@ fn secrets_stay_out_of_debug_errors_and_logs() {
         Reply::Json(403, r#"{"message":"Forbidden","payload":{"channels":["a"]},"error":true,"service":"Access Manager","status":403}"#.into())
     });
     let dead = Server::start(|_| Reply::Close);
+    // The subscribe handshake works, everything else is refused: the
+    // occupancy mirror's here_now fails (and is logged).
+    let no_here_now = Server::start(|target| {
+        if target.contains("/v2/subscribe/") && target.contains("tt=0") {
+            return ok_json(r#"{"t":{"t":"5","r":1},"m":[]}"#);
+        }
+        Reply::Json(403, r#"{"message":"Forbidden","payload":{"channels":["a"]},"error":true,"service":"Access Manager","status":403}"#.into())
+    });
     // Retried answers, so the retry records are written: a 503 with a
     // Retry-After (honoured, then the attempts run out), a 503 in a 200
     // body (whose message echoes the path, as a 404's does), and a
@@ -81,9 +89,14 @@ fn secrets_stay_out_of_debug_errors_and_logs() {
     });
     let retried = [&unavailable.origin, &in_body.origin, &far.origin];
     let mut texts = Vec::new();
-    for origin in [&ok.origin, &forbidden.origin, &dead.origin]
-        .into_iter()
-        .chain(retried)
+    for origin in [
+        &ok.origin,
+        &forbidden.origin,
+        &dead.origin,
+        &no_here_now.origin,
+    ]
+    .into_iter()
+    .chain(retried)
     {
         let policy = if retried.contains(&origin) {
             RetryPolicy {
@@ -128,6 +141,20 @@ fn secrets_stay_out_of_debug_errors_and_logs() {
         if let Err(e) = hb.poll(std::time::Duration::from_millis(300)) {
             texts.push(format!("{e} {e:?}"));
         }
+        // The occupancy mirror, its changes, failures and records.
+        let mut mirror = p
+            .occupancy()
+            .channels(vec!["a".into()])
+            .resync_delay(std::time::Duration::ZERO)
+            .open()
+            .unwrap();
+        for _ in 0..3 {
+            match mirror.poll(std::time::Duration::from_millis(100)) {
+                Ok(changes) => texts.push(format!("{changes:?}")),
+                Err(e) => texts.push(format!("{e} {e:?}")),
+            }
+        }
+        texts.push(format!("{mirror:?}"));
     }
     // The secrets did go over the wire (so the test is not vacuous)...
     assert!(ok.targets().iter().any(|t| t.contains(SECRETS[0])));
@@ -158,7 +185,11 @@ fn secrets_stay_out_of_debug_errors_and_logs() {
         assert!(!l.contains(SUBSCRIBE_KEY) && !l.contains("/v2/"), "{l}");
     }
     // The event stream's and the heartbeat's failure records, too.
-    for target in ["pubnub_presence::events ", "pubnub_presence::heartbeat "] {
+    for target in [
+        "pubnub_presence::events ",
+        "pubnub_presence::heartbeat ",
+        "pubnub_presence::mirror ",
+    ] {
         let records: Vec<&String> = logged.iter().filter(|l| l.starts_with(target)).collect();
         assert!(
             records.iter().any(|l| l.contains("server error 403")),

@@ -76,3 +76,9 @@ pub fn measure<T>(f: impl FnOnce() -> T) -> (T, Stats) {
     };
     (out, s)
 }
+
+/// Bytes live now that were allocated while counting (by the counting
+/// thread): inside `measure`, what is held so far.
+pub fn live() -> usize {
+    LIVE.load(Relaxed)
+}

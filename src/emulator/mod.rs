@@ -29,6 +29,11 @@
 //! - `sub-key` and `sub_key` path spellings; Access Manager style 403s when
 //!   [`Options::auth_keys`] is set;
 //! - a controllable clock ([`ServerHandle::advance`]) so tests need not sleep;
+//! - the service's quirks a client must cope with, on demand: the here_now
+//!   answer cache ([`Options::here_now_cache`]), `here_now_refresh` past a
+//!   delta size ([`Options::interval_delta_limit`]), slow answers
+//!   ([`Options::here_now_delay`]) and dropped connections
+//!   ([`ServerHandle::drop_connections`]);
 //! - bounded resources: request head size (an over-long head gets the
 //!   front end's `414` `{"service":"Balancer",…}`, PROTOCOL.md §2),
 //!   connections, long-poll waiters, stored presence and state entries
@@ -87,6 +92,19 @@ pub struct Options {
     /// How often expiry and intervals are checked (real time, default
     /// 100 ms). Each check costs what is due, not what is stored.
     pub sweep_every: Duration,
+    /// Interval deltas (the `join`, `leave` and `timeout` lists) longer
+    /// than this many bytes are dropped and the interval event says
+    /// `"here_now_refresh":true` instead, as the service does past about
+    /// 30 KB (the default, 30,720). Lower it to force a refresh in tests.
+    pub interval_delta_limit: usize,
+    /// here_now answers are cached this long (server clock) per request
+    /// (path, groups, `disable_uuids`, `state`, `limit`, `offset`), as
+    /// the service caches them for 3 s. Default zero: no cache.
+    pub here_now_cache: Duration,
+    /// Each here_now answer is held this long after it was computed
+    /// before it is sent, as over a slow network (default zero). For
+    /// tests of what happens between a snapshot and its arrival.
+    pub here_now_delay: Duration,
 }
 
 impl Default for Options {
@@ -103,6 +121,9 @@ impl Default for Options {
             secret_key: None,
             publish_key: String::new(),
             sweep_every: Duration::from_millis(100),
+            interval_delta_limit: 30 * 1024,
+            here_now_cache: Duration::ZERO,
+            here_now_delay: Duration::ZERO,
         }
     }
 }
@@ -132,6 +153,10 @@ pub(crate) struct Shared {
     connections: AtomicUsize,
     open: Mutex<Vec<(u64, TcpStream)>>,
     served: AtomicU64,
+    /// here_now answers by request, with the clock time they expire.
+    pub here_now_cache: Mutex<routes::HereNowCache>,
+    /// here_now requests answered (computed or from the cache).
+    pub here_now_calls: AtomicU64,
 }
 
 impl Shared {
@@ -161,6 +186,7 @@ pub fn fuzz_request(bytes: &[u8]) {
             interval_secs: 10,
             max_entries: 1000,
             max_keysets: 100,
+            interval_delta_limit: 30 * 1024,
         })),
         changed: Condvar::new(),
         clock: Clock::default(),
@@ -174,6 +200,8 @@ pub fn fuzz_request(bytes: &[u8]) {
         connections: AtomicUsize::new(0),
         open: Mutex::new(Vec::new()),
         served: AtomicU64::new(0),
+        here_now_cache: Mutex::default(),
+        here_now_calls: AtomicU64::new(0),
     };
     if let http::Incoming::Request(req) = http::read_request(&mut std::io::Cursor::new(bytes)) {
         let _ = routes::handle(&shared, &req);
@@ -208,6 +236,7 @@ impl Server {
                 interval_secs: options.interval_secs,
                 max_entries: options.max_entries,
                 max_keysets: options.max_keysets,
+                interval_delta_limit: options.interval_delta_limit,
             })),
             changed: Condvar::new(),
             clock: Clock::default(),
@@ -217,6 +246,8 @@ impl Server {
             connections: AtomicUsize::new(0),
             open: Mutex::new(Vec::new()),
             served: AtomicU64::new(0),
+            here_now_cache: Mutex::default(),
+            here_now_calls: AtomicU64::new(0),
         });
         let accept = {
             let shared = Arc::clone(&shared);
@@ -307,6 +338,33 @@ impl ServerHandle {
     /// Requests answered so far.
     pub fn requests_served(&self) -> u64 {
         self.shared.served.load(Ordering::SeqCst)
+    }
+
+    /// here_now requests answered so far, counted once the answer is
+    /// computed (or taken from the cache), before
+    /// [`Options::here_now_delay`].
+    pub fn here_now_calls(&self) -> u64 {
+        self.shared.here_now_calls.load(Ordering::SeqCst)
+    }
+
+    /// Removes channels from a channel group of keyset `sub_key` (the
+    /// group goes when left empty). The service sends no event for it.
+    pub fn remove_from_group(&self, sub_key: &str, group: &str, channels: &[&str]) {
+        if let Ok(mut s) = self.shared.store.lock() {
+            let remove: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
+            let _ = s.edit_group(sub_key, group, Vec::new(), &remove, usize::MAX, usize::MAX);
+        }
+    }
+
+    /// Closes every open connection at once, as a network failure would
+    /// (a long-poll in flight ends without an answer). The server goes on
+    /// accepting new ones.
+    pub fn drop_connections(&self) {
+        if let Ok(open) = self.shared.open.lock() {
+            for (_, s) in open.iter() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
     }
 
     /// Stops accepting, closes open connections and joins the threads.

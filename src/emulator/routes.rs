@@ -126,7 +126,7 @@ pub(crate) fn handle(shared: &Shared, req: &HttpRequest) -> Reply {
             };
             match rest {
                 [] => with_auth(shared, req, &no_targets, || {
-                    here_now(shared, req, &sub, None)
+                    cached_here_now(shared, req, &sub, || here_now(shared, req, &sub, None))
                 }),
                 ["uuid", user] => {
                     let Some(user) = decode_segment(user) else {
@@ -146,7 +146,11 @@ pub(crate) fn handle(shared: &Shared, req: &HttpRequest) -> Reply {
                         return error(400, "No channels or channel groups specified.");
                     }
                     match tail {
-                        [] => with_auth(shared, req, &t, || here_now(shared, req, &sub, Some(&t))),
+                        [] => with_auth(shared, req, &t, || {
+                            cached_here_now(shared, req, &sub, || {
+                                here_now(shared, req, &sub, Some(&t))
+                            })
+                        }),
                         ["heartbeat"] => {
                             with_auth(shared, req, &t, || heartbeat(shared, req, &sub, &t))
                         }
@@ -345,6 +349,63 @@ fn here_now(shared: &Shared, req: &HttpRequest, sub: &str, targets: Option<&Targ
         "}},\"total_channels\":{total_channels},\"total_occupancy\":{total_occupancy}}},\"service\":\"Presence\",\"status\":200}}"
     ));
     (200, b)
+}
+
+/// Cached here_now answers: request key → (clock ms it expires, answer).
+pub(crate) type HereNowCache = std::collections::HashMap<String, (u64, Reply)>;
+
+/// Cached answers kept at most; past it the expired ones go, then all.
+const HERE_NOW_CACHE_ENTRIES: usize = 1024;
+
+/// here_now through the answer cache ([`super::Options::here_now_cache`]),
+/// then held for [`super::Options::here_now_delay`].
+fn cached_here_now(
+    shared: &Shared,
+    req: &HttpRequest,
+    sub: &str,
+    compute: impl FnOnce() -> Reply,
+) -> Reply {
+    let ttl = u64::try_from(shared.options.here_now_cache.as_millis()).unwrap_or(u64::MAX);
+    let reply = if ttl == 0 {
+        compute()
+    } else {
+        // What selects the answer; never the user, the SDK or a signature.
+        let mut key = format!("{sub}\n{}", req.path);
+        for p in ["channel-group", "disable_uuids", "state", "limit", "offset"] {
+            key.push('\n');
+            key.push_str(&req.param(p).unwrap_or_default());
+        }
+        let now = shared.clock.now_ms();
+        let hit = shared.here_now_cache.lock().ok().and_then(|c| {
+            c.get(&key)
+                .filter(|(expires, _)| *expires > now)
+                .map(|(_, r)| r.clone())
+        });
+        match hit {
+            Some(reply) => reply,
+            None => {
+                let reply = compute();
+                if reply.0 == 200 {
+                    if let Ok(mut cache) = shared.here_now_cache.lock() {
+                        if cache.len() >= HERE_NOW_CACHE_ENTRIES {
+                            cache.retain(|_, (expires, _)| *expires > now);
+                        }
+                        if cache.len() >= HERE_NOW_CACHE_ENTRIES {
+                            cache.clear();
+                        }
+                        cache.insert(key, (now.saturating_add(ttl), reply.clone()));
+                    }
+                }
+                reply
+            }
+        }
+    };
+    shared.here_now_calls.fetch_add(1, Ordering::SeqCst);
+    let hold = shared.options.here_now_delay;
+    if !hold.is_zero() {
+        std::thread::sleep(hold);
+    }
+    reply
 }
 
 fn where_now(shared: &Shared, sub: &str, user: &str) -> Reply {

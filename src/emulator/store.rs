@@ -21,6 +21,8 @@ pub(crate) struct Settings {
     pub max_entries: usize,
     /// Keysets (subscribe keys) kept at most.
     pub max_keysets: usize,
+    /// Interval delta bytes past which `here_now_refresh` is sent instead.
+    pub interval_delta_limit: usize,
 }
 
 #[derive(Debug, Default)]
@@ -538,7 +540,7 @@ impl Store {
             }
         }
         // The service drops the arrays past ~30 KB and asks for a here_now.
-        if lists.len() > 30 * 1024 {
+        if lists.len() > self.settings.interval_delta_limit {
             d.push_str(",\"here_now_refresh\":true");
         } else {
             d.push_str(&lists);
@@ -610,6 +612,7 @@ mod tests {
             interval_secs: 10,
             max_entries: 100,
             max_keysets: 100,
+            interval_delta_limit: 30 * 1024,
         })
     }
 

@@ -609,6 +609,8 @@ impl<'p> PresenceEventsBuilder<'p> {
             pending: VecDeque::new(),
             seen: VecDeque::new(),
             backoff: Backoff::default(),
+            failures: 0,
+            resets: 0,
         };
         // The cursor only grows the URL by its digits: the longest one
         // bounds every request the stream will make.
@@ -757,12 +759,46 @@ pub struct PresenceEvents {
     pending: VecDeque<PresenceEvent<'static>>,
     seen: VecDeque<(u64, u64)>,
     backoff: Backoff,
+    /// Failed requests.
+    failures: u64,
+    /// Responses whose cursor was behind the request's.
+    resets: u64,
 }
 
 impl PresenceEvents {
     /// The cursor the next request starts from.
     pub fn cursor(&self) -> Timetoken {
         self.cursor
+    }
+
+    /// How many times the stream may have missed events: each failed
+    /// request and each connection opened again (the stream resumes from
+    /// its cursor, but the service may no longer hold everything since),
+    /// and each response whose cursor is behind the one it was asked from
+    /// (a cursor the server reset). A consumer that keeps derived state
+    /// (the occupancy mirror) compares this count between calls and
+    /// re-syncs when it moved; one outage may count more than once.
+    pub fn gaps(&self) -> u64 {
+        self.failures
+            .saturating_add(self.resets)
+            .saturating_add(self.connections_opened().saturating_sub(1))
+    }
+
+    /// How many responses had a cursor behind the one they were asked
+    /// from (counted in [`PresenceEvents::gaps`] too).
+    pub fn cursor_resets(&self) -> u64 {
+        self.resets
+    }
+
+    /// Takes a response's cursor; one behind the current cursor is a gap.
+    fn take_cursor(&mut self, next: Timetoken) {
+        if next.t < self.cursor.t {
+            self.resets = self.resets.saturating_add(1);
+            log::warn!(target: "pubnub_presence::events",
+                "the server moved the cursor back from {} to {}: events may have been missed",
+                self.cursor.t, next.t);
+        }
+        self.cursor = next;
     }
 
     /// How many connections the stream has opened so far: 1 while the
@@ -803,7 +839,7 @@ impl PresenceEvents {
     /// Feeds a decoded batch into the stream: advances the cursor and queues
     /// events not seen before. Public for sans-IO use.
     pub fn accept(&mut self, batch: EventBatch<'_>) {
-        self.cursor = batch.next;
+        self.take_cursor(batch.next);
         for e in batch.events {
             if remember(&mut self.seen, (e.timetoken, e.payload_hash)) {
                 self.pending.push_back(e.event.into_owned());
@@ -857,6 +893,7 @@ impl PresenceEvents {
                 Ok(true) => self.backoff.succeed(),
                 Ok(false) => return Ok(None),
                 Err((e, retry_after)) => {
+                    self.failures = self.failures.saturating_add(1);
                     let wait = self.backoff.fail(Instant::now(), retry_after);
                     let why = crate::retry::Why {
                         error: &e,
@@ -907,7 +944,7 @@ impl PresenceEvents {
             )
         })?;
         let items = Items::read(&body).map_err(|e| (e, resp.retry_after))?;
-        self.cursor = items.next;
+        self.take_cursor(items.next);
         self.batch = Some(Batch { body, items });
         Ok(true)
     }

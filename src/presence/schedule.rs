@@ -581,10 +581,18 @@ impl PresenceLoop {
     /// budget, `Err` for a failure of either (each failure once; both
     /// sides back off on their own).
     pub fn poll(&mut self, budget: Duration) -> Result<Option<PresenceEvent<'static>>> {
+        self.poll_until(deadline_after(budget))
+    }
+
+    /// [`PresenceLoop::poll`] up to an instant (`None`: no deadline); the
+    /// occupancy mirror drives the loop with it.
+    pub(crate) fn poll_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<PresenceEvent<'static>>> {
         if let Some(e) = self.deferred.take() {
             return Err(e);
         }
-        let deadline = deadline_after(budget);
         loop {
             let now = Instant::now();
             // Without waiting: send what is due, read what has arrived.
