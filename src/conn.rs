@@ -44,6 +44,11 @@ use ureq_proto::client::{Call, RecvBodyResult, RecvResponseResult, SendRequestRe
 use ureq_proto::http;
 
 const MAX_HEAD: usize = 8 * 1024;
+/// How long before a deadline a wait stops relying on the socket timeout
+/// (which the kernel rounds up to scheduler ticks).
+const TICK_GUARD: Duration = Duration::from_millis(20);
+/// The sleep between non-blocking looks within `TICK_GUARD` of a deadline.
+const FINE_STEP: Duration = Duration::from_millis(2);
 /// Addresses of one lookup tried in turn (IPv6 and IPv4, a few of each).
 const MAX_ADDRS: usize = 4;
 const READ_CHUNK: usize = 4 * 1024;
@@ -492,12 +497,25 @@ impl Conn {
                 (Some(d), Some(l)) => Some(d.min(l)),
                 (d, l) => d.or(l),
             };
-            // A wait under a millisecond rounds to "don't block": a zero
-            // socket timeout would mean "block forever".
-            let wait = until.map(|u| match u.saturating_duration_since(now) {
-                w if w < Duration::from_millis(1) => Duration::ZERO,
-                w => w,
-            });
+            // The kernel counts a socket timeout in scheduler ticks and
+            // rounds it up (a 5 ms timeout blocked ~15 ms with HZ=250, up to
+            // two ticks more), so the socket waits until `TICK_GUARD`
+            // before `until`, and the rest is waited out non-blocking in
+            // sleeps of `FINE_STEP` (precise timers), so that a wait ends
+            // within about a step of its deadline. A wait under a
+            // millisecond rounds to "don't block": a zero socket timeout
+            // would mean "block forever".
+            let (wait, fine) = match until.map(|u| u.saturating_duration_since(now)) {
+                Some(w) if w > TICK_GUARD => (Some(w.saturating_sub(TICK_GUARD)), false),
+                Some(w) if w >= Duration::from_millis(1) => (Some(Duration::ZERO), true),
+                Some(_) => (Some(Duration::ZERO), false),
+                None => (None, false),
+            };
+            let nap = || {
+                if let Some(u) = until {
+                    std::thread::sleep(FINE_STEP.min(u.saturating_duration_since(Instant::now())));
+                }
+            };
             wire.set_wait(wait).map_err(|e| io_error(e, false))?;
 
             let flushed = match wire.flush(&mut ex.out) {
@@ -521,6 +539,9 @@ impl Conn {
             if !flushed {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Ok(None);
+                }
+                if fine {
+                    nap();
                 }
                 continue;
             }
@@ -549,6 +570,9 @@ impl Conn {
                     }
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Ok(None);
+                    }
+                    if fine {
+                        nap();
                     }
                 }
                 Err(e) => {

@@ -999,3 +999,43 @@ fn heartbeat_thread_stop_does_not_wait_for_queued_commands() {
     let leaves = s.targets().iter().filter(|t| t.contains("/leave?")).count();
     assert!(leaves <= 2, "{leaves} leaves sent");
 }
+
+/// Short budgets are kept closely: the kernel rounds a socket timeout up
+/// to scheduler ticks (a 5 ms wait took ~14 ms), so the last stretch of a
+/// wait is slept out in small precise steps. The median over many polls
+/// (robust to a loaded machine) stays within a few ms of the budget.
+#[test]
+fn short_budgets_are_kept_closely() {
+    let s = Server::start(|t| {
+        if t.contains("tt=0") {
+            Reply::Json(200, batch(100, &[]))
+        } else {
+            Reply::Silent
+        }
+    });
+    let p = client(&s.origin);
+    let mut ev = p
+        .presence_events()
+        .channels(vec!["room".into()])
+        .open()
+        .unwrap();
+    assert!(ev.poll(Duration::from_millis(200)).unwrap().is_none());
+    for budget_ms in [5u64, 20] {
+        let budget = Duration::from_millis(budget_ms);
+        let mut took: Vec<Duration> = (0..40)
+            .map(|_| {
+                let started = Instant::now();
+                assert!(ev.poll(budget).unwrap().is_none());
+                started.elapsed()
+            })
+            .collect();
+        took.sort();
+        let median = took[took.len() / 2];
+        assert!(median >= budget, "{budget:?}: returned early, {median:?}");
+        assert!(
+            median < budget + Duration::from_millis(4),
+            "{budget:?}: median poll {median:?}"
+        );
+    }
+    assert_eq!(s.connections(), 1);
+}
