@@ -829,10 +829,11 @@ impl Conn {
 fn begin(uri: &http::Uri) -> Result<(Vec<u8>, Call<RecvResponse>)> {
     // A constant value: no copy per request.
     const AGENT: http::HeaderValue = http::HeaderValue::from_static(PNSDK);
-    let req = http::Request::get(uri.clone())
-        .header(http::header::USER_AGENT, AGENT)
-        .body(())
-        .map_err(|_| Error::input("origin", "the request url is not valid"))?;
+    // A GET (the default method); built in place, without the builder's
+    // fallible steps (the URL is parsed and the header constant).
+    let mut req = http::Request::new(());
+    *req.uri_mut() = uri.clone();
+    req.headers_mut().append(http::header::USER_AGENT, AGENT);
     let mut call = Call::new(req).map_err(proto)?.proceed();
     let target = uri.path_and_query().map_or(0, |p| p.as_str().len());
     let mut out = vec![0u8; target.saturating_add(256)];

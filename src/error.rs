@@ -140,11 +140,13 @@ impl Error {
     }
 
     pub(crate) fn input(argument: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
-        ErrorKind::Input {
-            argument,
-            reason: reason.into(),
-        }
-        .into()
+        Self::input_cow(argument, reason.into())
+    }
+
+    // NOTE(size): one out-of-line copy each, not one per call site.
+    #[inline(never)]
+    fn input_cow(argument: &'static str, reason: Cow<'static, str>) -> Self {
+        ErrorKind::Input { argument, reason }.into()
     }
 
     pub(crate) fn decode(offset: usize, reason: &'static str) -> Self {
@@ -155,11 +157,12 @@ impl Error {
         kind: TransportErrorKind,
         detail: impl Into<Cow<'static, str>>,
     ) -> Self {
-        ErrorKind::Transport {
-            kind,
-            detail: detail.into(),
-        }
-        .into()
+        Self::transport_cow(kind, detail.into())
+    }
+
+    #[inline(never)]
+    fn transport_cow(kind: TransportErrorKind, detail: Cow<'static, str>) -> Self {
+        ErrorKind::Transport { kind, detail }.into()
     }
 
     pub(crate) fn from_server(e: ServerError) -> Self {
@@ -183,7 +186,12 @@ impl fmt::Display for Error {
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ErrorKind::Input { argument, reason } => write!(f, "invalid {argument}: {reason}"),
+            ErrorKind::Input { argument, reason } => {
+                f.write_str("invalid ")?;
+                f.write_str(argument)?;
+                f.write_str(": ")?;
+                f.write_str(reason)
+            }
             ErrorKind::Server(e) => fmt::Display::fmt(e, f),
             ErrorKind::Transport { kind, detail } => {
                 let what = match kind {
@@ -195,14 +203,18 @@ impl fmt::Display for ErrorKind {
                     TransportErrorKind::Protocol => "http protocol error",
                     TransportErrorKind::Io => "i/o error",
                 };
+                f.write_str(what)?;
                 if detail.is_empty() {
-                    f.write_str(what)
-                } else {
-                    write!(f, "{what}: {detail}")
+                    return Ok(());
                 }
+                f.write_str(": ")?;
+                f.write_str(detail)
             }
             ErrorKind::Decode { offset, reason } => {
-                write!(f, "malformed response body at byte {offset}: {reason}")
+                f.write_str("malformed response body at byte ")?;
+                f.write_str(crate::presence::here_now::itoa64(*offset as u64).as_str())?;
+                f.write_str(": ")?;
+                f.write_str(reason)
             }
         }
     }
@@ -210,12 +222,13 @@ impl fmt::Display for ErrorKind {
 
 impl fmt::Display for ServerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "server error {}", self.status)?;
-        if !self.service.is_empty() {
-            write!(f, " from {}", self.service)?;
-        }
-        if !self.message.is_empty() {
-            write!(f, ": {}", self.message)?;
+        f.write_str("server error ")?;
+        f.write_str(crate::presence::here_now::itoa(u32::from(self.status)).as_str())?;
+        for (label, text) in [(" from ", &self.service), (": ", &self.message)] {
+            if !text.is_empty() {
+                f.write_str(label)?;
+                f.write_str(text)?;
+            }
         }
         for (label, names) in [
             (" (channels: ", &self.channels),
@@ -234,7 +247,9 @@ impl fmt::Display for ServerError {
             f.write_str(")")?;
         }
         if self.attempts > 1 {
-            write!(f, " (after {} attempts)", self.attempts)?;
+            f.write_str(" (after ")?;
+            f.write_str(crate::presence::here_now::itoa(self.attempts).as_str())?;
+            f.write_str(" attempts)")?;
         }
         Ok(())
     }

@@ -158,6 +158,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A decode error at the current position.
+    #[inline(never)]
     pub fn err(&self, reason: &'static str) -> Error {
         Error::decode(self.offset(), reason)
     }

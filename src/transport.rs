@@ -110,13 +110,26 @@ pub(crate) struct Head {
 /// fails when the declared length is over `cap`. Any header bytes are
 /// accepted: unparsable values count as absent.
 pub(crate) fn read_head(headers: &http::HeaderMap, cap: usize) -> Result<Head> {
-    let text = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &http::HeaderValue| v.to_str().ok())
-    };
-    let retry_after = text(http::header::RETRY_AFTER).and_then(crate::retry::parse_retry_after);
-    let declared = text(http::header::CONTENT_LENGTH)
+    // One walk over the headers (no hashed look-ups), keeping the first
+    // value of each name, as `HeaderMap::get` would.
+    let (mut retry_after, mut length) = (None, None);
+    for (name, value) in headers {
+        let slot = if name == http::header::RETRY_AFTER {
+            &mut retry_after
+        } else if name == http::header::CONTENT_LENGTH {
+            &mut length
+        } else {
+            continue;
+        };
+        if slot.is_none() {
+            *slot = Some(value.to_str().ok());
+        }
+    }
+    let retry_after = retry_after
+        .flatten()
+        .and_then(crate::retry::parse_retry_after);
+    let declared = length
+        .flatten()
         .and_then(|v| crate::json::digits_u64(v.trim()))
         // Larger than memory can hold: certainly over the cap.
         .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
@@ -332,6 +345,15 @@ mod head_tests {
         )
         .unwrap();
         assert_eq!(h.retry_after, Some(Duration::from_secs(3)));
+        // As with `HeaderMap::get`: a first value that is not text hides a
+        // later one, and other headers in between change nothing.
+        let mut h = headers(&[("content-length", "5"), ("x-a", "1")]);
+        h.append("retry-after", HeaderValue::from_bytes(b"\xff").unwrap());
+        h.append("retry-after", HeaderValue::from_static("4"));
+        h.append("content-length", HeaderValue::from_static("6"));
+        let head = read_head(&h, 10).unwrap();
+        assert_eq!(head.retry_after, None);
+        assert_eq!(head.declared, Some(5));
     }
 
     #[test]

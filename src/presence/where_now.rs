@@ -24,11 +24,7 @@ impl<'a> WhereNowResult<'a> {
     /// Converts into a result that owns all its data.
     pub fn into_owned(self) -> WhereNow {
         WhereNowResult {
-            channels: self
-                .channels
-                .into_iter()
-                .map(|c| Cow::Owned(c.into_owned()))
-                .collect(),
+            channels: crate::presence::events::owned_list(self.channels),
         }
     }
 
