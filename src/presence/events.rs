@@ -73,8 +73,7 @@ pub struct UserEvent<'a> {
 pub struct SkippedEvent<'a> {
     /// The channel (without `-pnpres`), when it could be read.
     pub channel: Option<Cow<'a, str>>,
-    /// The publish timetoken, 0 when it could not be read (for a batch
-    /// that could not be read past some point: the batch's cursor).
+    /// The publish timetoken, 0 when it could not be read.
     pub timetoken: u64,
     /// What was wrong, with the byte offset in the response body.
     pub reason: String,
@@ -202,8 +201,9 @@ pub struct EventBatch<'a> {
 
 /// Decodes a subscribe v2 response body into presence events. An element
 /// that cannot be decoded becomes a [`PresenceEvent::Skipped`] in its
-/// place; the others are decoded. The body as a whole must have the
-/// subscribe shape (`t`, `m`), or it is an error.
+/// place; the others are decoded. The body as a whole must be well-formed
+/// JSON of the subscribe shape (`t`, `m`), or it is an error (also when it
+/// breaks off after its cursor).
 pub fn decode(body: &[u8]) -> Result<EventBatch<'_>> {
     let text =
         std::str::from_utf8(body).map_err(|e| Error::decode(e.valid_up_to(), "invalid utf-8"))?;
@@ -213,7 +213,10 @@ pub fn decode(body: &[u8]) -> Result<EventBatch<'_>> {
     while let Some(e) = items.next_event(text) {
         events.push(e);
     }
-    Ok(EventBatch { next, events })
+    match items.broken {
+        Some(e) => Err(e),
+        None => Ok(EventBatch { next, events }),
+    }
 }
 
 /// The elements of a subscribe response's `m`, walked one at a time, so
@@ -229,14 +232,19 @@ struct Items {
     opened: bool,
     first: bool,
     done: bool,
-    /// Why the body could not be read past some point, after `t` was.
-    broken: Option<String>,
+    /// Whether `m` held any element.
+    any: bool,
+    /// Why the body could not be read past some point, after `t` was: the
+    /// body is malformed as a whole (not one bad element of a well-formed
+    /// array), an error once its elements before the break are walked.
+    broken: Option<Error>,
 }
 
 impl Items {
-    /// Reads `t` and finds `m`. A body that breaks off after `t` is not an
-    /// error: its cursor is taken and the break reported as one skipped
-    /// event, so the stream never asks for the same broken batch again.
+    /// Reads `t` and finds `m`. A body that breaks off after `t` keeps its
+    /// cursor and the break (in `broken`): the stream delivers the
+    /// elements before the break, then fails with the break (and backs
+    /// off), and never asks for the same broken batch again.
     fn read(text: &str) -> Result<Items> {
         let mut next = None;
         let mut items = None;
@@ -254,7 +262,7 @@ impl Items {
         let broken = match (parsed, next) {
             (Ok(_), Some(_)) => None,
             (Ok(_), None) => return Err(Error::decode(0, "subscribe body has no cursor 't'")),
-            (Err(e), Some(_)) if !matches!(e.kind(), ErrorKind::Server(_)) => Some(e.to_string()),
+            (Err(e), Some(_)) if !matches!(e.kind(), ErrorKind::Server(_)) => Some(e),
             (Err(e), _) => return Err(e),
         };
         Ok(Items {
@@ -278,6 +286,7 @@ impl Items {
             return Ok(None);
         }
         c.skip_ws();
+        self.any = true;
         let at = c.offset();
         let raw = c.skip_value_deep()?;
         self.pos = c.offset();
@@ -285,7 +294,8 @@ impl Items {
     }
 
     /// The next presence event (or skipped event) of the batch; `None` at
-    /// the end. Messages that are not presence events are passed over.
+    /// the end (or at a break, kept in `broken`). Messages that are not
+    /// presence events are passed over.
     fn next_event<'a>(&mut self, text: &'a str) -> Option<ReceivedEvent<'a>> {
         while !self.done {
             match self.next_span(text) {
@@ -297,20 +307,11 @@ impl Items {
                 Ok(None) => self.done = true,
                 Err(e) => {
                     self.done = true;
-                    self.broken.get_or_insert_with(|| e.to_string());
+                    self.broken.get_or_insert(e);
                 }
             }
         }
-        let reason = self.broken.take()?;
-        Some(ReceivedEvent {
-            timetoken: self.next.t,
-            payload_hash: fnv1a(FNV_START, reason.as_bytes()),
-            event: PresenceEvent::Skipped(SkippedEvent {
-                channel: None,
-                timetoken: self.next.t,
-                reason,
-            }),
-        })
+        None
     }
 }
 
@@ -698,6 +699,10 @@ pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
 struct Batch {
     body: String,
     items: Items,
+    /// The response moved the cursor.
+    moved: bool,
+    /// An event of it was delivered (not a duplicate).
+    delivered: bool,
 }
 
 impl std::fmt::Debug for Batch {
@@ -731,7 +736,13 @@ impl std::fmt::Debug for Batch {
 /// before the next request; a `poll` during a backoff waits (at most its
 /// timeout) and returns `Ok(None)`. [`crate::Error::is_retryable`] tells
 /// whether a failure may clear by itself. An event that cannot be decoded
-/// is delivered as [`PresenceEvent::Skipped`] and the stream moves on.
+/// is delivered as [`PresenceEvent::Skipped`] and the stream moves on; a
+/// body malformed as a whole (e.g. one that breaks off after its cursor)
+/// is a decode error, returned once after the events before the break,
+/// and the stream moves on from its cursor after the backoff. A response
+/// that holds elements but brings nothing new at the same cursor (content
+/// already delivered or skipped, repeated by the server) is backed off
+/// too, without an error.
 ///
 /// ```no_run
 /// # use pubnub_presence::{PubNub, presence::events::PresenceEvent};
@@ -881,8 +892,10 @@ impl PresenceEvents {
             if let Some(e) = self.pending.pop_front() {
                 return Ok(Some(e));
             }
-            if let Some(e) = self.next_from_batch() {
-                return Ok(Some(e));
+            match self.next_from_batch() {
+                Ok(Some(e)) => return Ok(Some(e)),
+                Ok(None) => {}
+                Err(e) => return Err(self.failed(e, None)),
             }
             if let Some(until) = self.backoff.waiting(Instant::now()) {
                 if !sleep_until(until, deadline) {
@@ -890,22 +903,27 @@ impl PresenceEvents {
                 }
             }
             match self.step(deadline) {
-                Ok(true) => self.backoff.succeed(),
+                // The backoff is reset once the response proved to be
+                // progress (see `next_from_batch`).
+                Ok(true) => {}
                 Ok(false) => return Ok(None),
-                Err((e, retry_after)) => {
-                    self.failures = self.failures.saturating_add(1);
-                    let wait = self.backoff.fail(Instant::now(), retry_after);
-                    let why = crate::retry::Why {
-                        error: &e,
-                        in_body: false,
-                        retry_after,
-                    };
-                    log::warn!(target: "pubnub_presence::events",
-                        "event stream request failed, next in {} ms: {why}", wait.as_millis());
-                    return Err(e);
-                }
+                Err((e, retry_after)) => return Err(self.failed(e, retry_after)),
             }
         }
+    }
+
+    /// Counts a failure and backs off; returns it.
+    fn failed(&mut self, e: Error, retry_after: Option<Duration>) -> Error {
+        self.failures = self.failures.saturating_add(1);
+        let wait = self.backoff.fail(Instant::now(), retry_after);
+        let why = crate::retry::Why {
+            error: &e,
+            in_body: false,
+            retry_after,
+        };
+        log::warn!(target: "pubnub_presence::events",
+            "event stream request failed, next in {} ms: {why}", wait.as_millis());
+        e
     }
 
     /// Drives the long-poll until `deadline`: `Ok(true)` when a response
@@ -944,27 +962,62 @@ impl PresenceEvents {
             )
         })?;
         let items = Items::read(&body).map_err(|e| (e, resp.retry_after))?;
+        let moved = items.next != self.cursor;
         self.take_cursor(items.next);
-        self.batch = Some(Batch { body, items });
+        self.batch = Some(Batch {
+            body,
+            items,
+            moved,
+            delivered: false,
+        });
         Ok(true)
     }
 
-    /// The next new event of the kept batch, decoded now.
-    fn next_from_batch(&mut self) -> Option<PresenceEvent<'static>> {
-        let batch = self.batch.as_mut()?;
+    /// The next new event of the kept batch, decoded now. When the batch
+    /// is used up: the break of a body malformed as a whole, as an error;
+    /// otherwise the backoff is reset if the response was progress (moved
+    /// the cursor or delivered something new), and lengthened if it held
+    /// elements but brought nothing new at the same cursor (a server
+    /// repeating undecodable or already delivered content is not asked
+    /// again at once). An empty response at the same cursor (a long-poll
+    /// that ended idle) leaves the backoff as it is.
+    fn next_from_batch(&mut self) -> Result<Option<PresenceEvent<'static>>> {
+        let Some(batch) = self.batch.as_mut() else {
+            return Ok(None);
+        };
         while let Some(e) = batch.items.next_event(&batch.body) {
             if !remember(&mut self.seen, (e.timetoken, e.payload_hash)) {
                 continue;
             }
+            batch.delivered = true;
             if let PresenceEvent::Skipped(s) = &e.event {
                 log::warn!(target: "pubnub_presence::events",
                     "skipped an undecodable event on channel {:?} at timetoken {}: {}",
                     s.channel.as_deref().unwrap_or("?"), s.timetoken, s.reason);
             }
-            return Some(e.event.into_owned());
+            return Ok(Some(e.event.into_owned()));
         }
-        self.batch = None;
-        None
+        let Some(Batch {
+            items,
+            moved,
+            delivered,
+            ..
+        }) = self.batch.take()
+        else {
+            return Ok(None);
+        };
+        if let Some(e) = items.broken {
+            return Err(e);
+        }
+        if moved || delivered {
+            self.backoff.succeed();
+        } else if items.any {
+            let wait = self.backoff.fail(Instant::now(), None);
+            log::warn!(target: "pubnub_presence::events",
+                "the response repeated cursor {} and brought nothing new, next request in {} ms",
+                self.cursor.t, wait.as_millis());
+        }
+        Ok(None)
     }
 }
 
@@ -1113,14 +1166,17 @@ mod tests {
                 other => panic!("{i}: {other:?}"),
             }
         }
-        // A body that breaks off after its cursor: the cursor is taken,
-        // the break reported once.
-        let b = decode(br#"{"t":{"t":"7","r":2},"m":[{"p":{"t":"1"},"c":"a-pnpres","d":{"action":"join","uuid":"u"#).unwrap();
-        assert_eq!(b.next, Timetoken { t: 7, r: 2 });
-        assert_eq!(b.events.len(), 1);
-        assert!(
-            matches!(&b.events[0].event, PresenceEvent::Skipped(s) if s.channel.is_none() && s.timetoken == 7)
-        );
+        // A body that breaks off after its cursor is malformed as a whole:
+        // an error, not a skipped event.
+        for broken in [
+            &br#"{"t":{"t":"7","r":2},"m":[{"p":{"t":"1"},"c":"a-pnpres","d":{"action":"join","uuid":"u"#[..],
+            br#"{"t":{"t":"17000000000000000","r":1},"m":[{"#,
+        ] {
+            assert!(matches!(
+                decode(broken).map_err(Error::into_kind),
+                Err(ErrorKind::Decode { .. })
+            ));
+        }
     }
 
     /// The same payload at the same timetoken on two channels is two

@@ -64,6 +64,9 @@ pub struct Heartbeater {
     conn: Option<Conn>,
     /// The heartbeat in flight on `conn`, and the instant it was due.
     in_flight: Option<Instant>,
+    /// When the heartbeat in flight was sent: it is abandoned once it has
+    /// been in flight for [`Heartbeater::in_flight_bound`].
+    sent_at: Option<Instant>,
     /// Joined channels or state changed while a heartbeat was in flight.
     changed: bool,
     backoff: Backoff,
@@ -84,6 +87,7 @@ impl Heartbeater {
             next_due: None,
             conn: None,
             in_flight: None,
+            sent_at: None,
             changed: false,
             backoff: Backoff::default(),
             last_success: None,
@@ -247,7 +251,10 @@ impl Heartbeater {
     /// Drives the heartbeat schedule on the kept connection for at most
     /// `budget`: sends a due heartbeat, or goes on with the one in flight.
     /// `Ok(true)` when a heartbeat completed in this call. A failure is
-    /// returned once; the heartbeat is tried again after a backoff.
+    /// returned once; the heartbeat is tried again after a backoff. A
+    /// heartbeat in flight longer than [`Heartbeater::in_flight_bound`]
+    /// in all (a server trickling its answer, or sending 1xx heads without
+    /// end) is abandoned with a timeout error.
     pub fn poll(&mut self, budget: Duration) -> Result<bool> {
         self.poll_until(deadline_after(budget))
     }
@@ -267,13 +274,35 @@ impl Heartbeater {
                 _ => return Ok(false),
             },
         };
+        // However the server trickles bytes (or repeats 1xx heads), a
+        // heartbeat is not in flight longer than its bound.
+        let give_up = self
+            .sent_at
+            .and_then(|at| at.checked_add(self.in_flight_bound()));
+        let until = match (deadline, give_up) {
+            (Some(d), Some(g)) => Some(d.min(g)),
+            (d, g) => d.or(g),
+        };
         let Some(conn) = self.conn.as_mut() else {
             return Ok(false);
         };
-        match conn.drive(deadline) {
-            Ok(None) => Ok(false),
+        match conn.drive(until) {
+            Ok(None) => match give_up {
+                Some(g) if Instant::now() >= g => {
+                    conn.abort();
+                    self.in_flight = None;
+                    self.sent_at = None;
+                    let e = Error::transport(
+                        crate::TransportErrorKind::Timeout,
+                        "heartbeat did not complete within its bound (request_timeout, at most the heartbeat interval)",
+                    );
+                    Err(self.failed(e, Instant::now()))
+                }
+                _ => Ok(false),
+            },
             Ok(Some(resp)) => {
                 self.in_flight = None;
+                self.sent_at = None;
                 let result = if (200..300).contains(&resp.status) {
                     crate::envelope::decode_ack(&resp.body)
                 } else {
@@ -293,9 +322,21 @@ impl Heartbeater {
             }
             Err(e) => {
                 self.in_flight = None;
+                self.sent_at = None;
                 Err(self.failed(e, Instant::now()))
             }
         }
+    }
+
+    /// How long a heartbeat sent by [`Heartbeater::poll`] may be in flight
+    /// in all (not only without a byte moving): the client's
+    /// `request_timeout`, or the heartbeat interval if that is shorter (a
+    /// heartbeat older than one interval is late anyway). Past it, the
+    /// connection is dropped, the failure returned once and the heartbeat
+    /// tried again after the backoff.
+    pub fn in_flight_bound(&self) -> Duration {
+        let timeout = self.pubnub.config().request_timeout;
+        self.interval.map_or(timeout, |i| timeout.min(i))
     }
 
     /// Starts the heartbeat request on the kept connection.
@@ -304,6 +345,7 @@ impl Heartbeater {
         let timeout = self.pubnub.config().request_timeout;
         self.idle_conn()?.start(url, timeout)?;
         self.in_flight = Some(due);
+        self.sent_at = Some(Instant::now());
         self.changed = false;
         Ok(())
     }
@@ -440,6 +482,7 @@ impl Heartbeater {
             conn.abort();
         }
         self.in_flight = None;
+        self.sent_at = None;
         if self.channels.is_empty() && self.groups.is_empty() {
             self.next_due = None;
         }
@@ -479,6 +522,7 @@ impl Heartbeater {
             .request()?;
         let url = self.pubnub.url_for(req)?;
         self.in_flight = None;
+        self.sent_at = None;
         let conn = self.idle_conn()?;
         conn.start(url, timeout)?;
         let Some(resp) = conn.drive(deadline)? else {
@@ -662,7 +706,9 @@ const THREAD_LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// [`leave_channels`](HeartbeatThread::leave_channels),
 /// [`set_state_json`](HeartbeatThread::set_state_json)) while running
 /// (a change of state is sent at once, with no `leave` first) and stops
-/// within about 100 ms plus one `leave` bounded by 2 s.
+/// within about 100 ms plus 2 s: the final `leave` gets 2 s, or, when
+/// stop is asked while a [`leave_channels`](HeartbeatThread::leave_channels)
+/// is running, what is left of that leave's 2 s.
 #[derive(Debug)]
 pub struct HeartbeatThread {
     commands: Option<mpsc::Sender<Option<Command>>>,
@@ -692,6 +738,9 @@ impl HeartbeatThread {
         let handle = std::thread::Builder::new()
             .name("pubnub-heartbeat".into())
             .spawn(move || {
+                // The final leave's budget: one 2 s window, shared with a
+                // `Leave` command that was running when stop was asked.
+                let mut leave_budget = THREAD_LEAVE_TIMEOUT;
                 loop {
                     let now = Instant::now();
                     let wait = if heartbeater.in_flight() {
@@ -713,7 +762,20 @@ impl HeartbeatThread {
                                 Command::Join(c) => heartbeater.join(c),
                                 Command::JoinGroups(g) => heartbeater.join_groups(g),
                                 Command::Leave(c, g) => {
-                                    heartbeater.leave_channels_within(c, g, THREAD_LEAVE_TIMEOUT)
+                                    let started = Instant::now();
+                                    let r = heartbeater.leave_channels_within(
+                                        c,
+                                        g,
+                                        THREAD_LEAVE_TIMEOUT,
+                                    );
+                                    if stop_flag.load(std::sync::atomic::Ordering::SeqCst) {
+                                        // Stop was asked while this leave
+                                        // ran: the final one gets what is
+                                        // left of its window.
+                                        leave_budget =
+                                            THREAD_LEAVE_TIMEOUT.saturating_sub(started.elapsed());
+                                    }
+                                    r
                                 }
                                 Command::SetState(c, json) => heartbeater.set_state_json(&c, json),
                             };
@@ -729,7 +791,15 @@ impl HeartbeatThread {
                         store(&errors, e);
                     }
                 }
-                heartbeater.leave_within(THREAD_LEAVE_TIMEOUT)
+                let joined =
+                    !heartbeater.channels().is_empty() || !heartbeater.channel_groups().is_empty();
+                if leave_budget.is_zero() && joined {
+                    return Err(Error::transport(
+                        crate::TransportErrorKind::Timeout,
+                        "stopped during a leave that used up the 2 s window: no final leave sent",
+                    ));
+                }
+                heartbeater.leave_within(leave_budget)
             })?;
         Ok(HeartbeatThread {
             commands: Some(tx),
