@@ -6,8 +6,8 @@
 //! connections it accepts.
 
 use pubnub_presence::{
-    Error, ErrorKind, HeartbeatThread, Heartbeater, PresenceEvent, PresenceLoop, PubNub,
-    RetryPolicy, TransportErrorKind,
+    Error, ErrorKind, HeartbeatThread, Heartbeater, PresenceEvent, PresenceEvents, PresenceLoop,
+    PubNub, RetryPolicy, TransportErrorKind,
 };
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -421,15 +421,51 @@ fn oversized_bodies_and_silent_servers_are_errors() {
     assert!(!e.is_retryable());
     assert!(started.elapsed() < Duration::from_secs(3));
 
-    // A server that accepts and never answers is cut at the long-poll bound.
-    let s = Server::start(|_| Reply::Silent);
+    // A server that answers the handshake and never the long-poll is cut
+    // at the long-poll bound.
+    let s = Server::start(|t: &str| {
+        if t.contains("tt=0") {
+            Reply::Json(200, batch(100, &[]))
+        } else {
+            Reply::Silent
+        }
+    });
     let p = client(&s.origin);
-    let mut ev = p
+    let ev = p
         .presence_events()
         .channels(vec!["room".into()])
         .long_poll_timeout(Duration::from_millis(400))
         .open()
         .unwrap();
+    silent_bound(ev, Duration::from_millis(390), Duration::from_millis(900));
+
+    // A server that accepts the handshake (`tt=0`, answered at once by the
+    // service) and never answers is cut at the client's request timeout,
+    // not at the long-poll bound.
+    let s = Server::start(|_| Reply::Silent);
+    let p = PubNub::builder()
+        .subscribe_key("k")
+        .user_id("me")
+        .origin(&s.origin)
+        .request_timeout(Duration::from_millis(400))
+        .build()
+        .unwrap();
+    let ev = p
+        .presence_events()
+        .channels(vec!["room".into()])
+        .long_poll_timeout(Duration::from_secs(60))
+        .open()
+        .unwrap();
+    assert_eq!(
+        ev.request().timeout,
+        Some(Duration::from_millis(400)),
+        "the handshake's request carries the request timeout"
+    );
+    silent_bound(ev, Duration::from_millis(390), Duration::from_millis(900));
+}
+
+/// Polls until the stream fails, which must be a timeout within `min..max`.
+fn silent_bound(mut ev: PresenceEvents, min: Duration, max: Duration) {
     let started = Instant::now();
     let mut err = None;
     while err.is_none() && started.elapsed() < Duration::from_secs(3) {
@@ -445,10 +481,7 @@ fn oversized_bodies_and_silent_servers_are_errors() {
         }) => {}
         other => panic!("{other:?}"),
     }
-    assert!(
-        elapsed >= Duration::from_millis(390) && elapsed < Duration::from_millis(900),
-        "{elapsed:?}"
-    );
+    assert!(elapsed >= min && elapsed < max, "{elapsed:?}");
 }
 
 #[test]
@@ -574,11 +607,10 @@ fn the_loop_stays_within_its_budget_while_the_server_is_silent() {
     // not one per call (40).
     assert!((2..=6).contains(&beats), "{beats} heartbeats");
     assert!(failures >= 2, "{failures}");
-    assert_eq!(
-        s.times("/subscribe/").len(),
-        1,
-        "the long-poll stays in flight"
-    );
+    // The handshake (`tt=0`) is held to the request timeout too, and
+    // backs off the same way.
+    let handshakes = s.times("/subscribe/").len();
+    assert!((2..=6).contains(&handshakes), "{handshakes} handshakes");
 }
 
 fn ack() -> Reply {

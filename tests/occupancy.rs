@@ -870,3 +870,222 @@ fn cursor_reset_and_skipped_event_resync() {
         ]
     );
 }
+
+/// A scripted server for the re-sync schedule: the handshake, then a
+/// long-poll answered every `every` with `event(n)` (the n-th batch, its
+/// cursor `101 + n`); here_now is answered by `here_now(n, target)` (the
+/// n-th here_now). Returns the server and the here_now count.
+fn paced(
+    every: Duration,
+    event: impl Fn(u64) -> String + Send + Sync + 'static,
+    here_now: impl Fn(usize, &str) -> common::Reply + Send + Sync + 'static,
+) -> (
+    common::Server,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let here_nows = Arc::new(AtomicUsize::new(0));
+    let counter = here_nows.clone();
+    let polls = AtomicU64::new(0);
+    let server = common::Server::start(move |target| {
+        if target.contains("/v2/subscribe/") {
+            if target.contains("tt=0") {
+                return common::ok_json(r#"{"t":{"t":"100","r":1},"m":[]}"#);
+            }
+            let n = polls.fetch_add(1, Ordering::SeqCst);
+            return common::Reply::Delay(every, Box::new(common::ok_json(&event(n))));
+        }
+        here_now(counter.fetch_add(1, Ordering::SeqCst), target)
+    });
+    (server, here_nows)
+}
+
+/// Runs `m` for `time`, collecting the re-syncs' reasons and the errors.
+fn run_collecting(m: &mut Occupancy, time: Duration) -> (Vec<Resync>, Vec<pubnub_presence::Error>) {
+    let (mut reasons, mut errors) = (Vec::new(), Vec::new());
+    let end = Instant::now() + time;
+    while Instant::now() < end {
+        match m.poll(Duration::from_millis(20)) {
+            Ok(changes) => reasons.extend(changes.into_iter().filter_map(|c| match c {
+                Change::Resynced(r) => Some(r),
+                _ => None,
+            })),
+            Err(e) => errors.push(e),
+        }
+    }
+    (reasons, errors)
+}
+
+/// Reasons that arrive more often than the re-sync delay (an undecodable
+/// event every 100 ms, the delay 300 ms) do not push a waiting re-sync
+/// back for ever: it runs at the first reason's time plus the delay, and
+/// a follow-up covers the later ones.
+#[test]
+fn frequent_reasons_do_not_starve_a_resync() {
+    let (server, here_nows) = paced(
+        Duration::from_millis(100),
+        |n| {
+            format!(
+                r#"{{"t":{{"t":"{}","r":1}},"m":[{{"p":{{"t":"{0}"}},"c":"lobby-pnpres","d":{{"action":"join"}}}}]}}"#,
+                101 + n
+            )
+        },
+        |_, _| {
+            common::ok_json(
+                r#"{"message":"OK","occupancy":1,"service":"Presence","status":200,"uuids":["x"]}"#,
+            )
+        },
+    );
+    let pubnub = common::client(&server.origin);
+    let mut m = pubnub
+        .occupancy()
+        .channels(names(&["lobby"]))
+        .resync_delay(Duration::from_millis(300))
+        .open()
+        .unwrap();
+    let (reasons, errors) = run_collecting(&mut m, Duration::from_millis(2000));
+    assert!(errors.is_empty(), "{errors:?}");
+    let skipped = Resync::Skipped {
+        channel: Some("lobby".into()),
+    };
+    let later = reasons.iter().filter(|r| **r == skipped).count();
+    // Start, its check, then a re-sync about every 300-400 ms.
+    assert!(later >= 2, "{reasons:?}, {here_nows:?} here_now");
+}
+
+/// A counts-only channel back under the cap, with an event every 100 ms
+/// (each saying so): the re-sync is asked once and runs.
+#[test]
+fn back_under_the_cap_with_steady_events_resyncs() {
+    let (server, _) = paced(
+        Duration::from_millis(100),
+        |n| {
+            format!(
+                r#"{{"t":{{"t":"{}","r":1}},"m":[{{"p":{{"t":"{0}"}},"c":"stage-pnpres","d":{{"action":"state-change","uuid":"a","occupancy":1,"timestamp":1,"data":{{"v":{0}}}}}}}]}}"#,
+                101 + n
+            )
+        },
+        |n, _| {
+            let users = if n < 2 {
+                r#"["a","b","c"]"#
+            } else {
+                r#"["a"]"#
+            };
+            let occupancy = if n < 2 { 3 } else { 1 };
+            common::ok_json(&format!(
+                r#"{{"message":"OK","occupancy":{occupancy},"service":"Presence","status":200,"uuids":{users}}}"#
+            ))
+        },
+    );
+    let pubnub = common::client(&server.origin);
+    let mut m = pubnub
+        .occupancy()
+        .channels(names(&["stage"]))
+        .max_occupants_per_channel(2)
+        .resync_delay(Duration::from_millis(300))
+        .open()
+        .unwrap();
+    let (reasons, errors) = run_collecting(&mut m, Duration::from_millis(2000));
+    assert!(errors.is_empty(), "{errors:?}");
+    let under = Resync::UnderCap {
+        channel: "stage".into(),
+    };
+    assert!(reasons.contains(&under), "{reasons:?}");
+    assert!(!m.is_counts_only("stage"));
+    assert!(m.is_present("stage", "a"));
+}
+
+/// A re-sync of 250 channels with 40-byte names (10 KB of names) against
+/// a server that answers 414 to any URL over 3,000 bytes: split into
+/// requests that fit, not retried for ever.
+#[test]
+fn wide_resync_is_split_into_urls_that_fit() {
+    let channels: Vec<String> = (0..250)
+        .map(|i| format!("{i:05}-{}", "c".repeat(34)))
+        .collect();
+    let events: Vec<String> = channels
+        .iter()
+        .map(|c| {
+            format!(
+                r#"{{"p":{{"t":"101"}},"c":"{c}-pnpres","b":"g-pnpres","d":{{"action":"interval","timestamp":1,"occupancy":1,"join":["x"]}}}}"#
+            )
+        })
+        .collect();
+    let batch = format!(r#"{{"t":{{"t":"101","r":1}},"m":[{}]}}"#, events.join(","));
+    let (server, here_nows) = paced(
+        Duration::from_millis(100),
+        move |n| match n {
+            0 => batch.clone(),
+            _ => r#"{"t":{"t":"101","r":1},"m":[]}"#.to_string(),
+        },
+        |_, target| {
+            if target.len() > 3000 {
+                return common::Reply::Json(
+                    414,
+                    r#"{"status":414,"service":"Balancer","error":true,"message":"Request URI Too Long"}"#
+                        .into(),
+                );
+            }
+            common::ok_json(
+                r#"{"status":200,"message":"OK","payload":{"channels":{},"total_channels":0,"total_occupancy":0},"service":"Presence"}"#,
+            )
+        },
+    );
+    let pubnub = common::client(&server.origin);
+    let mut m = pubnub
+        .occupancy()
+        .channel_groups(names(&["g"]))
+        .include_state(true)
+        .resync_delay(Duration::from_millis(100))
+        .open()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut reasons = Vec::new();
+    while Instant::now() < end && !(m.is_synced() && reasons.len() >= 3) {
+        let (r, errors) = run_collecting(&mut m, Duration::from_millis(100));
+        assert!(errors.is_empty(), "{errors:?}");
+        reasons.extend(r);
+    }
+    assert!(m.is_synced(), "{reasons:?}");
+    assert!(
+        reasons.contains(&Resync::IntervalState {
+            channel: channels[0].clone()
+        }),
+        "{reasons:?}"
+    );
+    // 10 KB of names in 3 KB URLs: a handful of requests, and the 414s
+    // that split them.
+    let calls = here_nows.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(calls < 20, "{calls} here_now");
+    assert!(m.channels().count() == 0, "the snapshot listed none");
+}
+
+/// A 414 for a request that cannot be split (one channel) is returned
+/// once and that re-sync given up, not sent again and again.
+#[test]
+fn unsplittable_414_is_not_retried() {
+    let (server, here_nows) = paced(
+        Duration::from_secs(2),
+        |_| r#"{"t":{"t":"101","r":1},"m":[]}"#.to_string(),
+        |_, _| {
+            common::Reply::Json(
+                414,
+                r#"{"status":414,"service":"Balancer","error":true,"message":"Request URI Too Long"}"#
+                    .into(),
+            )
+        },
+    );
+    let pubnub = common::client(&server.origin);
+    let mut m = pubnub
+        .occupancy()
+        .channels(names(&["lobby"]))
+        .resync_delay(Duration::from_millis(10))
+        .open()
+        .unwrap();
+    let (_, errors) = run_collecting(&mut m, Duration::from_millis(1500));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].status(), Some(414));
+    assert!(!errors[0].is_retryable());
+    assert_eq!(here_nows.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -578,7 +578,9 @@ impl<'p> PresenceEventsBuilder<'p> {
 
     /// How long the stream waits without a byte from the server before it
     /// drops the connection and resumes from its cursor on a new one
-    /// (default 310 s: the server answers a long-poll within 280 s).
+    /// (default 310 s: the server answers a long-poll within 280 s). The
+    /// handshake (`tt=0`), which the service answers at once, is held to
+    /// the client's `request_timeout` instead.
     pub fn long_poll_timeout(mut self, timeout: Duration) -> Self {
         self.long_poll_timeout = timeout;
         self
@@ -824,8 +826,22 @@ impl PresenceEvents {
     pub fn request(&self) -> Request {
         let config = self.pubnub.config();
         let mut req = request::finish_unchecked(config, self.url_at(self.cursor));
-        req.timeout = Some(crate::transport::LONG_POLL_TIMEOUT);
+        req.timeout = Some(match self.cursor.t {
+            0 => config.request_timeout,
+            _ => crate::transport::LONG_POLL_TIMEOUT,
+        });
         req
+    }
+
+    /// How long the next request may go without a byte from the server:
+    /// the handshake (`tt=0`), which the service answers at once, is held
+    /// to the client's `request_timeout`; a long-poll to
+    /// `long_poll_timeout`.
+    fn silence_bound(&self) -> Duration {
+        match self.cursor.t {
+            0 => self.pubnub.config().request_timeout,
+            _ => self.long_poll_timeout,
+        }
     }
 
     /// The subscribe URL for `cursor`.
@@ -938,13 +954,13 @@ impl PresenceEvents {
             true => None,
             false => Some(self.pubnub.url_for(self.request()).map_err(|e| (e, None))?),
         };
+        let bound = self.silence_bound();
         let conn = match &mut self.conn {
             Some(c) => c,
             None => self.conn.insert(Conn::new(self.pubnub.endpoint())),
         };
         if let Some(url) = url {
-            conn.start(url, self.long_poll_timeout)
-                .map_err(|e| (e, None))?;
+            conn.start(url, bound).map_err(|e| (e, None))?;
         }
         let Some(resp) = conn.drive(deadline).map_err(|e| (e, None))? else {
             return Ok(false);

@@ -21,13 +21,42 @@
 //!   prompted it before it fetches. The first snapshot is fetched at once
 //!   and confirmed by a second one that delay later (the first may have
 //!   come from the cache, older than the subscription).
+//! - **Never starved.** A re-sync that waits or runs is not pushed back,
+//!   nor its here_now aborted, by a reason that comes after it (reasons
+//!   more often than the delay would starve it). Such a reason goes to one
+//!   follow-up re-sync that runs once the current one is installed, at the
+//!   latest reason's time plus the delay (at once if that has passed): the
+//!   current snapshot may predate the new reason (the cache), so it is not
+//!   merged into it (reasons within 100 ms of a waiting re-sync's first,
+//!   such as those of one batch of events, join it, moving its fetch that
+//!   much at most). Every reason is thus served within the delay (and
+//!   100 ms) of itself or of the end of the re-sync before it. "Back under the cap",
+//!   which any later snapshot serves, joins a waiting re-sync instead, and
+//!   is asked once while one covers the channel.
+//! - **URLs that fit.** A re-sync's channels (and groups) are split into
+//!   here_now requests naming at most 8 KB of encoded names each. A 414
+//!   (the server's URL limit is below ours) splits the request in two and
+//!   sends the halves; one naming a single channel or group cannot be
+//!   split: that re-sync is given up and the error returned once, not
+//!   retried (the next reason asks again).
 //! - **Bounded.** Past [`max_occupants_per_channel`](OccupancyBuilder::max_occupants_per_channel)
 //!   a channel keeps its count only ([`Change::CountsOnly`]) until it is
-//!   back under the cap. An occupant costs about 90 bytes (a 12-byte id,
-//!   no state; BENCHMARKS.md). Each call takes in at most one here_now
-//!   page and at most 512 events (256, plus those already received when a
-//!   snapshot completes); a re-sync keeps at most 4,096 events to apply
-//!   again over its snapshot (past that it starts over).
+//!   back under the cap. The cap is decided on a snapshot's own users (not
+//!   on those it is about to sweep) or on an event's `occupancy`. An
+//!   occupant costs about 90 bytes once synced (a 12-byte id, no state;
+//!   BENCHMARKS.md); while a channel is re-synced it holds its old set and
+//!   the snapshot's (each at most the cap) until the sweep. A channel's
+//!   table is shrunk to twice its entries once under a quarter full (one
+//!   pass over the entries left, paid for by the removals that emptied
+//!   it). Each call takes in at most one here_now page and at most 512
+//!   events (256, plus those already received when a snapshot completes);
+//!   a re-sync keeps at most 4,096 events to apply again over its snapshot
+//!   (past that it starts over).
+//! - **The change feed matches the reads.** Applying each `Joined` /
+//!   `Left` / `TimedOut` to a set gives [`Occupancy::occupants`]: a channel
+//!   that goes counts-only reports each user it held `Left` (from events
+//!   or from a snapshot), and back under the cap its users come back as
+//!   `Joined`.
 //!
 //! Ambiguities, and how they are resolved:
 //!
@@ -46,10 +75,14 @@
 //!   over the snapshot. Their `occupancy` is not checked then, nor for
 //!   1 s after the snapshot (one still under way when the here_now answer
 //!   came would differ from it with nothing wrong); the first event after
-//!   that checks the count again. When a re-sync starts over (a new gap
-//!   or refresh while it runs), the events kept so far are dropped, not
-//!   replayed: the later snapshot reflects them, and replaying them could
-//!   undo what came after them unseen.
+//!   that checks the count again. A gap or refresh while a re-sync runs
+//!   does not start it over: its snapshot and kept events are installed
+//!   (they may be wrong about what the gap lost, until the follow-up), and
+//!   a re-sync that takes in a new reason (and so fetches a delay after
+//!   it) drops the events kept so far, so nothing from before a gap is
+//!   replayed over a later snapshot (it could undo what came after it
+//!   unseen; the snapshot reflects them). A re-sync that kept more than
+//!   4,096 events starts over, dropping them too.
 //! - **The same user on two channels through a group.** Occupants are
 //!   kept per channel (the event's channel, never the group it came
 //!   through): two entries, each with its own state; leaving one keeps the
@@ -70,7 +103,7 @@ pub use change::{Change, Occupant, Resync};
 
 use crate::client::PubNub;
 use crate::conn::Conn;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::presence::events::{deadline_after, Backoff, PresenceEvent, PresenceEvents};
 use crate::presence::here_now;
 use crate::presence::schedule::{Heartbeater, PresenceLoop};
@@ -99,9 +132,26 @@ const HANDSHAKE_SLICE: Duration = Duration::from_millis(10);
 /// answer is awaited.
 const HEARTBEAT_SLICE: Duration = Duration::from_millis(50);
 
+/// Percent-encoded bytes of channel and group names in one here_now
+/// request at most (a quarter of [`crate::request::MAX_URL_LEN`]): a
+/// re-sync of more names is split into several requests.
+const BATCH_NAMES_LEN: usize = 8 * 1024;
+
+/// How much later than its first reason's a waiting re-sync may fetch, to
+/// take in the reasons that come with that one (the events of one batch,
+/// a burst) rather than leave them to a follow-up.
+const GATHER: Duration = Duration::from_millis(100);
+
+/// The names of one here_now request: channels and groups.
+type Batch = (Vec<String>, Vec<String>);
+
 /// A snapshot being paged in.
 #[derive(Debug, Default)]
 struct Fetch {
+    /// The first-page requests still to send, last first.
+    batches: Vec<Batch>,
+    /// The names of the current request's first page.
+    batch: Batch,
     offset: u32,
     /// The channels of the next page, by name; empty for the first page
     /// (the mirror's channels and groups, or the scope's channels).
@@ -117,18 +167,113 @@ struct Fetch {
     flat: Option<String>,
 }
 
+impl Fetch {
+    fn new(mut batches: Vec<Batch>) -> Fetch {
+        batches.reverse();
+        let batch = batches.pop().unwrap_or_default();
+        Fetch {
+            batches,
+            batch,
+            ..Fetch::default()
+        }
+    }
+
+    /// Splits the current request in two (its URL was too long); `false`
+    /// when it names one channel or group only.
+    fn split(&mut self) -> bool {
+        let (chs, grps) = &mut self.batch;
+        let second = if chs.len() > 1 {
+            (chs.split_off(chs.len() / 2), Vec::new())
+        } else if grps.len() > 1 {
+            (Vec::new(), grps.split_off(grps.len() / 2))
+        } else if !chs.is_empty() && !grps.is_empty() {
+            (Vec::new(), std::mem::take(grps))
+        } else {
+            return false;
+        };
+        self.batches.push(second);
+        true
+    }
+}
+
+/// The here_now requests for these channels and groups: each names at
+/// most [`BATCH_NAMES_LEN`] encoded bytes (a name longer than that alone),
+/// channels first, then groups, in their own requests once they do not
+/// all fit in one.
+fn batches(channels: &[String], groups: &[String]) -> Vec<Batch> {
+    let len = |name: &String| {
+        let mut s = String::new();
+        crate::encode::encode_into(&mut s, name, crate::encode::PATH_SEGMENT);
+        s.len().saturating_add(1)
+    };
+    let total = channels
+        .iter()
+        .chain(groups)
+        .map(len)
+        .fold(0, usize::saturating_add);
+    if total <= BATCH_NAMES_LEN {
+        return vec![(channels.to_vec(), groups.to_vec())];
+    }
+    let mut out: Vec<Batch> = Vec::new();
+    let mut push = |name: &String, group: bool, used: &mut usize| {
+        let l = len(name);
+        let fresh = match out.last() {
+            Some((c, g)) => {
+                *used > 0 && used.saturating_add(l) > BATCH_NAMES_LEN
+                    || (group && !c.is_empty())
+                    || (!group && !g.is_empty())
+            }
+            None => true,
+        };
+        if fresh {
+            out.push((Vec::new(), Vec::new()));
+            *used = 0;
+        }
+        *used = used.saturating_add(l);
+        if let Some((c, g)) = out.last_mut() {
+            if group { g } else { c }.push(name.clone());
+        }
+    };
+    let mut used = 0;
+    for c in channels {
+        push(c, false, &mut used);
+    }
+    for g in groups {
+        push(g, true, &mut used);
+    }
+    out
+}
+
 /// A re-sync, pending or running.
 #[derive(Debug)]
 struct Sync {
     scope: Scope,
     reason: Resync,
     not_before: Instant,
+    /// The `not_before` of the first reason (or of the last start-over):
+    /// `not_before` never goes past it by more than [`GATHER`].
+    due: Instant,
     attempt: u32,
     fetch: Option<Fetch>,
     /// Events of the scope since the re-sync was asked for, applied again
     /// over the snapshot.
     replay: Vec<PresenceEvent<'static>>,
     started: Instant,
+}
+
+impl Sync {
+    fn new(reason: Resync, not_before: Instant) -> Sync {
+        Sync {
+            scope: reason.scope(),
+            reason,
+            not_before,
+            due: not_before,
+            attempt: 0,
+            fetch: None,
+            replay: Vec::new(),
+            started: Instant::now(),
+        }
+    }
 }
 
 /// A live mirror of who is on channels and channel groups, kept right from
@@ -181,6 +326,10 @@ pub struct Occupancy {
     resync_delay: Duration,
     roster: Roster,
     sync: Option<Sync>,
+    /// A re-sync asked for while `sync` runs or waits, for what `sync`'s
+    /// snapshot may not reflect: it runs once `sync` is installed. Only
+    /// with `sync`.
+    next: Option<Sync>,
     /// The first snapshot is in.
     started: bool,
     /// When the first snapshot is confirmed.
@@ -318,15 +467,8 @@ impl OccupancyBuilder<'_> {
             include_state: self.include_state,
             page_size: self.page_size,
             resync_delay: self.resync_delay,
-            sync: Some(Sync {
-                scope: Scope::All,
-                reason: Resync::Start,
-                not_before: now,
-                attempt: 0,
-                fetch: None,
-                replay: Vec::new(),
-                started: now,
-            }),
+            sync: Some(Sync::new(Resync::Start, now)),
+            next: None,
             started: false,
             confirm_at: None,
             settling: None,
@@ -464,10 +606,15 @@ impl Occupancy {
             _ => {}
         }
         let channel = event.channel();
-        let syncing = self
+        let in_sync = self
             .sync
             .as_ref()
             .is_some_and(|s| s.scope.contains(channel));
+        let in_next = self
+            .next
+            .as_ref()
+            .is_some_and(|s| s.scope.contains(channel));
+        let syncing = in_sync || in_next;
         // Just after a snapshot, an event may still be one published
         // before it: its occupancy is not checked.
         let settling = self
@@ -475,19 +622,14 @@ impl Occupancy {
             .as_ref()
             .is_some_and(|(scope, until)| Instant::now() < *until && scope.contains(channel));
         let wanted = self.roster.apply(&event, !(syncing || settling), out);
-        if syncing {
+        if in_next {
+            if let Some(next) = &mut self.next {
+                keep(next, &event, &mut self.conn, self.resync_delay);
+            }
+        }
+        if in_sync {
             if let Some(sync) = &mut self.sync {
-                if sync.replay.len() < MAX_REPLAY {
-                    sync.replay.push(event);
-                } else {
-                    log::warn!(target: "pubnub_presence::mirror",
-                        "more than {MAX_REPLAY} events while re-syncing: starting the re-sync over");
-                    let not_before = Instant::now()
-                        .checked_add(self.resync_delay)
-                        .unwrap_or_else(Instant::now);
-                    sync.attempt = 0;
-                    restart(sync, &mut self.conn, not_before);
-                }
+                keep(sync, &event, &mut self.conn, self.resync_delay);
             }
         }
         if let Some(reason) = wanted {
@@ -495,8 +637,17 @@ impl Occupancy {
         }
     }
 
-    /// Asks for a re-sync, `resync_delay` from now; one already pending
-    /// is widened and starts over then.
+    /// Asks for a re-sync, `resync_delay` from now (the service's here_now
+    /// cache). A re-sync already waiting or running is never pushed back
+    /// nor aborted by a new reason (reasons arriving more often than the
+    /// delay would starve it): the new reason is added to the follow-up
+    /// re-sync (`next`), which runs once the current one is installed, at
+    /// the latest reason's time plus the delay or at once when that has
+    /// passed. A reason within [`GATHER`] of the waiting re-sync's first
+    /// (the same batch of events) joins it, moving its fetch by that much
+    /// at most; "back under the cap" (any later snapshot will do) joins a
+    /// waiting re-sync without moving it, and is asked once only while a
+    /// re-sync covers its channel.
     fn schedule(&mut self, reason: Resync) {
         let not_before = Instant::now()
             .checked_add(self.resync_delay)
@@ -505,24 +656,46 @@ impl Occupancy {
     }
 
     fn schedule_at(&mut self, reason: Resync, not_before: Instant) {
+        let scope = reason.scope();
+        let any_snapshot = matches!(reason, Resync::UnderCap { .. });
+        if any_snapshot
+            && [&self.sync, &self.next]
+                .iter()
+                .any(|s| s.as_ref().is_some_and(|s| s.scope.covers(&scope)))
+        {
+            return;
+        }
         log::info!(target: "pubnub_presence::mirror", "re-sync needed: {reason}");
         match &mut self.sync {
-            Some(sync) => {
-                sync.scope.merge(reason.scope());
-                sync.attempt = 0;
-                restart(sync, &mut self.conn, not_before.max(sync.not_before));
+            None => self.sync = Some(Sync::new(reason, not_before)),
+            Some(sync)
+                if sync.fetch.is_none()
+                    && (any_snapshot
+                        || sync
+                            .due
+                            .checked_add(GATHER)
+                            .is_some_and(|t| not_before <= t)) =>
+            {
+                sync.scope.merge(scope);
+                if !any_snapshot {
+                    sync.not_before = sync.not_before.max(not_before);
+                    // The snapshot now comes a delay after this reason:
+                    // it reflects the events kept so far, and replaying
+                    // them could undo what the reason says was lost.
+                    sync.replay = Vec::new();
+                }
             }
-            None => {
-                self.sync = Some(Sync {
-                    scope: reason.scope(),
-                    reason,
-                    not_before,
-                    attempt: 0,
-                    fetch: None,
-                    replay: Vec::new(),
-                    started: Instant::now(),
-                });
-            }
+            Some(_) => match &mut self.next {
+                None => self.next = Some(Sync::new(reason, not_before)),
+                // Bounded: reasons come here only while `sync` runs, so
+                // this is at most its end plus the delay.
+                Some(next) => {
+                    next.scope.merge(scope);
+                    next.not_before = next.not_before.max(not_before);
+                    // As above: its snapshot reflects them.
+                    next.replay = Vec::new();
+                }
+            },
         }
     }
 
@@ -576,6 +749,16 @@ impl Occupancy {
                 self.backoff.succeed();
                 Ok(true)
             }
+            Err((e, _))
+                if e.status() == Some(414) || matches!(e.kind(), ErrorKind::Input { .. }) =>
+            {
+                // The same request would fail the same way: not retried.
+                log::error!(target: "pubnub_presence::mirror",
+                    "here_now for a re-sync cannot be sent, giving the re-sync up: {e}");
+                // Nothing is in flight: the request was refused or never sent.
+                self.sync = self.next.take();
+                Err(e)
+            }
             Err((e, retry_after)) => {
                 let wait = self.backoff.fail(Instant::now(), retry_after);
                 let why = crate::retry::Why {
@@ -618,36 +801,47 @@ impl Occupancy {
         if sync.fetch.is_none() {
             roster.next_generation();
             sync.attempt = sync.attempt.saturating_add(1);
-            sync.fetch = Some(Fetch::default());
+            let list = match &sync.scope {
+                Scope::All => batches(channels, groups),
+                Scope::Channels(set) => {
+                    let set: Vec<String> = set.iter().cloned().collect();
+                    batches(&set, &[])
+                }
+            };
+            sync.fetch = Some(Fetch::new(list));
         }
         let Some(fetch) = sync.fetch.as_mut() else {
             return Ok(None);
         };
         if !fetch.in_flight {
-            let (chs, grps) = if fetch.offset > 0 {
-                (fetch.next.clone(), Vec::new())
-            } else {
-                match &sync.scope {
-                    Scope::All => (channels.clone(), groups.clone()),
-                    Scope::Channels(set) => (set.iter().cloned().collect(), Vec::new()),
+            let url = loop {
+                let (chs, grps) = if fetch.offset > 0 {
+                    (fetch.next.clone(), Vec::new())
+                } else {
+                    fetch.batch.clone()
+                };
+                // One channel and no group: the service answers in the flat
+                // shape, which does not name the channel.
+                fetch.flat = match (chs.as_slice(), grps.is_empty()) {
+                    ([one], true) => Some(one.clone()),
+                    _ => None,
+                };
+                let url = pubnub
+                    .here_now()
+                    .channels(chs)
+                    .channel_groups(grps)
+                    .include_state(*include_state)
+                    .limit(*page_size)
+                    .offset(fetch.offset)
+                    .request()
+                    .and_then(|r| pubnub.url_for(r));
+                match url {
+                    Ok(url) => break url,
+                    // Too long (a long state? names over the cap): in two.
+                    Err(_) if fetch.offset == 0 && fetch.split() => {}
+                    Err(e) => return Err((e, None)),
                 }
             };
-            // One channel and no group: the service answers in the flat
-            // shape, which does not name the channel.
-            fetch.flat = match (chs.as_slice(), grps.is_empty()) {
-                ([one], true) => Some(one.clone()),
-                _ => None,
-            };
-            let url = pubnub
-                .here_now()
-                .channels(chs)
-                .channel_groups(grps)
-                .include_state(*include_state)
-                .limit(*page_size)
-                .offset(fetch.offset)
-                .request()
-                .and_then(|r| pubnub.url_for(r))
-                .map_err(|e| (e, None))?;
             let c = match conn {
                 Some(c) => c,
                 None => conn.insert(Conn::new(pubnub.endpoint())),
@@ -668,6 +862,13 @@ impl Occupancy {
             }
         };
         fetch.in_flight = false;
+        // 414: the front end's limit on the URL is below ours. The same
+        // request would fail again: split it, or give up (drive_sync).
+        if resp.status == 414 && fetch.offset == 0 && fetch.split() {
+            log::warn!(target: "pubnub_presence::mirror",
+                "here_now URL too long for the server (414): splitting the request");
+            return Ok(None);
+        }
         if !(200..300).contains(&resp.status) {
             return Err((
                 crate::envelope::error_from_response(resp.status, &resp.body),
@@ -702,6 +903,11 @@ impl Occupancy {
             let (name, occupancy) = (channel.name, channel.occupancy);
             let got = u32::try_from(channel.occupants.len()).unwrap_or(u32::MAX);
             if first {
+                // Listed by an earlier request of this snapshot too (a
+                // channel named and in a group): that one pages it.
+                if fetch.counts.contains_key(&*name) {
+                    continue;
+                }
                 fetch.counts.insert(name.to_string(), (occupancy, 0));
             }
             let tracked = roster.load(&name, occupancy, channel.occupants, first, out);
@@ -724,6 +930,12 @@ impl Occupancy {
         if !next.is_empty() {
             fetch.offset = end;
             fetch.next = next;
+            return Ok(());
+        }
+        if let Some(batch) = fetch.batches.pop() {
+            fetch.batch = batch;
+            fetch.offset = 0;
+            fetch.next = Vec::new();
             return Ok(());
         }
         // Every page read. Someone joining or leaving between two pages
@@ -765,13 +977,14 @@ impl Occupancy {
                 }
             }
         }
-        // One of those events (or a gap) started the re-sync over.
+        // One of those events (too many to keep) started the re-sync over.
         if self.sync.as_ref().is_some_and(|s| s.fetch.is_none()) {
             return;
         }
         let Some(sync) = self.sync.take() else {
             return;
         };
+        self.sync = self.next.take();
         let replayed = sync.replay.len();
         for event in &sync.replay {
             // Already applied once: the re-sync it would ask for is this one.
@@ -798,6 +1011,22 @@ impl Occupancy {
     }
 }
 
+/// Keeps an event of a re-sync's scope to apply again over its snapshot;
+/// past [`MAX_REPLAY`] the re-sync starts over.
+fn keep(sync: &mut Sync, event: &PresenceEvent<'static>, conn: &mut Option<Conn>, delay: Duration) {
+    if sync.replay.len() < MAX_REPLAY {
+        sync.replay.push(event.clone());
+        return;
+    }
+    log::warn!(target: "pubnub_presence::mirror",
+        "more than {MAX_REPLAY} events while re-syncing: starting the re-sync over");
+    let not_before = Instant::now()
+        .checked_add(delay)
+        .unwrap_or_else(Instant::now);
+    sync.attempt = 0;
+    restart(sync, conn, not_before);
+}
+
 /// Abandons a snapshot attempt (and its request in flight); the re-sync
 /// starts over at `not_before`, from what prompted it now. The events
 /// kept for replay go: the new snapshot, taken after the delay, reflects
@@ -812,6 +1041,7 @@ fn restart(sync: &mut Sync, conn: &mut Option<Conn>, not_before: Instant) {
     }
     sync.fetch = None;
     sync.not_before = not_before;
+    sync.due = not_before;
 }
 
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
@@ -895,5 +1125,37 @@ impl Occupancy {
         let mut out = Vec::new();
         self.on_event(event, &mut out);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_fit_and_split() {
+        let few = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(
+            batches(&few, &["g".into()]),
+            [(few.clone(), vec!["g".into()])]
+        );
+        // 300 names of 40 bytes (12 KB encoded): two requests of channels,
+        // one of groups, each within the bound.
+        let many: Vec<String> = (0..300)
+            .map(|i| format!("{i:05}-{}", "c".repeat(34)))
+            .collect();
+        let out = batches(&many, &["g".into()]);
+        assert_eq!(out.len(), 3, "{}", out.len());
+        assert_eq!(out.iter().map(|(c, _)| c.len()).sum::<usize>(), 300);
+        assert!(out.iter().all(|(c, _)| c.len() * 41 <= BATCH_NAMES_LEN));
+        assert_eq!(out[2], (Vec::new(), vec!["g".to_string()]));
+        // A 414: halves, down to one name.
+        let mut f = Fetch::new(vec![(few.clone(), vec!["g".into()])]);
+        assert!(f.split());
+        assert_eq!(f.batch, (vec!["a".into()], vec!["g".into()]));
+        assert!(f.split());
+        assert_eq!(f.batch, (vec!["a".into()], vec![]));
+        assert!(!f.split());
+        assert_eq!(f.batches.len(), 2);
     }
 }

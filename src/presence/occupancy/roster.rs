@@ -5,8 +5,10 @@
 //! Memory per occupant (64-bit, without `serde`): one hash-map slot (the
 //! user id as `Box<str>`, 16 bytes; its state, 24 bytes, `null` costing
 //! nothing more; a generation stamp, 4 bytes, padded to 48), plus the id's
-//! own bytes and the map's spare capacity. BENCHMARKS.md has the measured
-//! figure.
+//! own bytes and the map's spare capacity: under 1/8 of the slots after a
+//! sync, and at most 3/4 of them (4 slots per occupant, beyond 64 slots)
+//! as the channel empties, when the map is shrunk. BENCHMARKS.md has the
+//! measured figure.
 
 use super::{Change, Resync};
 use crate::presence::events::{IntervalEvent, PresenceEvent, UserEvent};
@@ -34,6 +36,10 @@ pub(crate) struct Room {
     named: bool,
     /// The generation of the last snapshot page that listed the channel.
     seen: u32,
+    /// Users listed for the channel by the snapshot of generation `seen`
+    /// so far: the cap is decided on these, not on the entries held
+    /// while the snapshot runs (which include those it will sweep).
+    listed: u32,
 }
 
 impl Room {
@@ -64,7 +70,21 @@ impl Room {
     fn is_empty(&self) -> bool {
         self.occupants.is_empty() && self.counts_only.is_none()
     }
+
+    /// Gives memory back once the map is much emptier than its capacity
+    /// (under a quarter): its table is rebuilt at twice the entries, so
+    /// the work (one pass over the entries left) is paid for by the
+    /// removals that emptied it.
+    fn shrink(&mut self) {
+        let (len, cap) = (self.occupants.len(), self.occupants.capacity());
+        if cap > MIN_SHRINK && len < cap / 4 {
+            self.occupants.shrink_to(len.saturating_mul(2));
+        }
+    }
 }
+
+/// Tables this small are never shrunk.
+const MIN_SHRINK: usize = 64;
 
 /// What a re-sync covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +104,15 @@ impl Scope {
         match self {
             Scope::All => true,
             Scope::Channels(set) => set.contains(channel),
+        }
+    }
+
+    /// Whether every channel of `other` is in this scope.
+    pub(crate) fn covers(&self, other: &Scope) -> bool {
+        match (self, other) {
+            (Scope::All, _) => true,
+            (Scope::Channels(_), Scope::All) => false,
+            (Scope::Channels(a), Scope::Channels(b)) => b.is_subset(a),
         }
     }
 
@@ -232,16 +261,27 @@ impl Roster {
         }
     }
 
-    /// A channel past the cap keeps its count only.
+    /// A channel past the cap keeps its count only: when it holds more
+    /// entries than the cap and the service's count (`occupancy`) is past
+    /// it too. Entries past the cap with a count under it are ones a
+    /// re-sync is about to sweep (or the occupancy check re-syncs): they
+    /// are kept up to twice the cap, the bound on memory. Each user
+    /// dropped is reported `Left`, so the change feed keeps matching the
+    /// reads.
     fn overflow(&mut self, channel: &str, occupancy: u32, out: &mut Vec<Change>) {
         let cap = self.cap;
         let Some(room) = self.room_mut(channel) else {
             return;
         };
-        if room.occupants.len() <= cap || room.counts_only.is_some() {
+        let len = room.occupants.len();
+        let past = len > cap && (occupancy as usize > cap || len > cap.saturating_mul(2));
+        if !past || room.counts_only.is_some() {
             return;
         }
-        let occupancy = occupancy.max(room.occupancy());
+        let occupancy = occupancy.max(u32::try_from(cap).unwrap_or(u32::MAX).saturating_add(1));
+        for user in room.occupants.keys() {
+            out.push(change(left, channel, user));
+        }
         // A new map, so the memory goes back at once.
         room.occupants = HashMap::new();
         room.counts_only = Some(occupancy);
@@ -309,6 +349,7 @@ impl Roster {
         let room = self.room_mut(&e.channel)?;
         if room.occupants.remove(&*e.user_id).is_some() {
             out.push(change(kind, &e.channel, &e.user_id));
+            room.shrink();
         }
         None
     }
@@ -377,6 +418,7 @@ impl Roster {
                 if room.occupants.remove(user).is_some() {
                     let kind = if timed { timed_out } else { left };
                     out.push(change(kind, &e.channel, user));
+                    room.shrink();
                 }
             } else if self.room(&e.channel).is_some_and(|r| r.contains(user)) {
                 // Left and came back: the state set before is gone.
@@ -428,6 +470,7 @@ impl Roster {
                 return false;
             }
             room.counts_only = None;
+            room.listed = 0;
             // Sized once for the whole channel (never past the cap): no
             // rehash, and no old and new table held at once, page by page.
             let want = (occupancy as usize).saturating_sub(room.occupants.len());
@@ -435,11 +478,20 @@ impl Roster {
         } else if room.counts_only.is_some() {
             return false;
         }
+        let got = u32::try_from(users.len()).unwrap_or(u32::MAX);
+        room.listed = room.listed.saturating_add(got);
+        // The cap is decided on the snapshot's own users: the entries it
+        // will sweep (at most the cap) are not counted.
+        let listed = room.listed;
         for u in users {
             let state = state::into_owned(u.state);
             self.upsert(channel, &u.user_id, Some(state), out);
         }
-        self.overflow(channel, occupancy, out);
+        if listed as usize > cap {
+            // More users listed than the count said (the channel grew
+            // under the paging): the count is the users listed.
+            self.overflow(channel, occupancy.max(listed), out);
+        }
         self.room(channel).is_some_and(|r| !r.is_counts_only())
     }
 
@@ -466,6 +518,7 @@ impl Roster {
                 }
                 keep
             });
+            room.shrink();
             if room.is_empty() && !room.named {
                 empty.push(name.clone());
             }
@@ -711,6 +764,93 @@ mod tests {
         small.next_generation();
         assert!(!small.load("a", 5, page(&["x"]), true, &mut out));
         assert_eq!(small.room("a").unwrap().occupancy(), 5);
+    }
+
+    /// A snapshot that swaps one user for another at the cap: decided on
+    /// the snapshot's own users (3), not on old plus new (4).
+    #[test]
+    fn cap_is_decided_on_the_snapshot_alone() {
+        let mut r = Roster::new(&["a".into()], 3, false);
+        let mut out = Vec::new();
+        let page = |ids: &[&str]| -> Vec<HereNowUser<'static>> {
+            ids.iter()
+                .map(|u| HereNowUser {
+                    user_id: Cow::Owned(u.to_string()),
+                    state: state::null_state(),
+                })
+                .collect()
+        };
+        r.next_generation();
+        assert!(r.load("a", 3, page(&["x", "y", "z"]), true, &mut out));
+        r.sweep(&Scope::All, &mut out);
+        out.clear();
+        r.next_generation();
+        assert!(r.load("a", 3, page(&["x", "y", "new"]), true, &mut out));
+        r.sweep(&Scope::All, &mut out);
+        assert!(!r.room("a").unwrap().is_counts_only(), "{out:?}");
+        assert_eq!(users(&r, "a"), ["new", "x", "y"]);
+        assert_eq!(out, [change(joined, "a", "new"), change(left, "a", "z")]);
+        // Over two pages: the users listed count, not those held.
+        r.next_generation();
+        assert!(r.load("a", 3, page(&["p", "q"]), true, &mut out));
+        assert!(r.load("a", 3, page(&["s"]), false, &mut out));
+        r.sweep(&Scope::All, &mut out);
+        assert_eq!(users(&r, "a"), ["p", "q", "s"]);
+        // A snapshot that lists more than the cap: counts only.
+        r.next_generation();
+        assert!(r.load("a", 3, page(&["p", "q"]), true, &mut out));
+        assert!(!r.load("a", 4, page(&["s", "t"]), false, &mut out));
+        assert_eq!(r.room("a").unwrap().occupancy(), 4);
+    }
+
+    /// Going counts-only on events reports each dropped user `Left`:
+    /// applying the feed to a set gives what the reads give.
+    #[test]
+    fn overflow_reports_who_is_dropped() {
+        let mut r = Roster::new(&[], 2, false);
+        let mut out = Vec::new();
+        for (i, u) in ["a", "b", "c"].iter().enumerate() {
+            r.apply(
+                &PresenceEvent::Join(user("c", u, i as u32 + 1)),
+                true,
+                &mut out,
+            );
+        }
+        let mut set = BTreeSet::new();
+        for c in &out {
+            match c {
+                Change::Joined { user_id, .. } => assert!(set.insert(user_id.clone()), "{out:?}"),
+                Change::Left { user_id, .. } => assert!(set.remove(user_id), "{out:?}"),
+                _ => {}
+            }
+        }
+        assert!(set.is_empty(), "{out:?}");
+        assert!(r.room("c").unwrap().is_counts_only());
+        assert_eq!(r.room("c").unwrap().occupancy(), 3);
+    }
+
+    /// A channel that empties gives its table's memory back.
+    #[test]
+    fn emptied_channel_shrinks() {
+        let mut r = Roster::new(&["a".into()], 10_000, false);
+        let mut out = Vec::new();
+        for i in 0..2000u32 {
+            let u = format!("u{i}");
+            r.apply(&PresenceEvent::Join(user("a", &u, i + 1)), true, &mut out);
+        }
+        let full = r.room("a").unwrap().occupants.capacity();
+        assert!(full >= 2000);
+        for i in 10..2000u32 {
+            let u = format!("u{i}");
+            r.apply(&PresenceEvent::Leave(user("a", &u, 0)), false, &mut out);
+        }
+        let room = r.room("a").unwrap();
+        assert_eq!(room.occupants.len(), 10);
+        assert!(
+            room.occupants.capacity() <= MIN_SHRINK * 2,
+            "{} of {full}",
+            room.occupants.capacity()
+        );
     }
 
     #[test]
