@@ -409,10 +409,15 @@ fn scripted_round_reaches_every_path() {
             _ => None,
         })
         .collect();
+    // The burst's here_now_refresh re-syncs c0. On a loaded machine the
+    // refresh can arrive while a re-sync of c0 for an earlier interval
+    // (users with unknown state) is still gathering reasons: it joins that
+    // one, which is reported with its first reason.
     assert!(
         reasons
             .iter()
-            .any(|r| matches!(r, Resync::HereNowRefresh { .. })),
+            .any(|r| matches!(r, Resync::HereNowRefresh { .. })
+                || matches!(r, Resync::IntervalState { channel } if channel == "c0")),
         "{reasons:?}"
     );
     assert!(
