@@ -106,8 +106,13 @@ impl PubNub {
         accept: &mut dyn FnMut(&Response) -> Result<()>,
     ) -> Result<Response> {
         let timeout = request.timeout;
+        // A request with its own timeout (a long-poll) is bounded by that
+        // alone: one attempt, no retry deadline to cut it.
         let policy = match timeout {
-            Some(_) => RetryPolicy::none(),
+            Some(_) => RetryPolicy {
+                deadline: None,
+                ..RetryPolicy::none()
+            },
             None => self.config.retry,
         };
         let target = Target::new(&self.config, request)?;
@@ -161,16 +166,15 @@ impl PubNub {
         deadline: Option<Duration>,
         started: Instant,
     ) -> std::result::Result<Response, (Error, Option<Duration>)> {
-        let mut timeout = timeout;
-        // Never let one attempt outlive the call's deadline.
-        if let Some(d) = deadline {
-            let left = d.saturating_sub(started.elapsed());
-            if left < self.config.request_timeout && timeout.is_none() {
-                timeout = Some(left.max(Duration::from_millis(1)));
-            }
-        }
+        // The whole attempt (connect, send, head, body) ends by the call's
+        // deadline; the per-phase bounds still apply within it. A deadline
+        // too far to count is no deadline.
+        let ends = deadline.and_then(|d| started.checked_add(d));
         let uri = target.uri(&self.config).map_err(|e| (e, None))?;
-        let resp = self.transport.get(uri, timeout).map_err(|e| (e, None))?;
+        let resp = self
+            .transport
+            .get(uri, timeout, ends)
+            .map_err(|e| (e, None))?;
         if !(200..300).contains(&resp.status) {
             return Err((
                 envelope::error_from_response(resp.status, &resp.body),

@@ -175,7 +175,12 @@ impl PubNubBuilder {
     }
     /// Timeout for each phase of a request: sending it, waiting for the
     /// response head, reading the body (default 10 s each). The retry
-    /// policy's deadline bounds the whole call.
+    /// policy's deadline bounds the whole call: an attempt still running
+    /// when it passes is cut there, whatever phase it is in. Without a
+    /// deadline (`RetryPolicy { deadline: None, .. }`) an attempt is bounded
+    /// by the connect timeout plus three of these (send, head, body), and
+    /// the call by that times the attempts plus the delays between them
+    /// (the name lookup, done by the system resolver, is not bounded).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = Some(timeout);
         self

@@ -278,6 +278,17 @@ impl Wire {
     }
 }
 
+/// How long the next socket operation may block before `until`, and
+/// whether the rest is to be waited out in fine steps (see `drive_inner`).
+fn split_wait(until: Option<Instant>, now: Instant) -> (Option<Duration>, bool) {
+    match until.map(|u| u.saturating_duration_since(now)) {
+        Some(w) if w > TICK_GUARD => (Some(w.saturating_sub(TICK_GUARD)), false),
+        Some(w) if w >= Duration::from_millis(1) => (Some(Duration::ZERO), true),
+        Some(_) => (Some(Duration::ZERO), false),
+        None => (None, false),
+    }
+}
+
 fn would_block(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -505,12 +516,7 @@ impl Conn {
             // within about a step of its deadline. A wait under a
             // millisecond rounds to "don't block": a zero socket timeout
             // would mean "block forever".
-            let (wait, fine) = match until.map(|u| u.saturating_duration_since(now)) {
-                Some(w) if w > TICK_GUARD => (Some(w.saturating_sub(TICK_GUARD)), false),
-                Some(w) if w >= Duration::from_millis(1) => (Some(Duration::ZERO), true),
-                Some(_) => (Some(Duration::ZERO), false),
-                None => (None, false),
-            };
+            let (wait, mut fine) = split_wait(until, now);
             let nap = || {
                 if let Some(u) = until {
                     std::thread::sleep(FINE_STEP.min(u.saturating_duration_since(Instant::now())));
@@ -535,6 +541,15 @@ impl Conn {
             if handshaking && !wire.handshaking() {
                 // Connected: compute the wait again with the phase bound.
                 continue;
+            }
+            // The flush may have blocked (on a TCP connect completing, say,
+            // while TLS still has its handshake ahead): the read below may
+            // wait only what is left, not the whole wait again.
+            let later = Instant::now();
+            if flushed && later.saturating_duration_since(now) >= Duration::from_millis(1) {
+                let (wait, f) = split_wait(until, later);
+                fine = f;
+                wire.set_wait(wait).map_err(|e| io_error(e, false))?;
             }
             if !flushed {
                 if deadline.is_some_and(|d| Instant::now() >= d) {

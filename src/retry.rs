@@ -35,7 +35,10 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// The longest delay between attempts.
     pub max_delay: Duration,
-    /// A bound on the whole call, attempts and delays together.
+    /// A bound on the whole call, attempts and delays together: an attempt
+    /// still running when it passes is cut there (connect, send, head or
+    /// body), so the call ends by it. `None`: see
+    /// [`crate::PubNubBuilder::request_timeout`] for what bounds a call then.
     pub deadline: Option<Duration>,
 }
 

@@ -6,8 +6,9 @@
 //!
 //! Bounds: the connect timeout (TCP and TLS handshakes), the request
 //! timeout for each phase (sending, waiting for the response head, reading
-//! the body), the optional whole-request timeout (long-polls, an attempt
-//! cut short by the retry deadline), the response head (8 KiB) and body
+//! the body), the optional whole-request timeout (long-polls), the call's
+//! retry deadline (an absolute instant: every attempt, connect included, is
+//! cut when it passes, whatever phase it is in), the response head (8 KiB) and body
 //! (`max_response_size`) caps. A connection that fails or breaks a bound is
 //! dropped. A reused idle connection that the server closed before
 //! answering is replaced and the request sent again, once (`Conn`).
@@ -69,18 +70,33 @@ impl Transport {
 
     /// Sends a GET of `uri`, with `timeout` (when given) bounding the whole
     /// request and replacing the per-phase request timeout; returns the
-    /// status and body.
-    pub(crate) fn get(&self, uri: Uri, timeout: Option<Duration>) -> Result<Response> {
+    /// status and body. `ends` (the call's retry deadline) cuts the whole
+    /// request, connect included, whatever phase it is in.
+    pub(crate) fn get(
+        &self,
+        uri: Uri,
+        timeout: Option<Duration>,
+        ends: Option<Instant>,
+    ) -> Result<Response> {
         let shared = &*self.0;
         let idle = || shared.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let pooled = idle().pop();
         let mut conn = pooled.unwrap_or_else(|| Conn::new(shared.endpoint.clone()));
         // A deadline too far to count is no deadline.
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let own = timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = match (own, ends) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         conn.start_uri(uri, timeout.unwrap_or(shared.request_timeout), true)?;
         // On an error or a timeout the connection is dropped here.
         let resp = conn.drive(deadline)?.ok_or_else(|| {
-            Error::transport(TransportErrorKind::Timeout, "the request timed out")
+            let why = if ends.is_some() && deadline == ends {
+                "the call's retry deadline passed during the request"
+            } else {
+                "the request timed out"
+            };
+            Error::transport(TransportErrorKind::Timeout, why)
         })?;
         if conn.is_open() {
             let mut idle = idle();

@@ -705,3 +705,52 @@ fn extreme_clock_and_options_do_not_overflow() {
         "stop did not hang"
     );
 }
+
+/// Names are capped (`Options::max_name_length`, 92 by default): an
+/// over-long user id, channel or group gets a 400 and stores nothing, so
+/// what an entry holds is bounded (before, 3.9 KB names cost ~25 KB each).
+#[test]
+fn over_long_names_are_refused_and_store_nothing() {
+    let server = Server::start("127.0.0.1:0").unwrap();
+    let ok = "u".repeat(92);
+    let long = "x".repeat(93);
+    let get = |target: String| {
+        let req = format!("GET {target} HTTP/1.1\r\nConnection: close\r\n\r\n");
+        raw(&server, req.as_bytes())
+    };
+    let hb = |ch: &str, uuid: &str| {
+        format!("/v2/presence/sub-key/demo/channel/{ch}/heartbeat?uuid={uuid}")
+    };
+    assert_eq!(get(hb(&ok, &ok)), 200);
+    assert_eq!(server.entries_stored(), 1);
+    for target in [
+        hb(&long, "u"),
+        hb("c", &long),
+        format!("/v2/presence/sub-key/demo/channel/c/uuid/{long}/data?uuid=u&state=%7B%7D"),
+        format!("/v2/presence/sub-key/demo/channel/,/heartbeat?uuid=u&channel-group={long}"),
+        format!("/v1/channel-registration/sub-key/demo/channel-group/{long}?uuid=u&add=c"),
+        format!("/v1/channel-registration/sub-key/demo/channel-group/g?uuid=u&add={long}"),
+        format!("/v2/subscribe/demo/{long}/0?uuid=u&tt=0"),
+    ] {
+        assert_eq!(get(target.clone()), 400, "{target}");
+    }
+    assert_eq!(server.entries_stored(), 1);
+    // Multi-byte characters count as one each.
+    assert_eq!(get(hb(&"%C3%A9".repeat(92), "u")), 200);
+    assert_eq!(server.entries_stored(), 2);
+    // The cap is an option.
+    let roomy = Server::start_with(
+        "127.0.0.1:0",
+        Options {
+            max_name_length: 200,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let c = client(&roomy, &long);
+    c.heartbeat()
+        .channels(vec![long.clone()])
+        .execute()
+        .unwrap();
+    assert_eq!(roomy.entries_stored(), 1);
+}

@@ -37,7 +37,9 @@
 //! - bounded resources: request head size (an over-long head gets the
 //!   front end's `414` `{"service":"Balancer",…}`, PROTOCOL.md §2),
 //!   connections, long-poll waiters, stored presence and state entries
-//!   ([`Options::max_entries`]) and keysets ([`Options::max_keysets`]); a
+//!   ([`Options::max_entries`]), keysets ([`Options::max_keysets`]), name
+//!   lengths ([`Options::max_name_length`]) and the event log
+//!   ([`Options::event_log`]); a
 //!   channel or keyset left empty is dropped at once, and the periodic
 //!   sweep touches only the expiries and intervals that are due;
 //!   malformed requests get a 4xx and never stop the server.
@@ -105,6 +107,14 @@ pub struct Options {
     /// before it is sent, as over a slow network (default zero). For
     /// tests of what happens between a snapshot and its arrival.
     pub here_now_delay: Duration,
+    /// The longest user id, channel name or channel group name accepted,
+    /// in characters (default 92, the limit PubNub's API limits page gives
+    /// for user and channel ids). A request naming a longer one gets a 400
+    /// and changes nothing, so what one stored entry holds is bounded.
+    pub max_name_length: usize,
+    /// Presence events kept for subscribers that fall behind (default
+    /// 10,000; the oldest is dropped first; at least 1 is kept).
+    pub event_log: usize,
 }
 
 impl Default for Options {
@@ -124,6 +134,8 @@ impl Default for Options {
             interval_delta_limit: 30 * 1024,
             here_now_cache: Duration::ZERO,
             here_now_delay: Duration::ZERO,
+            max_name_length: 92,
+            event_log: 10_000,
         }
     }
 }
@@ -187,6 +199,7 @@ pub fn fuzz_request(bytes: &[u8]) {
             max_entries: 1000,
             max_keysets: 100,
             interval_delta_limit: 30 * 1024,
+            event_log: 10_000,
         })),
         changed: Condvar::new(),
         clock: Clock::default(),
@@ -237,6 +250,7 @@ impl Server {
                 max_entries: options.max_entries,
                 max_keysets: options.max_keysets,
                 interval_delta_limit: options.interval_delta_limit,
+                event_log: options.event_log,
             })),
             changed: Condvar::new(),
             clock: Clock::default(),

@@ -132,7 +132,10 @@ pub(crate) fn handle(shared: &Shared, req: &HttpRequest) -> Reply {
                     let Some(user) = decode_segment(user) else {
                         return error(400, "Invalid uuid");
                     };
-                    with_auth(shared, req, &no_targets, || where_now(shared, &sub, &user))
+                    with_auth(shared, req, &no_targets, || {
+                        too_long(shared, req, &no_targets, Some(&user))
+                            .unwrap_or_else(|| where_now(shared, &sub, &user))
+                    })
                 }
                 ["channel", chs, tail @ ..] => {
                     let Some(channels) = names(chs) else {
@@ -155,18 +158,21 @@ pub(crate) fn handle(shared: &Shared, req: &HttpRequest) -> Reply {
                             with_auth(shared, req, &t, || heartbeat(shared, req, &sub, &t))
                         }
                         ["leave"] => with_auth(shared, req, &t, || leave(shared, req, &sub, &t)),
-                        ["uuid", user] => match decode_segment(user) {
-                            Some(user) => {
-                                with_auth(shared, req, &t, || get_state(shared, &sub, &user, &t))
-                            }
-                            None => error(400, "Invalid uuid"),
-                        },
-                        ["uuid", user, "data"] => match decode_segment(user) {
-                            Some(user) => with_auth(shared, req, &t, || {
-                                set_state(shared, req, &sub, &user, &t)
-                            }),
-                            None => error(400, "Invalid uuid"),
-                        },
+                        ["uuid", user, rest @ ..] if matches!(rest, [] | ["data"]) => {
+                            let Some(user) = decode_segment(user) else {
+                                return error(400, "Invalid uuid");
+                            };
+                            let data = !rest.is_empty();
+                            with_auth(shared, req, &t, || {
+                                too_long(shared, req, &t, Some(&user)).unwrap_or_else(|| {
+                                    if data {
+                                        set_state(shared, req, &sub, &user, &t)
+                                    } else {
+                                        get_state(shared, &sub, &user, &t)
+                                    }
+                                })
+                            })
+                        }
                         _ => not_found(req),
                     }
                 }
@@ -253,7 +259,33 @@ fn with_auth(shared: &Shared, req: &HttpRequest, t: &Targets, f: impl FnOnce() -
     if req.param("uuid").filter(|u| !u.is_empty()).is_none() {
         return error(400, "uuid is required");
     }
+    if let Some(reply) = too_long(shared, req, t, None) {
+        return reply;
+    }
     f()
+}
+
+/// A 400 when a user id (the `uuid` parameter or `user`, from the path),
+/// a channel or a channel group named by the request (channels added to
+/// a group included) is longer than [`super::Options::max_name_length`]
+/// characters: what one stored entry or event holds stays bounded. (The
+/// service's answer to an over-long name is not recorded; this is a
+/// Presence-style 400.)
+fn too_long(shared: &Shared, req: &HttpRequest, t: &Targets, user: Option<&str>) -> Option<Reply> {
+    let max = shared.options.max_name_length;
+    let long = |name: &str| name.chars().nth(max).is_some();
+    let uuid = req.param("uuid");
+    if uuid.iter().map(String::as_str).chain(user).any(long) {
+        return Some(error(400, "Invalid uuid: too long"));
+    }
+    let added = list_param(req, "add");
+    if t.channels.iter().chain(&added).any(|c| long(c)) {
+        return Some(error(400, "Invalid channel name: too long"));
+    }
+    if t.groups.iter().any(|g| long(g)) {
+        return Some(error(400, "Invalid channel group name: too long"));
+    }
+    None
 }
 
 fn user_of(req: &HttpRequest) -> String {

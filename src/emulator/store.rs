@@ -2,15 +2,13 @@
 //! service's semantics (PROTOCOL.md §1, §5, §6).
 //!
 //! Memory is bounded: presence and state entries are capped
-//! (`max_entries`), keysets are capped (`max_keysets`), and a channel or
+//! (`max_entries`), keysets are capped (`max_keysets`), the event log is
+//! capped (`event_log`; names are capped by the routes), and a channel or
 //! keyset left with nothing in it is dropped at once. Expiry and interval
 //! times sit in ordered indexes, so a sweep costs what is due, not a walk
 //! of everything stored.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-
-/// How many events are kept for subscribers that fall behind.
-const EVENT_LOG: usize = 10_000;
 
 /// Tunables, from [`super::Options`].
 #[derive(Debug, Clone)]
@@ -23,6 +21,8 @@ pub(crate) struct Settings {
     pub max_keysets: usize,
     /// Interval delta bytes past which `here_now_refresh` is sent instead.
     pub interval_delta_limit: usize,
+    /// Events kept for subscribers that fall behind (at least 1).
+    pub event_log: usize,
 }
 
 #[derive(Debug, Default)]
@@ -277,7 +277,7 @@ impl Store {
 
     fn push_event(&mut self, sub: &str, channel: &str, payload: String, meta: String, now_ms: u64) {
         let timetoken = self.next_timetoken(now_ms);
-        if self.events.len() == EVENT_LOG {
+        while self.events.len() >= self.settings.event_log.max(1) {
             self.events.pop_front();
         }
         self.events.push_back(StoredEvent {
@@ -613,6 +613,7 @@ mod tests {
             max_entries: 100,
             max_keysets: 100,
             interval_delta_limit: 30 * 1024,
+            event_log: 10_000,
         })
     }
 
@@ -683,5 +684,20 @@ mod tests {
         assert!(s.set_state("k", "c", "x", "{}", 3));
         s.sweep(1_000_000); // everyone times out
         assert_eq!(s.entries, 0);
+    }
+
+    #[test]
+    fn the_event_log_keeps_its_configured_size() {
+        let mut s = store(20);
+        s.settings.event_log = 3;
+        for user in ["a", "b", "c", "d", "e"] {
+            assert!(s.heartbeat("k", "c", user, 60, 0));
+        }
+        assert_eq!(actions(&s), ["c:join", "c:join", "c:join"]);
+        assert_eq!(s.events.len(), 3);
+        // Zero still keeps the latest event, for the waiting long-polls.
+        s.settings.event_log = 0;
+        assert!(s.heartbeat("k", "c", "f", 60, 0));
+        assert_eq!(s.events.len(), 1);
     }
 }
