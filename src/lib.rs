@@ -45,7 +45,7 @@
 //! |---|---|---|---|
 //! | `tls` | yes | `https://` origins through rustls (ring) with Mozilla's roots; request signing (HMAC from ring) | +12 crates (18 → 30), ≈ +1 MB stripped (the rustls + ring + roots baseline; BENCHMARKS.md) |
 //! | `serde` | no | state is `serde_json::Value`, setters take `serde::Serialize` | +4 crates (`serde`, `serde_json` and their deps) |
-//! | `emulator` | no | the local presence server, for offline tests | no extra crates; not linked unless used |
+//! | `emulator` | no | the local presence server, for offline tests, and a fault-injecting proxy for it | no extra crates; not linked unless used |
 //!
 //! Without `tls` only `http://` origins work, and an `https://` origin is an
 //! error at `build()`.
