@@ -53,7 +53,7 @@
 //! |---|---|---|---|
 //! | `tls` | yes | `https://` origins through rustls (ring) with Mozilla's roots; request signing (HMAC from ring) | +11 crates (19 → 30), ≈ +1 MB stripped (the rustls + ring + roots baseline; BENCHMARKS.md) |
 //! | `serde` | no | state is `serde_json::Value`, setters take `serde::Serialize` | +4 crates (`serde`, `serde_core`, `serde_json`, `memchr`) |
-//! | `emulator` | no | the local presence server, for offline tests | no extra crates; not linked unless used |
+//! | `emulator` | no | the local presence server, for offline tests, and a fault-injecting proxy for it | no extra crates; not linked unless used |
 //!
 //! Crate counts leave this crate out and count each package once: the
 //! normal dependencies that `cargo tree --locked -e normal --prefix none`

@@ -47,12 +47,22 @@
 //! - with [`Options::secret_key`] (and the `tls` feature), signature v2
 //!   checks: unsigned or badly signed requests get a 403.
 //!
+//! [`FaultProxy`] goes between a client under test and the server to
+//! inject network faults (refused connections, stalls, resets in the
+//! middle of a response, a network cut), as `examples/chaos` does.
+//!
 //! Not emulated: wildcard subscriptions, messages other than presence
-//! events, timestamp skew limits.
+//! events, timestamp skew limits. Event retention differs: a subscriber
+//! resuming from an old cursor gets everything still among the last
+//! 10,000 events (all keysets together), however old; PubNub keeps about
+//! 100 messages per channel for up to 20 minutes.
 
+mod fault;
 mod http;
 mod routes;
 mod store;
+
+pub use fault::{Fault, FaultProxy};
 
 use std::io::{self, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
