@@ -116,7 +116,7 @@ impl PubNub {
             None => self.config.retry,
         };
         let target = Target::new(&self.config, request)?;
-        let started = Instant::now();
+        let started = crate::clock::now();
         let mut attempt: u32 = 0;
         loop {
             attempt = attempt.saturating_add(1);
@@ -144,7 +144,7 @@ impl PubNub {
                         policy.max_attempts,
                         delay.as_millis()
                     );
-                    std::thread::sleep(delay);
+                    crate::clock::sleep(delay);
                 }
                 retry::Decision::Stop(reason) => {
                     if let Some(reason) = reason {

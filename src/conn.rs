@@ -32,12 +32,14 @@
 //! and a reused one that fails before any byte of the answer is replaced
 //! and the request sent again, once.
 
+use crate::clock;
 use crate::config::Config;
 use crate::error::{Error, Result, TransportErrorKind as K};
 use crate::request::PNSDK;
+use crate::sock::{self, Sock};
 use crate::transport::Response;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use ureq_proto::client::state::{RecvBody, RecvResponse};
 use ureq_proto::client::{Call, RecvBodyResult, RecvResponseResult, SendRequestResult};
@@ -138,7 +140,7 @@ struct Wire {
     /// Decrypted response bytes not yet consumed by the parser; kept with
     /// the connection, so a reused one reads into the same buffer.
     input: Vec<u8>,
-    sock: TcpStream,
+    sock: Sock,
     #[cfg(feature = "tls")]
     tls: Option<rustls::ClientConnection>,
     /// TCP established (a write went through).
@@ -173,14 +175,7 @@ impl Wire {
         if self.timeout_set == Some(wait) {
             return Ok(());
         }
-        match wait {
-            Some(d) if d.is_zero() => self.sock.set_nonblocking(true)?,
-            _ => {
-                self.sock.set_nonblocking(false)?;
-                self.sock.set_read_timeout(wait)?;
-                self.sock.set_write_timeout(wait)?;
-            }
-        }
+        self.sock.set_wait(wait)?;
         self.timeout_set = Some(wait);
         Ok(())
     }
@@ -189,11 +184,7 @@ impl Wire {
     /// it, reset it, or sent bytes nobody asked for (a response to nothing,
     /// e.g. a 408 before closing, must not be taken for the next answer).
     fn stale(&self) -> bool {
-        // One non-blocking peek, whatever the socket's mode.
-        let mut byte = [std::mem::MaybeUninit::new(0u8)];
-        let peek = socket2::SockRef::from(&self.sock)
-            .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT);
-        !matches!(peek, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        self.sock.stale()
     }
 
     /// Writes what is pending: the TLS session's records, or `out` for
@@ -387,7 +378,7 @@ impl Conn {
             wire: None,
             exchange: None,
             bound: Duration::from_secs(310),
-            last_io: Instant::now(),
+            last_io: clock::now(),
             connects: 0,
         }
     }
@@ -441,7 +432,7 @@ impl Conn {
             per_phase,
         });
         self.bound = bound;
-        self.last_io = Instant::now();
+        self.last_io = clock::now();
         Ok(())
     }
 
@@ -464,7 +455,7 @@ impl Conn {
 
     fn drive_inner(&mut self, deadline: Option<Instant>) -> Result<Option<Response>> {
         loop {
-            let now = Instant::now();
+            let now = clock::now();
             if self.wire.is_none() {
                 if let Err(e) = self.open(now) {
                     // No route to this address, say: try the next one.
@@ -519,7 +510,7 @@ impl Conn {
             let (wait, mut fine) = split_wait(until, now);
             let nap = || {
                 if let Some(u) = until {
-                    std::thread::sleep(FINE_STEP.min(u.saturating_duration_since(Instant::now())));
+                    clock::sleep(FINE_STEP.min(u.saturating_duration_since(clock::now())));
                 }
             };
             wire.set_wait(wait).map_err(|e| io_error(e, false))?;
@@ -545,14 +536,14 @@ impl Conn {
             // The flush may have blocked (on a TCP connect completing, say,
             // while TLS still has its handshake ahead): the read below may
             // wait only what is left, not the whole wait again.
-            let later = Instant::now();
+            let later = clock::now();
             if flushed && later.saturating_duration_since(now) >= Duration::from_millis(1) {
                 let (wait, f) = split_wait(until, later);
                 fine = f;
                 wire.set_wait(wait).map_err(|e| io_error(e, false))?;
             }
             if !flushed {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
+                if deadline.is_some_and(|d| clock::now() >= d) {
                     return Ok(None);
                 }
                 if fine {
@@ -563,7 +554,7 @@ impl Conn {
             if !ex.sent && !handshaking {
                 // The request went out whole: waiting for the response.
                 ex.sent = true;
-                self.last_io = Instant::now();
+                self.last_io = clock::now();
             }
             match wire.fill() {
                 Ok(0) => {
@@ -573,7 +564,7 @@ impl Conn {
                 }
                 Ok(_) => {
                     if !ex.per_phase {
-                        self.last_io = Instant::now();
+                        self.last_io = clock::now();
                     }
                     if let Some(resp) = self.parse()? {
                         return Ok(Some(resp));
@@ -581,9 +572,9 @@ impl Conn {
                 }
                 Err(e) if would_block(&e) => {
                     if std::mem::take(&mut wire.progress) && !ex.per_phase {
-                        self.last_io = Instant::now();
+                        self.last_io = clock::now();
                     }
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                    if deadline.is_some_and(|d| clock::now() >= d) {
                         return Ok(None);
                     }
                     if fine {
@@ -617,32 +608,16 @@ impl Conn {
                 self.stale_addr = false;
                 self.resolved_at = Some(now);
                 let ep = &self.endpoint;
-                self.addrs = (ep.host.as_str(), ep.port)
-                    .to_socket_addrs()
-                    .map_err(|e| Error::transport(K::Dns, format!("lookup failed: {e}")))?
-                    .take(MAX_ADDRS)
-                    .collect();
+                self.addrs = sock::resolve(&ep.host, ep.port)
+                    .map_err(|e| Error::transport(K::Dns, format!("lookup failed: {e}")))?;
+                self.addrs.truncate(MAX_ADDRS);
                 *self
                     .addrs
                     .first()
                     .ok_or_else(|| Error::transport(K::Dns, "the name has no address"))?
             }
         };
-        let sock = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )
-        .map_err(|e| io_error(e, true))?;
-        sock.set_nonblocking(true).map_err(|e| io_error(e, true))?;
-        match sock.connect(&addr.into()) {
-            Ok(()) => {}
-            Err(e)
-                if e.raw_os_error() == Some(libc::EINPROGRESS)
-                    || e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(io_error(e, true)),
-        }
-        let _ = sock.set_tcp_nodelay(true);
+        let sock = Sock::connect(addr).map_err(|e| io_error(e, true))?;
         #[cfg(feature = "tls")]
         let tls = match &self.endpoint.tls {
             Some(config) => {
@@ -662,7 +637,7 @@ impl Conn {
         self.wire = Some(Wire {
             ready: false,
             input: Vec::new(),
-            sock: sock.into(),
+            sock,
             #[cfg(feature = "tls")]
             tls,
             connected: false,
@@ -776,7 +751,7 @@ impl Conn {
                     ex.retry_after = head.retry_after;
                     ex.body = crate::transport::body_buffer(head.declared, max_body);
                     // The body phase starts.
-                    self.last_io = Instant::now();
+                    self.last_io = clock::now();
                     match call.proceed() {
                         Some(RecvResponseResult::RecvBody(b)) => ex.recv = Some(Recv::Body(b)),
                         Some(RecvResponseResult::Redirect(c)) => {
@@ -933,7 +908,7 @@ mod tests {
         ];
         let mut conn = Conn::new(pubnub.endpoint());
         conn.addrs = tried.to_vec();
-        conn.resolved_at = Some(Instant::now());
+        conn.resolved_at = Some(clock::now());
         conn.start(format!("{origin}/time/0"), Duration::from_secs(5))
             .unwrap();
         let resp = conn.drive(None).unwrap().unwrap();
@@ -945,7 +920,7 @@ mod tests {
         // after trying each once.
         let mut conn = Conn::new(pubnub.endpoint());
         conn.addrs = tried[..2].to_vec();
-        conn.resolved_at = Some(Instant::now());
+        conn.resolved_at = Some(clock::now());
         conn.start(format!("{origin}/time/0"), Duration::from_secs(5))
             .unwrap();
         match conn.drive(None).map_err(Error::into_kind) {

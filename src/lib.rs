@@ -79,6 +79,7 @@
 #![deny(missing_docs)]
 
 mod client;
+mod clock;
 mod config;
 mod conn;
 pub mod decode;
@@ -93,6 +94,9 @@ pub mod request;
 pub mod retry;
 #[cfg(feature = "tls")]
 pub mod sign;
+#[cfg(feature = "sim")]
+pub mod sim;
+mod sock;
 pub mod state;
 mod transport;
 

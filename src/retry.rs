@@ -20,7 +20,7 @@
 
 use crate::error::{Error, ErrorKind, TransportErrorKind};
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The `log` target of the retry records.
 pub(crate) const LOG_TARGET: &str = "pubnub_presence::retry";
@@ -77,20 +77,7 @@ impl RetryPolicy {
     }
 }
 
-/// A small non-cryptographic random number (xorshift over the clock and a
-/// counter): jitter needs spread, not secrecy.
-fn random_u64() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos().into());
-    let mut x = COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) ^ nanos;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    x
-}
+use crate::clock::random_u64;
 
 /// Whether an error is worth another attempt.
 pub(crate) fn is_retryable(e: &Error) -> bool {

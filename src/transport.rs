@@ -83,7 +83,7 @@ impl Transport {
         let pooled = idle().pop();
         let mut conn = pooled.unwrap_or_else(|| Conn::new(shared.endpoint.clone()));
         // A deadline too far to count is no deadline.
-        let own = timeout.and_then(|t| Instant::now().checked_add(t));
+        let own = timeout.and_then(|t| crate::clock::now().checked_add(t));
         let deadline = match (own, ends) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -162,7 +162,7 @@ fn drain_head<R: BufRead>(reader: &mut R, budget: usize) {
 }
 
 pub(crate) fn write_response(
-    out: &mut TcpStream,
+    out: &mut impl Write,
     status: u16,
     body: &str,
     close: bool,

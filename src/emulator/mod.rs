@@ -58,9 +58,9 @@
 //! 100 messages per channel for up to 20 minutes.
 
 mod fault;
-mod http;
-mod routes;
-mod store;
+pub(crate) mod http;
+pub(crate) mod routes;
+pub(crate) mod store;
 
 pub use fault::{Fault, FaultProxy};
 
@@ -150,14 +150,19 @@ impl Default for Options {
     }
 }
 
-/// The server's clock: real time plus an offset tests can advance.
+/// The server's clock: real time plus an offset tests can advance, or
+/// (a simulation's server) only the offset, set by the simulator.
 #[derive(Debug, Default)]
 pub(crate) struct Clock {
-    offset_ms: AtomicU64,
+    pub(crate) offset_ms: AtomicU64,
+    pub(crate) virtual_only: bool,
 }
 
 impl Clock {
     pub(crate) fn now_ms(&self) -> u64 {
+        if self.virtual_only {
+            return self.offset_ms.load(Ordering::SeqCst);
+        }
         let real = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -182,6 +187,34 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// A server state without sockets or threads (the simulator's, the
+    /// fuzzer's), on a virtual clock when `virtual_clock`.
+    pub(crate) fn detached(options: Options, virtual_clock: bool) -> Shared {
+        Shared {
+            store: Mutex::new(store::Store::new(store::Settings {
+                announce_max: options.announce_max,
+                interval_secs: options.interval_secs,
+                max_entries: options.max_entries,
+                max_keysets: options.max_keysets,
+                interval_delta_limit: options.interval_delta_limit,
+                event_log: options.event_log,
+            })),
+            changed: Condvar::new(),
+            clock: Clock {
+                offset_ms: AtomicU64::new(0),
+                virtual_only: virtual_clock,
+            },
+            options,
+            waiters: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+            open: Mutex::new(Vec::new()),
+            served: AtomicU64::new(0),
+            here_now_cache: Mutex::default(),
+            here_now_calls: AtomicU64::new(0),
+        }
+    }
+
     /// Runs expiry and interval checks and wakes long-polls.
     pub(crate) fn sweep(&self) {
         let now = self.clock.now_ms();
@@ -202,30 +235,17 @@ impl Shared {
 #[doc(hidden)]
 pub fn fuzz_request(bytes: &[u8]) {
     // A fresh state per input: runs stay independent and memory bounded.
-    let shared = Shared {
-        store: Mutex::new(store::Store::new(store::Settings {
+    // Long-polls answer at once so the fuzzer never blocks.
+    let shared = Shared::detached(
+        Options {
             announce_max: 2,
-            interval_secs: 10,
             max_entries: 1000,
             max_keysets: 100,
-            interval_delta_limit: 30 * 1024,
-            event_log: 10_000,
-        })),
-        changed: Condvar::new(),
-        clock: Clock::default(),
-        options: Options {
-            // Long-polls answer at once so the fuzzer never blocks.
             long_poll_hold: Duration::ZERO,
             ..Options::default()
         },
-        waiters: AtomicUsize::new(0),
-        stop: AtomicBool::new(false),
-        connections: AtomicUsize::new(0),
-        open: Mutex::new(Vec::new()),
-        served: AtomicU64::new(0),
-        here_now_cache: Mutex::default(),
-        here_now_calls: AtomicU64::new(0),
-    };
+        false,
+    );
     if let http::Incoming::Request(req) = http::read_request(&mut std::io::Cursor::new(bytes)) {
         let _ = routes::handle(&shared, &req);
         shared.sweep();

@@ -679,14 +679,14 @@ impl Backoff {
 /// Sleeps until `until`, or until `deadline` if that comes first;
 /// whether `until` was reached.
 pub(crate) fn sleep_until(until: Instant, deadline: Option<Instant>) -> bool {
-    let now = Instant::now();
+    let now = crate::clock::now();
     match deadline {
         Some(d) if d < until => {
-            std::thread::sleep(d.saturating_duration_since(now));
+            crate::clock::sleep(d.saturating_duration_since(now));
             false
         }
         _ => {
-            std::thread::sleep(until.saturating_duration_since(now));
+            crate::clock::sleep(until.saturating_duration_since(now));
             true
         }
     }
@@ -694,7 +694,7 @@ pub(crate) fn sleep_until(until: Instant, deadline: Option<Instant>) -> bool {
 
 /// `now + timeout`, or `None` ("no deadline") when that overflows.
 pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
+    crate::clock::now().checked_add(timeout)
 }
 
 /// A kept response body whose events are decoded one at a time.
@@ -913,7 +913,7 @@ impl PresenceEvents {
                 Ok(None) => {}
                 Err(e) => return Err(self.failed(e, None)),
             }
-            if let Some(until) = self.backoff.waiting(Instant::now()) {
+            if let Some(until) = self.backoff.waiting(crate::clock::now()) {
                 if !sleep_until(until, deadline) {
                     return Ok(None);
                 }
@@ -931,7 +931,7 @@ impl PresenceEvents {
     /// Counts a failure and backs off; returns it.
     fn failed(&mut self, e: Error, retry_after: Option<Duration>) -> Error {
         self.failures = self.failures.saturating_add(1);
-        let wait = self.backoff.fail(Instant::now(), retry_after);
+        let wait = self.backoff.fail(crate::clock::now(), retry_after);
         let why = crate::retry::Why {
             error: &e,
             in_body: false,
@@ -1028,7 +1028,7 @@ impl PresenceEvents {
         if moved || delivered {
             self.backoff.succeed();
         } else if items.any {
-            let wait = self.backoff.fail(Instant::now(), None);
+            let wait = self.backoff.fail(crate::clock::now(), None);
             log::warn!(target: "pubnub_presence::events",
                 "the response repeated cursor {} and brought nothing new, next request in {} ms",
                 self.cursor.t, wait.as_millis());

@@ -260,7 +260,7 @@ impl Heartbeater {
     }
 
     pub(crate) fn poll_until(&mut self, deadline: Option<Instant>) -> Result<bool> {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let due = match self.in_flight {
             Some(due) => due,
             None => match self.next_due(now) {
@@ -288,7 +288,7 @@ impl Heartbeater {
         };
         match conn.drive(until) {
             Ok(None) => match give_up {
-                Some(g) if Instant::now() >= g => {
+                Some(g) if crate::clock::now() >= g => {
                     conn.abort();
                     self.in_flight = None;
                     self.sent_at = None;
@@ -296,7 +296,7 @@ impl Heartbeater {
                         crate::TransportErrorKind::Timeout,
                         "heartbeat did not complete within its bound (request_timeout, at most the heartbeat interval)",
                     );
-                    Err(self.failed(e, Instant::now()))
+                    Err(self.failed(e, crate::clock::now()))
                 }
                 _ => Ok(false),
             },
@@ -311,7 +311,7 @@ impl Heartbeater {
                         &resp.body,
                     ))
                 };
-                let now = Instant::now();
+                let now = crate::clock::now();
                 match result {
                     Ok(()) => {
                         self.succeeded(due, now);
@@ -323,7 +323,7 @@ impl Heartbeater {
             Err(e) => {
                 self.in_flight = None;
                 self.sent_at = None;
-                Err(self.failed(e, Instant::now()))
+                Err(self.failed(e, crate::clock::now()))
             }
         }
     }
@@ -345,7 +345,7 @@ impl Heartbeater {
         let timeout = self.pubnub.config().request_timeout;
         self.idle_conn()?.start(url, timeout)?;
         self.in_flight = Some(due);
-        self.sent_at = Some(Instant::now());
+        self.sent_at = Some(crate::clock::now());
         self.changed = false;
         Ok(())
     }
@@ -638,7 +638,7 @@ impl PresenceLoop {
             return Err(e);
         }
         loop {
-            let now = Instant::now();
+            let now = crate::clock::now();
             // Without waiting: send what is due, read what has arrived.
             self.heartbeater.poll_until(Some(now))?;
             // Wait no longer than until the next heartbeat is due (or, with
@@ -657,10 +657,10 @@ impl PresenceLoop {
                 Some(events) => events.wait(until)?,
                 None => {
                     match until {
-                        Some(u) => std::thread::sleep(u.saturating_duration_since(now)),
+                        Some(u) => crate::clock::sleep(u.saturating_duration_since(now)),
                         // Nothing will ever be due and no deadline: block,
                         // as asked, without spinning.
-                        None => std::thread::sleep(Duration::from_secs(3600)),
+                        None => crate::clock::sleep(Duration::from_secs(3600)),
                     }
                     None
                 }
@@ -668,13 +668,13 @@ impl PresenceLoop {
             if got.is_some() {
                 // The heartbeat's answer may have come while events were
                 // awaited; a failure waits for the next call.
-                if let Err(e) = self.heartbeater.poll_until(Some(Instant::now())) {
+                if let Err(e) = self.heartbeater.poll_until(Some(crate::clock::now())) {
                     self.deferred = Some(e);
                 }
                 return Ok(got);
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                self.heartbeater.poll_until(Some(Instant::now()))?;
+            if deadline.is_some_and(|d| crate::clock::now() >= d) {
+                self.heartbeater.poll_until(Some(crate::clock::now()))?;
                 return Ok(None);
             }
         }
@@ -742,7 +742,7 @@ impl HeartbeatThread {
                 // `Leave` command that was running when stop was asked.
                 let mut leave_budget = THREAD_LEAVE_TIMEOUT;
                 loop {
-                    let now = Instant::now();
+                    let now = crate::clock::now();
                     let wait = if heartbeater.in_flight() {
                         Duration::ZERO
                     } else {
@@ -762,7 +762,7 @@ impl HeartbeatThread {
                                 Command::Join(c) => heartbeater.join(c),
                                 Command::JoinGroups(g) => heartbeater.join_groups(g),
                                 Command::Leave(c, g) => {
-                                    let started = Instant::now();
+                                    let started = crate::clock::now();
                                     let r = heartbeater.leave_channels_within(
                                         c,
                                         g,

@@ -271,7 +271,7 @@ impl Sync {
             attempt: 0,
             fetch: None,
             replay: Vec::new(),
-            started: Instant::now(),
+            started: crate::clock::now(),
         }
     }
 }
@@ -457,7 +457,7 @@ impl OccupancyBuilder<'_> {
         let heartbeater = self
             .heartbeater
             .unwrap_or_else(|| Heartbeater::new(self.pubnub));
-        let now = Instant::now();
+        let now = crate::clock::now();
         Ok(Occupancy {
             pubnub: self.pubnub.clone(),
             device: PresenceLoop::new(heartbeater, Some(events)),
@@ -501,7 +501,7 @@ impl Occupancy {
         let mut paged = false;
         let mut events = 0;
         loop {
-            let now = Instant::now();
+            let now = crate::clock::now();
             if !paged {
                 match self.drive_sync(now, deadline, &mut out) {
                     Ok(p) => paged = p,
@@ -526,7 +526,7 @@ impl Occupancy {
                 }
                 Ok(None) if done => return Ok(out),
                 Ok(None) => {
-                    if deadline.is_some_and(|d| Instant::now() >= d) && out.is_empty() {
+                    if deadline.is_some_and(|d| crate::clock::now() >= d) && out.is_empty() {
                         return Ok(out);
                     }
                 }
@@ -620,7 +620,7 @@ impl Occupancy {
         let settling = self
             .settling
             .as_ref()
-            .is_some_and(|(scope, until)| Instant::now() < *until && scope.contains(channel));
+            .is_some_and(|(scope, until)| crate::clock::now() < *until && scope.contains(channel));
         let wanted = self.roster.apply(&event, !(syncing || settling), out);
         if in_next {
             if let Some(next) = &mut self.next {
@@ -649,9 +649,9 @@ impl Occupancy {
     /// waiting re-sync without moving it, and is asked once only while a
     /// re-sync covers its channel.
     fn schedule(&mut self, reason: Resync) {
-        let not_before = Instant::now()
+        let not_before = crate::clock::now()
             .checked_add(self.resync_delay)
-            .unwrap_or_else(Instant::now);
+            .unwrap_or_else(crate::clock::now);
         self.schedule_at(reason, not_before);
     }
 
@@ -760,7 +760,7 @@ impl Occupancy {
                 Err(e)
             }
             Err((e, retry_after)) => {
-                let wait = self.backoff.fail(Instant::now(), retry_after);
+                let wait = self.backoff.fail(crate::clock::now(), retry_after);
                 let why = crate::retry::Why {
                     error: &e,
                     in_body: false,
@@ -948,9 +948,9 @@ impl Occupancy {
                 log::info!(target: "pubnub_presence::mirror",
                     "occupants moved while here_now was paged ({} pages): fetching again",
                     fetch.pages);
-                let not_before = Instant::now()
+                let not_before = crate::clock::now()
                     .checked_add(*resync_delay)
-                    .unwrap_or_else(Instant::now);
+                    .unwrap_or_else(crate::clock::now);
                 restart(sync, conn, not_before);
                 return Ok(());
             }
@@ -967,7 +967,7 @@ impl Occupancy {
     /// the snapshot, and drops whoever the snapshot did not confirm.
     fn install(&mut self, out: &mut Vec<Change>) {
         for _ in 0..MAX_EVENTS_PER_POLL {
-            match self.device.poll_until(Some(Instant::now())) {
+            match self.device.poll_until(Some(crate::clock::now())) {
                 Ok(Some(event)) => self.on_event(event, out),
                 Ok(None) => break,
                 Err(e) => {
@@ -992,7 +992,7 @@ impl Occupancy {
         }
         self.roster.sweep(&sync.scope, out);
         self.resyncs = self.resyncs.saturating_add(1);
-        self.settling = Instant::now()
+        self.settling = crate::clock::now()
             .checked_add(SETTLE)
             .map(|until| (sync.scope.clone(), until));
         let pages = sync.fetch.as_ref().map_or(0, |f| f.pages);
@@ -1004,7 +1004,7 @@ impl Occupancy {
             // The first answer may have come from the service's cache,
             // older than the subscription: confirm it once the window passed.
             if !self.resync_delay.is_zero() {
-                self.confirm_at = Instant::now().checked_add(self.resync_delay);
+                self.confirm_at = crate::clock::now().checked_add(self.resync_delay);
             }
         }
         out.push(Change::Resynced(sync.reason));
@@ -1020,9 +1020,9 @@ fn keep(sync: &mut Sync, event: &PresenceEvent<'static>, conn: &mut Option<Conn>
     }
     log::warn!(target: "pubnub_presence::mirror",
         "more than {MAX_REPLAY} events while re-syncing: starting the re-sync over");
-    let not_before = Instant::now()
+    let not_before = crate::clock::now()
         .checked_add(delay)
-        .unwrap_or_else(Instant::now);
+        .unwrap_or_else(crate::clock::now);
     sync.attempt = 0;
     restart(sync, conn, not_before);
 }

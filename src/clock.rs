@@ -1,0 +1,47 @@
+//! The clock, the sleeps and the jitter source of the client, in one
+//! place. Normally the real monotonic clock; with the `sim` feature, a
+//! simulation installed on the current thread ([`crate::sim`]) replaces
+//! them with its virtual time and its seeded random numbers, so a whole
+//! run of the device loop replays from a seed. Nothing here imports other
+//! modules of the crate but the simulator hook.
+
+use std::time::{Duration, Instant};
+
+/// The current instant (virtual under a simulation on this thread).
+#[inline]
+pub(crate) fn now() -> Instant {
+    #[cfg(feature = "sim")]
+    if let Some(t) = crate::sim::hook::now() {
+        return t;
+    }
+    Instant::now()
+}
+
+/// Sleeps `d` (in a simulation: lets virtual time pass).
+pub(crate) fn sleep(d: Duration) {
+    #[cfg(feature = "sim")]
+    if crate::sim::hook::sleep(d) {
+        return;
+    }
+    std::thread::sleep(d);
+}
+
+/// A small non-cryptographic random number (xorshift over the clock and a
+/// counter; seeded under a simulation): jitter needs spread, not secrecy.
+pub(crate) fn random_u64() -> u64 {
+    #[cfg(feature = "sim")]
+    if let Some(x) = crate::sim::hook::random() {
+        return x;
+    }
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static COUNTER: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos().into());
+    let mut x = COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) ^ nanos;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}

@@ -1,0 +1,142 @@
+//! The sockets under the kept connections: a TCP stream, or (feature
+//! `sim`) a connection of the network simulator installed on the current
+//! thread ([`crate::sim`]). The connection code reads, writes, waits and
+//! looks up names only through here, so a simulation can run it in
+//! virtual time.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// TCP keepalive on every kept socket: the first probe after this much
+/// silence, then one every [`KEEPALIVE_INTERVAL`], and the connection is
+/// given up after [`KEEPALIVE_PROBES`] unanswered: a connection whose
+/// peer or path is gone (no FIN, no reset: a NAT that forgot it, a
+/// blackholed route) fails within about 35 s instead of waiting for a
+/// silence bound of minutes.
+pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+/// See [`KEEPALIVE_IDLE`].
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// See [`KEEPALIVE_IDLE`].
+pub(crate) const KEEPALIVE_PROBES: u32 = 4;
+
+/// A connected (or connecting) stream socket.
+pub(crate) enum Sock {
+    /// A real TCP socket.
+    Tcp(TcpStream),
+    /// A simulated one.
+    #[cfg(feature = "sim")]
+    Sim(crate::sim::SimSock),
+}
+
+/// Resolves `host` (blocking, through the system resolver; or the
+/// simulation's names).
+pub(crate) fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    #[cfg(feature = "sim")]
+    if let Some(r) = crate::sim::hook::resolve(host, port) {
+        return r;
+    }
+    Ok((host, port).to_socket_addrs()?.collect())
+}
+
+impl Sock {
+    /// Starts a non-blocking connect to `addr`.
+    pub(crate) fn connect(addr: SocketAddr) -> io::Result<Sock> {
+        #[cfg(feature = "sim")]
+        if let Some(s) = crate::sim::hook::connect(addr) {
+            return s.map(|s| {
+                s.set_keepalive();
+                Sock::Sim(s)
+            });
+        }
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        sock.set_nonblocking(true)?;
+        match sock.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINPROGRESS)
+                    || e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        let _ = sock.set_tcp_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_INTERVAL)
+            .with_retries(KEEPALIVE_PROBES);
+        // And data sent but not acknowledged for as long fails the
+        // connection too (TCP_USER_TIMEOUT), instead of retransmitting for
+        // the kernel's ~15 minutes.
+        let dead =
+            KEEPALIVE_IDLE.saturating_add(KEEPALIVE_INTERVAL.saturating_mul(KEEPALIVE_PROBES));
+        let set = sock
+            .set_tcp_keepalive(&keepalive)
+            .and_then(|()| sock.set_tcp_user_timeout(Some(dead)));
+        if let Err(e) = set {
+            log::debug!(target: "pubnub_presence::conn", "tcp keepalive not set: {e}");
+        }
+        Ok(Sock::Tcp(sock.into()))
+    }
+
+    /// Sets how long the next read or write may block: `None` = until
+    /// done, zero = not at all.
+    pub(crate) fn set_wait(&self, wait: Option<Duration>) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => match wait {
+                Some(d) if d.is_zero() => s.set_nonblocking(true),
+                _ => {
+                    s.set_nonblocking(false)?;
+                    s.set_read_timeout(wait)?;
+                    s.set_write_timeout(wait)
+                }
+            },
+            #[cfg(feature = "sim")]
+            Sock::Sim(s) => {
+                s.set_wait(wait);
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether an idle connection has something to say: bytes nobody
+    /// asked for, a close or a reset (one non-blocking peek).
+    pub(crate) fn stale(&self) -> bool {
+        match self {
+            Sock::Tcp(s) => {
+                let mut byte = [std::mem::MaybeUninit::new(0u8)];
+                let peek = socket2::SockRef::from(s)
+                    .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT);
+                !matches!(peek, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            #[cfg(feature = "sim")]
+            Sock::Sim(s) => s.stale(),
+        }
+    }
+}
+
+impl Read for Sock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.read(buf),
+            #[cfg(feature = "sim")]
+            Sock::Sim(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Sock {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.write(buf),
+            #[cfg(feature = "sim")]
+            Sock::Sim(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
