@@ -1,7 +1,9 @@
 //! The main job: a handful of devices come online with state, we look at who
 //! is where, round-trip some state, and watch presence events while devices
-//! leave and one times out; beside the raw events, an occupancy mirror of
-//! the rooms shows what they add up to.
+//! leave and one times out. Two views of the same happenings, printed as two
+//! blocks, each in the order it happened: the raw events of a dashboard's
+//! stream, then the changes an occupancy mirror of the rooms (on a lobby
+//! screen, with its own stream) made from them.
 //!
 //! ```text
 //! cargo run --example presence --features emulator
@@ -15,7 +17,7 @@
 
 use pubnub_presence::emulator::{Options, Server, ServerHandle};
 use pubnub_presence::state::state_json;
-use pubnub_presence::{Heartbeater, Occupancy, PresenceEvent, PresenceLoop, PubNub};
+use pubnub_presence::{Change, Heartbeater, Occupancy, PresenceEvent, PresenceLoop, PubNub};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -213,9 +215,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
+    // total_occupancy counts presences (a user on a channel): a device on
+    // two rooms counts twice.
+    let devices_seen: BTreeSet<&str> = here
+        .channels
+        .iter()
+        .flat_map(|c| c.occupants.iter().map(|u| u.user_id.as_ref()))
+        .collect();
     println!(
-        "total: {} users on {} channels",
-        here.total_occupancy, here.total_channels
+        "total: {} presences, {} devices, {} channels",
+        here.total_occupancy,
+        devices_seen.len(),
+        here.total_channels
     );
 
     let mut where_camera = watcher.where_now().user_id("camera").execute()?.channels;
@@ -268,19 +279,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
-    println!("\nPresence events (raw, left) and the mirror's changes (right):");
+    // Both views are gathered until each has seen the camera go (on its
+    // two rooms), then printed one after the other: the two streams are
+    // polled in turn, so lines interleaved as they arrive would mix their
+    // orders differently on every run.
+    let mut raw = Vec::new();
+    let mut mirrored_changes = Vec::new();
     let mut camera_timeouts = 0;
+    let mut camera_gone_from_mirror = 0;
     let camera_listed = |m: &Occupancy| WATCHED.iter().any(|c| m.is_present(c, "camera"));
-    while Instant::now() < timeout_deadline && (camera_timeouts < 2 || camera_listed(&rooms)) {
+    while Instant::now() < timeout_deadline
+        && (camera_timeouts < 2 || camera_gone_from_mirror < 2 || camera_listed(&rooms))
+    {
         // The mirror: one bounded call, what changed comes back.
         for change in rooms.poll(Duration::from_millis(100))? {
-            println!("  {:<52} mirror: {change}", "");
+            if matches!(&change,
+                Change::TimedOut { user_id, .. } | Change::Left { user_id, .. } if user_id == "camera")
+            {
+                camera_gone_from_mirror += 1;
+            }
+            mirrored_changes.push(change.to_string());
         }
         // Waits at most 250 ms; the long-poll stays in flight between calls.
         let Some(e) = dashboard.poll(Duration::from_millis(250))? else {
             continue;
         };
-        println!("  {}", describe(&e));
+        raw.push(describe(&e));
         let kind = match &e {
             PresenceEvent::Join(_) => "join",
             PresenceEvent::Leave(_) => "leave",
@@ -295,6 +319,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => "other",
         };
         *tally.entry(kind).or_default() += 1;
+    }
+
+    println!("\nPresence events, as the dashboard's stream delivered them:");
+    for line in &raw {
+        println!("  {line}");
+    }
+    println!("\nThe lobby screen's mirror: the changes it made, in order:");
+    for line in &mirrored_changes {
+        println!("  {line}");
     }
 
     let after = watcher.here_now().channels(names(&WATCHED)).execute()?;

@@ -18,6 +18,46 @@ pub const DEFAULT_MAX_RESPONSE_SIZE: usize = 1 << 20;
 pub const DEFAULT_PRESENCE_TIMEOUT: u32 = 300;
 /// The smallest presence timeout the service honours (PROTOCOL.md §6).
 pub const MIN_PRESENCE_TIMEOUT: u32 = 20;
+/// The largest presence timeout `build()` accepts, in seconds: one day.
+/// A device silent for longer is gone; a larger value is a mistake
+/// (e.g. milliseconds given as seconds).
+pub const MAX_PRESENCE_TIMEOUT: u32 = 86_400;
+/// The longest duration any option accepts (timeouts, delays, the retry
+/// deadline): one day. Longer is a mistake, not a wait; refusing it at
+/// `build()` (or `open()`) also keeps every `Instant + duration` in range.
+pub const MAX_DURATION: Duration = Duration::from_secs(86_400);
+
+/// Refuses a duration that cannot work: zero (unless `zero_ok`) or more
+/// than [`MAX_DURATION`].
+// NOTE(size): one out-of-line copy for every option checked.
+#[inline(never)]
+pub(crate) fn check_duration(argument: &'static str, value: Duration, zero_ok: bool) -> Result<()> {
+    if value.is_zero() && !zero_ok {
+        return Err(Error::input(argument, "must be more than zero"));
+    }
+    if value > MAX_DURATION {
+        return Err(Error::input(argument, "must be at most one day (86,400 s)"));
+    }
+    Ok(())
+}
+
+/// Refuses a presence timeout outside
+/// [`MIN_PRESENCE_TIMEOUT`]`..=`[`MAX_PRESENCE_TIMEOUT`] seconds.
+pub(crate) fn check_presence_timeout(seconds: u32) -> Result<()> {
+    if seconds < MIN_PRESENCE_TIMEOUT {
+        return Err(Error::input(
+            "presence_timeout",
+            "the presence timeout must be at least 20 seconds",
+        ));
+    }
+    if seconds > MAX_PRESENCE_TIMEOUT {
+        return Err(Error::input(
+            "presence_timeout",
+            "the presence timeout must be at most one day (86,400 seconds)",
+        ));
+    }
+    Ok(())
+}
 
 /// Everything a request needs to be built: keys, identity, origin and limits.
 ///
@@ -63,6 +103,18 @@ impl Config {
     /// The cap on a response body, in bytes.
     pub fn max_response_size(&self) -> usize {
         self.max_response_size
+    }
+    /// The connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+    /// The timeout of each phase of a request (send, response head, body).
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+    /// How failed requests are retried.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
     }
 }
 
@@ -164,11 +216,17 @@ impl PubNubBuilder {
     /// How failed requests are retried (default: [`RetryPolicy::default`];
     /// [`RetryPolicy::none`] switches retries off). The event stream's
     /// long-polls are not retried by this policy: the stream resumes on its own.
+    ///
+    /// `build()` refuses (an `Input` error naming `retry_policy` and the
+    /// field) a `max_attempts` of 0, a `deadline` of zero, and a
+    /// `base_delay`, `max_delay` or `deadline` over [`MAX_DURATION`] (one
+    /// day). Zero delays are accepted: retries then follow at once.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
         self
     }
-    /// Timeout for establishing a connection (default 5 s).
+    /// Timeout for establishing a connection (default 5 s). `build()`
+    /// refuses zero and anything over [`MAX_DURATION`] (one day).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
         self
@@ -181,12 +239,15 @@ impl PubNubBuilder {
     /// by the connect timeout plus three of these (send, head, body), and
     /// the call by that times the attempts plus the delays between them
     /// (the name lookup, done by the system resolver, is not bounded).
+    ///
+    /// `build()` refuses zero and anything over [`MAX_DURATION`] (one day).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = Some(timeout);
         self
     }
     /// The largest response body accepted (default 1 MiB); a larger body is
-    /// an error and its connection is dropped.
+    /// an error and its connection is dropped. `build()` refuses 0. No
+    /// upper bound: memory grows with the body received, not with the cap.
     pub fn max_response_size(mut self, bytes: usize) -> Self {
         self.max_response_size = Some(bytes);
         self
@@ -200,13 +261,16 @@ impl PubNubBuilder {
         self.root_certificate_pem = Some(pem.into());
         self
     }
-    /// Presence timeout in seconds, sent as `heartbeat=` (default 300, at least 20).
+    /// Presence timeout in seconds, sent as `heartbeat=` (default 300).
+    /// `build()` refuses less than [`MIN_PRESENCE_TIMEOUT`] (20) and more
+    /// than [`MAX_PRESENCE_TIMEOUT`] (86,400, one day).
     pub fn presence_timeout(mut self, seconds: u32) -> Self {
         self.presence_timeout = Some(seconds);
         self
     }
     /// Seconds between automatic heartbeats (default `presence_timeout / 2 - 1`;
-    /// 0 means no automatic heartbeats).
+    /// 0 means no automatic heartbeats). `build()` refuses an interval not
+    /// below the presence timeout: presence would lapse between heartbeats.
     pub fn heartbeat_interval(mut self, seconds: u32) -> Self {
         self.heartbeat_interval = Some(seconds);
         self
@@ -230,12 +294,7 @@ impl PubNubBuilder {
             .to_string();
         check_origin(&origin, given)?;
         let presence_timeout = self.presence_timeout.unwrap_or(DEFAULT_PRESENCE_TIMEOUT);
-        if presence_timeout < MIN_PRESENCE_TIMEOUT {
-            return Err(Error::input(
-                "presence_timeout",
-                "the presence timeout must be at least 20 seconds",
-            ));
-        }
+        check_presence_timeout(presence_timeout)?;
         let heartbeat_interval = self.heartbeat_interval.unwrap_or(presence_timeout / 2 - 1);
         if heartbeat_interval >= presence_timeout {
             return Err(Error::input(
@@ -254,12 +313,25 @@ impl PubNubBuilder {
                 "request signing needs the `tls` feature (it provides HMAC-SHA256)",
             ));
         }
+        let connect_timeout = self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        check_duration("connect_timeout", connect_timeout, false)?;
+        let request_timeout = self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        check_duration("request_timeout", request_timeout, false)?;
         let retry = self.retry.unwrap_or_default();
-        if retry.max_attempts == 0 {
-            return Err(Error::input(
-                "retry_policy",
-                "max_attempts must be at least 1",
-            ));
+        let too_long = |d: Duration| d > MAX_DURATION;
+        let fault = if retry.max_attempts == 0 {
+            "max_attempts must be at least 1"
+        } else if too_long(retry.base_delay) {
+            "base_delay must be at most one day (86,400 s)"
+        } else if too_long(retry.max_delay) {
+            "max_delay must be at most one day (86,400 s)"
+        } else if retry.deadline.is_some_and(|d| d.is_zero() || too_long(d)) {
+            "deadline must be more than zero and at most one day (86,400 s)"
+        } else {
+            ""
+        };
+        if !fault.is_empty() {
+            return Err(Error::input("retry_policy", fault));
         }
         let config = Config {
             subscribe_key,
@@ -269,8 +341,8 @@ impl PubNubBuilder {
             auth_key: self.auth_key.filter(|k| !k.is_empty()),
             secret_key,
             retry,
-            connect_timeout: self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            request_timeout: self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+            connect_timeout,
+            request_timeout,
             max_response_size,
             root_certificate_pem: self.root_certificate_pem,
             presence_timeout,
@@ -345,6 +417,28 @@ mod tests {
             (base().origin("http://"), "origin"),
             (base().origin("http://h/path"), "origin"),
             (base().presence_timeout(19), "presence_timeout"),
+            (base().presence_timeout(86_401), "presence_timeout"),
+            (base().connect_timeout(Duration::ZERO), "connect_timeout"),
+            (base().connect_timeout(Duration::MAX), "connect_timeout"),
+            (base().request_timeout(Duration::ZERO), "request_timeout"),
+            (
+                base().request_timeout(MAX_DURATION + Duration::from_nanos(1)),
+                "request_timeout",
+            ),
+            (
+                base().retry_policy(RetryPolicy {
+                    deadline: Some(Duration::ZERO),
+                    ..RetryPolicy::default()
+                }),
+                "retry_policy",
+            ),
+            (
+                base().retry_policy(RetryPolicy {
+                    base_delay: Duration::MAX,
+                    ..RetryPolicy::default()
+                }),
+                "retry_policy",
+            ),
             (
                 base().presence_timeout(30).heartbeat_interval(30),
                 "heartbeat_interval",

@@ -103,7 +103,8 @@ mod transport;
 pub use client::PubNub;
 pub use config::{
     Config, PubNubBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_SIZE, DEFAULT_ORIGIN,
-    DEFAULT_PRESENCE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, MIN_PRESENCE_TIMEOUT,
+    DEFAULT_PRESENCE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, MAX_DURATION, MAX_PRESENCE_TIMEOUT,
+    MIN_PRESENCE_TIMEOUT,
 };
 pub use error::{Error, ErrorKind, Result, ServerError, TransportErrorKind};
 pub use presence::events::{IntervalEvent, PresenceEvent, PresenceEvents, SkippedEvent, UserEvent};

@@ -397,23 +397,31 @@ fn a_huge_retry_after_ends_the_call_at_once() {
     }
 }
 
-/// Extreme user settings (timeouts, caps, retry policy) never overflow.
+/// Extreme user settings (timeouts, caps, retry policy) never overflow:
+/// the largest that `build()` accepts work, and `Duration::MAX` is refused
+/// there.
 #[test]
 fn extreme_settings_do_not_overflow() {
     let s = Server::start(|_| ok_json(WHERE_NOW_OK));
-    let p = PubNub::builder()
-        .subscribe_key("k")
-        .user_id("u")
-        .origin(&s.origin)
-        .max_response_size(usize::MAX)
-        .retry_policy(RetryPolicy {
-            max_attempts: u32::MAX,
-            base_delay: Duration::MAX,
-            max_delay: Duration::MAX,
-            deadline: Some(Duration::MAX),
-        })
-        .build()
-        .unwrap();
+    let extreme = |d: Duration| {
+        PubNub::builder()
+            .subscribe_key("k")
+            .user_id("u")
+            .origin(&s.origin)
+            .max_response_size(usize::MAX)
+            .connect_timeout(d)
+            .request_timeout(d)
+            .retry_policy(RetryPolicy {
+                max_attempts: u32::MAX,
+                base_delay: d,
+                max_delay: d,
+                deadline: Some(d),
+            })
+            .build()
+    };
+    let e = extreme(Duration::MAX).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Input { .. }), "{e:?}");
+    let p = extreme(pubnub_presence::MAX_DURATION).unwrap();
     assert_eq!(p.where_now().execute().unwrap().channels, ["a"]);
     // A huge declared length under a huge cap: no huge reservation, a typed
     // error when the body falls short.

@@ -580,7 +580,8 @@ impl<'p> PresenceEventsBuilder<'p> {
     /// drops the connection and resumes from its cursor on a new one
     /// (default 310 s: the server answers a long-poll within 280 s). The
     /// handshake (`tt=0`), which the service answers at once, is held to
-    /// the client's `request_timeout` instead.
+    /// the client's `request_timeout` instead. `open()` refuses zero and
+    /// anything over [`MAX_DURATION`](crate::MAX_DURATION) (one day).
     pub fn long_poll_timeout(mut self, timeout: Duration) -> Self {
         self.long_poll_timeout = timeout;
         self
@@ -592,6 +593,7 @@ impl<'p> PresenceEventsBuilder<'p> {
     /// error here.
     pub fn open(self) -> Result<PresenceEvents> {
         self.targets.check()?;
+        crate::config::check_duration("long_poll_timeout", self.long_poll_timeout, false)?;
         let Targets {
             mut channels,
             mut groups,

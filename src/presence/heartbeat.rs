@@ -77,7 +77,10 @@ impl HeartbeatBuilder<'_> {
         self
     }
     /// The presence timeout to ask for, in seconds (default: the client's,
-    /// 300). Sent as `heartbeat=`.
+    /// 300). Sent as `heartbeat=`. Less than
+    /// [`MIN_PRESENCE_TIMEOUT`](crate::MIN_PRESENCE_TIMEOUT) (20) or more than
+    /// [`MAX_PRESENCE_TIMEOUT`](crate::MAX_PRESENCE_TIMEOUT) (86,400) is an
+    /// input error, before anything is sent.
     pub fn presence_timeout(mut self, seconds: u32) -> Self {
         self.presence_timeout = Some(seconds);
         self
@@ -88,12 +91,7 @@ impl HeartbeatBuilder<'_> {
         let config = self.pubnub.config();
         let mut query = self.targets.channel_url(config, "/heartbeat")?;
         let timeout = self.presence_timeout.unwrap_or(config.presence_timeout());
-        if timeout < crate::config::MIN_PRESENCE_TIMEOUT {
-            return Err(crate::Error::input(
-                "presence_timeout",
-                "the presence timeout must be at least 20 seconds",
-            ));
-        }
+        crate::config::check_presence_timeout(timeout)?;
         push_param(&mut query, "heartbeat", itoa(timeout).as_str());
         if let Some(state) = &self.state {
             let json = state.as_ref().map_err(Clone::clone)?;
@@ -192,6 +190,12 @@ mod tests {
             .heartbeat()
             .channels(vec!["a".into()])
             .presence_timeout(5)
+            .request()
+            .is_err());
+        assert!(p
+            .heartbeat()
+            .channels(vec!["a".into()])
+            .presence_timeout(u32::MAX)
             .request()
             .is_err());
     }

@@ -403,23 +403,26 @@ impl OccupancyBuilder<'_> {
         self
     }
 
-    /// Occupants tracked per channel at most (default 10,000; at least 1).
-    /// Past it the channel keeps its count only, reported as
-    /// [`Change::CountsOnly`], until it is back under the cap.
+    /// Occupants tracked per channel at most (default 10,000). Past it the
+    /// channel keeps its count only, reported as [`Change::CountsOnly`],
+    /// until it is back under the cap. `open()` refuses 0.
     pub fn max_occupants_per_channel(mut self, max: usize) -> Self {
-        self.max_occupants = max.max(1);
+        self.max_occupants = max;
         self
     }
 
     /// Occupants per here_now page (`limit`, default and most 1,000).
+    /// `open()` refuses 0 and more than 1,000 (the service's largest page).
     pub fn page_size(mut self, size: u32) -> Self {
-        self.page_size = size.clamp(1, here_now::DEFAULT_LIMIT);
+        self.page_size = size;
         self
     }
 
     /// How long a re-sync waits after what prompted it before it fetches
     /// (default 3 s, the service's here_now cache). Lower it only against
     /// a server without that cache, such as the local presence server.
+    /// Zero is accepted (re-sync at once); `open()` refuses more than
+    /// [`MAX_DURATION`](crate::MAX_DURATION) (one day).
     pub fn resync_delay(mut self, delay: Duration) -> Self {
         self.resync_delay = delay;
         self
@@ -434,7 +437,8 @@ impl OccupancyBuilder<'_> {
     }
 
     /// The event stream's silence bound (see
-    /// [`PresenceEventsBuilder::long_poll_timeout`](crate::presence::events::PresenceEventsBuilder::long_poll_timeout)).
+    /// [`PresenceEventsBuilder::long_poll_timeout`](crate::presence::events::PresenceEventsBuilder::long_poll_timeout),
+    /// and the same bounds, checked by `open()`).
     pub fn long_poll_timeout(mut self, timeout: Duration) -> Self {
         self.long_poll_timeout = timeout;
         self
@@ -444,6 +448,19 @@ impl OccupancyBuilder<'_> {
     /// the first `poll`.
     pub fn open(self) -> Result<Occupancy> {
         self.targets.check()?;
+        if self.max_occupants == 0 {
+            return Err(crate::Error::input(
+                "max_occupants_per_channel",
+                "must be at least 1",
+            ));
+        }
+        if self.page_size == 0 || self.page_size > here_now::DEFAULT_LIMIT {
+            return Err(crate::Error::input(
+                "page_size",
+                "must be from 1 to 1,000 (the service's largest here_now page)",
+            ));
+        }
+        crate::config::check_duration("resync_delay", self.resync_delay, true)?;
         let Targets {
             channels, groups, ..
         } = self.targets;
