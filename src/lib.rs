@@ -109,6 +109,7 @@ pub use config::{
 pub use error::{Error, ErrorKind, Result, ServerError, TransportErrorKind};
 pub use presence::events::{IntervalEvent, PresenceEvent, PresenceEvents, SkippedEvent, UserEvent};
 pub use presence::here_now::{HereNow, HereNowChannel, HereNowResult, HereNowUser};
+pub use presence::link::LinkState;
 pub use presence::occupancy::{Change, Occupancy, Occupant, Resync};
 pub use presence::schedule::{HeartbeatThread, Heartbeater, PresenceLoop};
 pub use presence::user_state::{GetState, GetStateInfo, GetStateResult, SetState, SetStateResult};

@@ -1094,3 +1094,99 @@ fn unsplittable_414_is_not_retried() {
     assert!(!errors[0].is_retryable());
     assert_eq!(here_nows.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+/// A counts-only channel brought back under the cap by a leave that
+/// arrives while a re-sync's here_now is under way, whose answer (older
+/// than the leave: a slow answer, or the service's cache) is over the cap
+/// again. The interleaving is forced by the server: the leave is sent
+/// only once the here_now request is in, and the here_now is answered
+/// only once the client has taken the leave in (it asks from the leave's
+/// cursor). The users must be listed again (the follow-up re-sync), and
+/// the stale snapshot reports `CountChanged`, not a second `CountsOnly`.
+#[test]
+fn back_under_the_cap_during_a_resync_lists_the_users_again() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let here_now_started = Arc::new(AtomicBool::new(false));
+    let leave_taken = Arc::new(AtomicBool::new(false));
+    let here_nows = Arc::new(AtomicUsize::new(0));
+    let (started, taken, count) = (
+        here_now_started.clone(),
+        leave_taken.clone(),
+        here_nows.clone(),
+    );
+    let wait_for = |flag: &AtomicBool| {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !flag.load(Ordering::SeqCst) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let here_now = |users: &str, occupancy: u32| {
+        common::ok_json(&format!(
+            r#"{{"message":"OK","occupancy":{occupancy},"service":"Presence","status":200,"uuids":{users}}}"#
+        ))
+    };
+    let server = common::Server::start(move |target| {
+        if target.contains("/v2/subscribe/") {
+            if target.contains("tt=0") {
+                return common::ok_json(r#"{"t":{"t":"100","r":1},"m":[]}"#);
+            }
+            if target.contains("tt=100") {
+                wait_for(&started);
+                return common::ok_json(
+                    r#"{"t":{"t":"101","r":1},"m":[{"p":{"t":"101"},"c":"stage-pnpres","d":{"action":"leave","uuid":"c","occupancy":2,"timestamp":1}}]}"#,
+                );
+            }
+            // Asked from the leave's cursor: the leave was applied.
+            taken.store(true, Ordering::SeqCst);
+            return common::Reply::Delay(
+                Duration::from_secs(60),
+                Box::new(common::ok_json(r#"{"t":{"t":"101","r":1},"m":[]}"#)),
+            );
+        }
+        match count.fetch_add(1, Ordering::SeqCst) {
+            0 => here_now(r#"["a","b","c"]"#, 3),
+            1 => {
+                // The confirming snapshot, computed before the leave.
+                started.store(true, Ordering::SeqCst);
+                wait_for(&taken);
+                here_now(r#"["a","b","c"]"#, 3)
+            }
+            _ => here_now(r#"["a","b"]"#, 2),
+        }
+    });
+    let pubnub = common::client(&server.origin);
+    let mut m = pubnub
+        .occupancy()
+        .channels(names(&["stage"]))
+        .max_occupants_per_channel(2)
+        .resync_delay(Duration::from_millis(300))
+        .open()
+        .unwrap();
+    let mut changes = Vec::new();
+    let end = Instant::now() + Duration::from_secs(10);
+    // Until the stale snapshot is in, then until listed again (or the
+    // time is up: before the fix, it stayed counts-only for good).
+    while Instant::now() < end
+        && !(here_nows.load(Ordering::SeqCst) >= 2 && m.is_synced() && !m.is_counts_only("stage"))
+    {
+        changes.extend(m.poll(Duration::from_millis(40)).unwrap());
+    }
+    assert!(leave_taken.load(Ordering::SeqCst), "{changes:?}");
+    assert!(!m.is_counts_only("stage"), "{changes:?}");
+    let mut users: Vec<&str> = m.occupants("stage").map(|o| o.user_id).collect();
+    users.sort();
+    assert_eq!(users, ["a", "b"], "{changes:?}");
+    let counts_only = changes
+        .iter()
+        .filter(|c| matches!(c, Change::CountsOnly { .. }))
+        .count();
+    assert_eq!(counts_only, 1, "{changes:?}");
+    assert!(
+        changes.contains(&Change::CountChanged {
+            channel: "stage".into(),
+            occupancy: 3
+        }),
+        "{changes:?}"
+    );
+}

@@ -9,6 +9,7 @@ use crate::envelope::{self, Field};
 use crate::error::{Error, ErrorKind, Result};
 use crate::json::{digits_u64, string_list, Cursor, Kind};
 use crate::presence::here_now::itoa;
+use crate::presence::link::{Link, LinkState};
 use crate::presence::targets::{target_setters, Targets};
 use crate::request::{self, Request};
 use crate::state::{self, State};
@@ -616,6 +617,10 @@ impl<'p> PresenceEventsBuilder<'p> {
             backoff: Backoff::default(),
             failures: 0,
             resets: 0,
+            sent_at: None,
+            idle_backoff: false,
+            answered_at: None,
+            link: Link::new("event stream"),
         };
         // The cursor only grows the URL by its digits: the longest one
         // bounds every request the stream will make.
@@ -660,6 +665,11 @@ impl Backoff {
         self.failures = self.failures.saturating_add(1);
         self.until = now.checked_add(wait);
         wait
+    }
+
+    /// When the next attempt may go out, as last set.
+    pub(crate) fn until(&self) -> Option<Instant> {
+        self.until
     }
 
     /// Sets when the next attempt may go out.
@@ -707,7 +717,15 @@ struct Batch {
     moved: bool,
     /// An event of it was delivered (not a duplicate).
     delivered: bool,
+    /// It came sooner than [`MIN_HOLD`] after its request was sent.
+    quick: bool,
 }
+
+/// A response that comes this soon after its request was not held by the
+/// server: empty at the same cursor, it is backed off (a server that does
+/// not hold long-polls would otherwise be asked thousands of times a
+/// second). The service holds a long-poll up to 280 s when nothing happens.
+pub(crate) const MIN_HOLD: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Batch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -746,7 +764,18 @@ impl std::fmt::Debug for Batch {
 /// and the stream moves on from its cursor after the backoff. A response
 /// that holds elements but brings nothing new at the same cursor (content
 /// already delivered or skipped, repeated by the server) is backed off
-/// too, without an error.
+/// too, without an error, and so is an empty one answered sooner than
+/// 1 s at the same cursor (a server that does not hold long-polls: it
+/// would otherwise be asked thousands of times a second; logged once per
+/// run). An empty answer after the server held the long-poll is the
+/// ordinary end of an idle long-poll: the next goes out at once.
+///
+/// Outages: a long-poll unanswered for `long_poll_timeout` plus the
+/// client's `request_timeout` in all (however the server trickles bytes)
+/// is dropped and reported as a timeout, so an outage is an error within
+/// that time at most, never an endless run of `Ok(None)`.
+/// [`link_state`](PresenceEvents::link_state) says at any time whether
+/// the stream is connected or backing off, with the last error.
 ///
 /// ```no_run
 /// # use pubnub_presence::{PubNub, presence::events::PresenceEvent};
@@ -778,6 +807,14 @@ pub struct PresenceEvents {
     failures: u64,
     /// Responses whose cursor was behind the request's.
     resets: u64,
+    /// When the request in flight (or the last one) was sent.
+    sent_at: Option<Instant>,
+    /// Backing off a server that answers at once with nothing new (logged
+    /// once per run).
+    idle_backoff: bool,
+    /// When the last response was taken in.
+    answered_at: Option<Instant>,
+    link: Link,
 }
 
 impl PresenceEvents {
@@ -797,6 +834,33 @@ impl PresenceEvents {
         self.failures
             .saturating_add(self.resets)
             .saturating_add(self.connections_opened().saturating_sub(1))
+    }
+
+    /// What the stream's kept connection is doing: see [`LinkState`].
+    /// A `poll` during a backoff returns `Ok(None)`; this says
+    /// `Reconnecting`, with the last error and the next attempt.
+    pub fn link_state(&self) -> LinkState {
+        self.link.state_with(self.backoff.until)
+    }
+
+    /// The path is known to work again: another connection to the
+    /// service, failing since `since`, was just answered. Unless the
+    /// stream had an answer since then, the long-poll in flight (or the
+    /// kept connection) may be dead on a path that dropped it silently:
+    /// it is dropped, and the next call resumes from the cursor at once.
+    pub(crate) fn restart(&mut self, since: Instant) {
+        if self.answered_at.is_some_and(|at| at >= since) {
+            return;
+        }
+        if let Some(conn) = &mut self.conn {
+            if conn.busy() || conn.is_open() {
+                log::info!(target: "pubnub_presence::events",
+                    "the service answers again: restarting the long-poll from cursor {} on a new connection",
+                    self.cursor.t);
+            }
+            conn.abort();
+        }
+        self.backoff.retry_at(None);
     }
 
     /// How many responses had a cursor behind the one they were asked
@@ -933,7 +997,9 @@ impl PresenceEvents {
     /// Counts a failure and backs off; returns it.
     fn failed(&mut self, e: Error, retry_after: Option<Duration>) -> Error {
         self.failures = self.failures.saturating_add(1);
-        let wait = self.backoff.fail(crate::clock::now(), retry_after);
+        let now = crate::clock::now();
+        let wait = self.backoff.fail(now, retry_after);
+        self.link.down(now, &e, self.backoff.until);
         let why = crate::retry::Why {
             error: &e,
             in_body: false,
@@ -957,16 +1023,42 @@ impl PresenceEvents {
             false => Some(self.pubnub.url_for(self.request()).map_err(|e| (e, None))?),
         };
         let bound = self.silence_bound();
+        let total = bound.saturating_add(self.pubnub.config().request_timeout);
         let conn = match &mut self.conn {
             Some(c) => c,
             None => self.conn.insert(Conn::new(self.pubnub.endpoint())),
         };
         if let Some(url) = url {
             conn.start(url, bound).map_err(|e| (e, None))?;
+            self.sent_at = Some(crate::clock::now());
         }
-        let Some(resp) = conn.drive(deadline).map_err(|e| (e, None))? else {
+        // However the server trickles bytes, a request unanswered for
+        // `long_poll_timeout` + `request_timeout` is taken for dead and the
+        // outage reported (the server answers a long-poll within 280 s).
+        let give_up = self.sent_at.and_then(|at| at.checked_add(total));
+        let until = match (deadline, give_up) {
+            (Some(d), Some(g)) => Some(d.min(g)),
+            (d, g) => d.or(g),
+        };
+        let Some(resp) = conn.drive(until).map_err(|e| (e, None))? else {
+            if give_up.is_some_and(|g| crate::clock::now() >= g) {
+                conn.abort();
+                return Err((
+                    Error::transport(
+                        crate::TransportErrorKind::Timeout,
+                        "no answer to the long-poll within long_poll_timeout + request_timeout: the connection is taken for dead",
+                    ),
+                    None,
+                ));
+            }
             return Ok(false);
         };
+        let now = crate::clock::now();
+        // Answered sooner than a long-poll is held: if it brings nothing
+        // new at the same cursor, the server is not holding requests.
+        let quick = self
+            .sent_at
+            .is_some_and(|at| now.saturating_duration_since(at) < MIN_HOLD);
         if !(200..300).contains(&resp.status) {
             return Err((
                 envelope::error_from_response(resp.status, &resp.body),
@@ -980,6 +1072,8 @@ impl PresenceEvents {
             )
         })?;
         let items = Items::read(&body).map_err(|e| (e, resp.retry_after))?;
+        self.link.up(now);
+        self.answered_at = Some(now);
         let moved = items.next != self.cursor;
         self.take_cursor(items.next);
         self.batch = Some(Batch {
@@ -987,6 +1081,7 @@ impl PresenceEvents {
             items,
             moved,
             delivered: false,
+            quick,
         });
         Ok(true)
     }
@@ -997,8 +1092,11 @@ impl PresenceEvents {
     /// the cursor or delivered something new), and lengthened if it held
     /// elements but brought nothing new at the same cursor (a server
     /// repeating undecodable or already delivered content is not asked
-    /// again at once). An empty response at the same cursor (a long-poll
-    /// that ended idle) leaves the backoff as it is.
+    /// again at once). An empty response at the same cursor is a long-poll
+    /// that ended idle when the server held it (at least [`MIN_HOLD`]):
+    /// the next request goes out at once; answered sooner, the server is
+    /// not holding requests, and the next one is backed off too (logged
+    /// once per run of such answers).
     fn next_from_batch(&mut self) -> Result<Option<PresenceEvent<'static>>> {
         let Some(batch) = self.batch.as_mut() else {
             return Ok(None);
@@ -1019,6 +1117,7 @@ impl PresenceEvents {
             items,
             moved,
             delivered,
+            quick,
             ..
         }) = self.batch.take()
         else {
@@ -1027,13 +1126,24 @@ impl PresenceEvents {
         if let Some(e) = items.broken {
             return Err(e);
         }
-        if moved || delivered {
+        if moved || delivered || !(quick || items.any) {
             self.backoff.succeed();
+            self.idle_backoff = false;
         } else if items.any {
             let wait = self.backoff.fail(crate::clock::now(), None);
             log::warn!(target: "pubnub_presence::events",
                 "the response repeated cursor {} and brought nothing new, next request in {} ms",
                 self.cursor.t, wait.as_millis());
+        } else {
+            let wait = self.backoff.fail(crate::clock::now(), None);
+            if !std::mem::replace(&mut self.idle_backoff, true) {
+                log::warn!(target: "pubnub_presence::events",
+                    "the server answered at once with nothing new at cursor {} (a long-poll is held until something happens): backing off, next request in {} ms (0.5 s doubling to 30 s; not logged again until it holds or moves)",
+                    self.cursor.t, wait.as_millis());
+            } else {
+                log::debug!(target: "pubnub_presence::events",
+                    "answered at once with nothing new again, next request in {} ms", wait.as_millis());
+            }
         }
         Ok(None)
     }
@@ -1215,6 +1325,47 @@ mod tests {
         assert_eq!(keys.len(), 3);
         let again = decode(body).unwrap();
         assert_eq!(again.events[0].payload_hash, b.events[0].payload_hash);
+    }
+
+    /// An empty answer at the same cursor: after the server held the
+    /// long-poll, the next request goes out at once; answered at once, it
+    /// is backed off (0.5 s, doubling), and a moved cursor resets that.
+    #[test]
+    fn empty_batches_are_backed_off_only_when_answered_at_once() {
+        let pubnub = PubNub::builder()
+            .subscribe_key("k")
+            .user_id("u")
+            .origin("http://127.0.0.1:9")
+            .build()
+            .unwrap();
+        let mut ev = pubnub
+            .presence_events()
+            .channels(vec!["c".into()])
+            .open()
+            .unwrap();
+        ev.cursor = Timetoken { t: 5, r: 1 };
+        let answer = |ev: &mut PresenceEvents, t: u64, quick: bool| {
+            let body = format!(r#"{{"t":{{"t":"{t}","r":1}},"m":[]}}"#);
+            let items = Items::read(&body).unwrap();
+            ev.batch = Some(Batch {
+                moved: items.next != ev.cursor,
+                body,
+                items,
+                delivered: false,
+                quick,
+            });
+            ev.cursor.t = t;
+            assert_eq!(ev.next_from_batch().unwrap(), None);
+            ev.backoff.waiting(crate::clock::now()).is_some()
+        };
+        assert!(!answer(&mut ev, 5, false), "held: no wait");
+        assert!(answer(&mut ev, 5, true), "at once: backed off");
+        assert_eq!(ev.backoff.failures, 1);
+        assert!(answer(&mut ev, 5, true));
+        assert_eq!(ev.backoff.failures, 2);
+        assert!(!answer(&mut ev, 6, true), "a moved cursor is progress");
+        assert_eq!(ev.backoff.failures, 0);
+        assert_eq!(ev.gaps(), 0);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod events;
 pub mod heartbeat;
 pub mod here_now;
+pub mod link;
 pub mod occupancy;
 pub mod schedule;
 pub(crate) mod targets;

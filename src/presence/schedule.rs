@@ -14,6 +14,7 @@ use crate::client::PubNub;
 use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::presence::events::{deadline_after, Backoff, PresenceEvent, PresenceEvents};
+use crate::presence::link::{Link, LinkState};
 use crate::state;
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -71,6 +72,7 @@ pub struct Heartbeater {
     changed: bool,
     backoff: Backoff,
     last_success: Option<Instant>,
+    link: Link,
 }
 
 impl Heartbeater {
@@ -91,6 +93,7 @@ impl Heartbeater {
             changed: false,
             backoff: Backoff::default(),
             last_success: None,
+            link: Link::new("heartbeats"),
         }
     }
 
@@ -198,6 +201,38 @@ impl Heartbeater {
     /// When the last heartbeat succeeded.
     pub fn last_success(&self) -> Option<Instant> {
         self.last_success
+    }
+
+    /// What the heartbeat's connection is doing: see [`LinkState`]
+    /// (`Connecting` until a heartbeat has ended; while backing off after
+    /// a failure, `Reconnecting` with the error and the next attempt).
+    pub fn link_state(&self) -> LinkState {
+        self.link.state_with(self.backoff.until())
+    }
+
+    /// Until when the user is present on the server as far as this
+    /// schedule knows: the last heartbeat that succeeded plus the
+    /// client's `presence_timeout` (the server times a user out after
+    /// that long without a heartbeat). `None` before the first success.
+    pub fn present_until(&self) -> Option<Instant> {
+        let timeout = Duration::from_secs(u64::from(self.pubnub.config().presence_timeout()));
+        self.last_success.and_then(|at| at.checked_add(timeout))
+    }
+
+    /// Whether the user is present on the server as far as this schedule
+    /// knows at `now` (see [`Heartbeater::present_until`]).
+    pub fn is_present(&self, now: Instant) -> bool {
+        self.present_until().is_some_and(|until| now < until)
+    }
+
+    /// Since when heartbeats have been failing, if the last one failed.
+    pub(crate) fn failing_since(&self) -> Option<Instant> {
+        self.link.down_since()
+    }
+
+    /// Whether a heartbeat has ended (succeeded or failed) so far.
+    pub(crate) fn link_used(&self) -> bool {
+        self.link.used()
     }
 
     /// Whether a heartbeat is in flight on the kept connection.
@@ -400,6 +435,7 @@ impl Heartbeater {
     fn succeeded(&mut self, due: Instant, now: Instant) {
         self.backoff.succeed();
         self.last_success = Some(now);
+        self.link.up(now);
         let interval = self.interval.unwrap_or(Duration::ZERO);
         // Drift-free: one interval after the previous due instant, unless
         // that is already past (the schedule fell behind by a whole
@@ -429,6 +465,7 @@ impl Heartbeater {
                 self.backoff.retry_at(now.checked_add(i));
             }
         }
+        self.link.down(now, &e, self.backoff.until());
         let why = crate::retry::Why {
             error: &e,
             in_body: false,
@@ -565,7 +602,12 @@ fn add_new(list: &mut Vec<String>, names: Vec<String>) -> bool {
 /// Events come over one kept connection (a long-poll left in flight
 /// between calls); heartbeats over a second one. A heartbeat that cannot
 /// complete within a call stays in flight; a failed one is returned once
-/// and tried again after a backoff.
+/// and tried again after a backoff. When a heartbeat is answered again
+/// after failures, the long-poll (which may sit on a connection the
+/// outage killed silently) is sent again from its cursor at once, so
+/// events resume with the path; none is lost or delivered twice.
+/// [`link_state`](PresenceLoop::link_state) says at any time whether the
+/// loop is connected or backing off, and why.
 ///
 /// ```no_run
 /// use pubnub_presence::{Heartbeater, PresenceEvent, PresenceLoop, PubNub};
@@ -596,6 +638,8 @@ pub struct PresenceLoop {
     /// A heartbeat failure met after an event was already in hand: the
     /// next call returns it.
     deferred: Option<Error>,
+    /// Heartbeats answered again after failing.
+    recoveries: u64,
 }
 
 impl PresenceLoop {
@@ -605,7 +649,47 @@ impl PresenceLoop {
             heartbeater,
             events,
             deferred: None,
+            recoveries: 0,
         }
+    }
+
+    /// What the loop's connections are doing, taken together: the worse
+    /// of the event stream's and the heartbeats' [`LinkState`] (a failing
+    /// one outweighs one connecting, which outweighs a working one).
+    /// Heartbeats count once one is sent. Each side's own state:
+    /// [`Heartbeater::link_state`], [`PresenceEvents::link_state`]. The
+    /// heartbeats' [`Heartbeater::is_present`] says whether the device is
+    /// still present on the server as far as it knows.
+    pub fn link_state(&self) -> LinkState {
+        let hb = (self.heartbeater.link_used() || self.heartbeater.in_flight())
+            .then(|| self.heartbeater.link_state());
+        let ev = self.events.as_ref().map(PresenceEvents::link_state);
+        match (hb, ev) {
+            (Some(a), Some(b)) => a.worse(b),
+            (a, b) => a.or(b).unwrap_or(LinkState::Connecting),
+        }
+    }
+
+    /// How many times heartbeats were answered again after failing (each
+    /// time, the long-poll was restarted from its cursor).
+    pub(crate) fn recoveries(&self) -> u64 {
+        self.recoveries
+    }
+
+    /// Drives the heartbeats until `deadline`. When one is answered after
+    /// failures, the path is back: the long-poll, which may sit on a
+    /// connection the outage killed silently (no FIN, no RST: it would
+    /// wait out its silence bound), is restarted from its cursor at once.
+    fn heartbeat(&mut self, deadline: Option<Instant>) -> Result<bool> {
+        let failing = self.heartbeater.failing_since();
+        let done = self.heartbeater.poll_until(deadline);
+        if let (Some(since), Ok(true)) = (failing, &done) {
+            self.recoveries = self.recoveries.saturating_add(1);
+            if let Some(events) = &mut self.events {
+                events.restart(since);
+            }
+        }
+        done
     }
 
     /// The heartbeat schedule: join, leave some channels, set state while
@@ -640,7 +724,7 @@ impl PresenceLoop {
         loop {
             let now = crate::clock::now();
             // Without waiting: send what is due, read what has arrived.
-            self.heartbeater.poll_until(Some(now))?;
+            self.heartbeat(Some(now))?;
             // Wait no longer than until the next heartbeat is due (or, with
             // one in flight, a short slice so its answer is read), so a long
             // budget never starves the schedule.
@@ -668,13 +752,13 @@ impl PresenceLoop {
             if got.is_some() {
                 // The heartbeat's answer may have come while events were
                 // awaited; a failure waits for the next call.
-                if let Err(e) = self.heartbeater.poll_until(Some(crate::clock::now())) {
+                if let Err(e) = self.heartbeat(Some(crate::clock::now())) {
                     self.deferred = Some(e);
                 }
                 return Ok(got);
             }
             if deadline.is_some_and(|d| crate::clock::now() >= d) {
-                self.heartbeater.poll_until(Some(crate::clock::now()))?;
+                self.heartbeat(Some(crate::clock::now()))?;
                 return Ok(None);
             }
         }

@@ -148,3 +148,31 @@ pub fn client(origin: &str) -> pubnub_presence::PubNub {
 pub fn ok_json(body: &str) -> Reply {
     Reply::Json(200, body.to_string())
 }
+
+/// The body of a subscribe answer with cursor `t` and no message.
+pub fn empty_batch(t: u64) -> String {
+    format!(r#"{{"t":{{"t":"{t}","r":1}},"m":[]}}"#)
+}
+
+/// A server that does not hold long-polls: every subscribe, the handshake
+/// included, is answered at once with an empty batch at cursor `t` (so
+/// every long-poll after the handshake brings nothing new at the same
+/// cursor); anything else is acknowledged.
+pub fn empty_batches_at_once(t: u64) -> Server {
+    Server::start(move |target| {
+        if target.contains("/v2/subscribe/") {
+            return Reply::Json(200, empty_batch(t));
+        }
+        ok_json(r#"{"status":200,"message":"OK","service":"Presence"}"#)
+    })
+}
+
+impl Server {
+    /// Subscribe requests seen so far.
+    pub fn subscribes(&self) -> usize {
+        self.targets()
+            .iter()
+            .filter(|t| t.contains("/v2/subscribe/"))
+            .count()
+    }
+}

@@ -30,9 +30,18 @@
 //!   merged into it (reasons within 100 ms of a waiting re-sync's first,
 //!   such as those of one batch of events, join it, moving its fetch that
 //!   much at most). Every reason is thus served within the delay (and
-//!   100 ms) of itself or of the end of the re-sync before it. "Back under the cap",
-//!   which any later snapshot serves, joins a waiting re-sync instead, and
-//!   is asked once while one covers the channel.
+//!   100 ms) of itself or of the end of the re-sync before it.
+//! - **Back under the cap, listed again.** An event that brings a
+//!   counts-only channel back under the cap asks for a re-sync like any
+//!   other reason, unless a waiting one that fetches no sooner than a
+//!   delay after the event covers the channel already. A snapshot that
+//!   predates the event (a slow answer, the cache) may put the channel
+//!   over the cap again: the follow-up, fetched a delay after the event,
+//!   lists it; the event, applied again over that snapshot, asks again if
+//!   nothing pending serves it. A follow-up asked only for this is
+//!   dropped when the snapshot before it already listed its channels. A
+//!   channel already counts-only that a snapshot finds past the cap again
+//!   reports [`Change::CountChanged`], not [`Change::CountsOnly`].
 //! - **URLs that fit.** A re-sync's channels (and groups) are split into
 //!   here_now requests naming at most 8 KB of encoded names each. A 414
 //!   (the server's URL limit is below ours) splits the request in two and
@@ -106,6 +115,7 @@ use crate::conn::Conn;
 use crate::error::{Error, ErrorKind, Result};
 use crate::presence::events::{deadline_after, Backoff, PresenceEvent, PresenceEvents};
 use crate::presence::here_now;
+use crate::presence::link::{Link, LinkState};
 use crate::presence::schedule::{Heartbeater, PresenceLoop};
 use crate::presence::targets::{target_setters, Targets};
 use crate::state::State;
@@ -259,12 +269,17 @@ struct Sync {
     /// over the snapshot.
     replay: Vec<PresenceEvent<'static>>,
     started: Instant,
+    /// Every reason taken in is "back under the cap": any snapshot serves
+    /// it, so a follow-up whose channels are all listed again by the time
+    /// it would run is dropped.
+    under_cap_only: bool,
 }
 
 impl Sync {
     fn new(reason: Resync, not_before: Instant) -> Sync {
         Sync {
             scope: reason.scope(),
+            under_cap_only: matches!(reason, Resync::UnderCap { .. }),
             reason,
             not_before,
             due: not_before,
@@ -344,6 +359,10 @@ pub struct Occupancy {
     resets: u64,
     deferred: Option<Error>,
     resyncs: u64,
+    /// The here_now connection's state.
+    link: Link,
+    /// The device loop's heartbeat recoveries last seen.
+    recoveries: u64,
 }
 
 impl PubNub {
@@ -495,6 +514,8 @@ impl OccupancyBuilder<'_> {
             resets: 0,
             deferred: None,
             resyncs: 0,
+            link: Link::new("mirror here_now"),
+            recoveries: 0,
         })
     }
 }
@@ -533,6 +554,7 @@ impl Occupancy {
             };
             let got = self.device.poll_until(until);
             self.look_for_gaps();
+            self.after_recovery();
             match got {
                 Ok(Some(event)) => {
                     self.on_event(event, &mut out);
@@ -549,6 +571,42 @@ impl Occupancy {
                 }
                 Err(e) => return self.fail(e, out),
             }
+        }
+    }
+
+    /// Heartbeats were answered again after failing (the device loop has
+    /// restarted the long-poll): a here_now page in flight may sit on a
+    /// connection the outage killed silently, so it is sent again at once
+    /// on a new one, and the backoff after here_now failures is over.
+    fn after_recovery(&mut self) {
+        let seen = self.device.recoveries();
+        if seen == self.recoveries {
+            return;
+        }
+        self.recoveries = seen;
+        if let Some(fetch) = self.sync.as_mut().and_then(|s| s.fetch.as_mut()) {
+            if fetch.in_flight {
+                log::info!(target: "pubnub_presence::mirror",
+                    "the service answers again: sending the here_now page in flight again on a new connection");
+                fetch.in_flight = false;
+            }
+        }
+        if let Some(c) = &mut self.conn {
+            c.abort();
+        }
+        self.backoff.retry_at(None);
+    }
+
+    /// What the mirror's connections are doing, taken together: the worse
+    /// of the device loop's ([`PresenceLoop::link_state`]: events, and
+    /// heartbeats once one is sent) and the here_now connection's (once a
+    /// snapshot page has ended). See [`LinkState`].
+    pub fn link_state(&self) -> LinkState {
+        let state = self.device.link_state();
+        if self.link.used() {
+            state.worse(self.link.state_with(self.backoff.until()))
+        } else {
+            state
         }
     }
 
@@ -662,9 +720,14 @@ impl Occupancy {
     /// the latest reason's time plus the delay or at once when that has
     /// passed. A reason within [`GATHER`] of the waiting re-sync's first
     /// (the same batch of events) joins it, moving its fetch by that much
-    /// at most; "back under the cap" (any later snapshot will do) joins a
-    /// waiting re-sync without moving it, and is asked once only while a
-    /// re-sync covers its channel.
+    /// at most. "Back under the cap" is served by any snapshot fetched a
+    /// delay after it or later (one fetched sooner may come from the
+    /// cache, from before the event, and put the channel over the cap
+    /// again): it is not asked again while a waiting re-sync that fetches
+    /// no sooner covers its channel, and otherwise goes the way of the
+    /// other reasons (to the follow-up while a re-sync runs). A follow-up
+    /// asked only for that is dropped when its turn comes if its channels
+    /// are listed again by then.
     fn schedule(&mut self, reason: Resync) {
         let not_before = crate::clock::now()
             .checked_add(self.resync_delay)
@@ -676,43 +739,60 @@ impl Occupancy {
         let scope = reason.scope();
         let any_snapshot = matches!(reason, Resync::UnderCap { .. });
         if any_snapshot
-            && [&self.sync, &self.next]
-                .iter()
-                .any(|s| s.as_ref().is_some_and(|s| s.scope.covers(&scope)))
+            && [&self.sync, &self.next].iter().any(|s| {
+                s.as_ref().is_some_and(|s| {
+                    s.fetch.is_none() && s.not_before >= not_before && s.scope.covers(&scope)
+                })
+            })
         {
             return;
         }
         log::info!(target: "pubnub_presence::mirror", "re-sync needed: {reason}");
+        let merge = |sync: &mut Sync, scope: Scope| {
+            sync.scope.merge(scope);
+            sync.not_before = sync.not_before.max(not_before);
+            sync.under_cap_only &= any_snapshot;
+            if !any_snapshot {
+                // The snapshot now comes a delay after this reason: it
+                // reflects the events kept so far, and replaying them
+                // could undo what the reason says was lost.
+                sync.replay = Vec::new();
+            }
+        };
         match &mut self.sync {
             None => self.sync = Some(Sync::new(reason, not_before)),
             Some(sync)
                 if sync.fetch.is_none()
-                    && (any_snapshot
-                        || sync
-                            .due
-                            .checked_add(GATHER)
-                            .is_some_and(|t| not_before <= t)) =>
+                    && sync
+                        .due
+                        .checked_add(GATHER)
+                        .is_some_and(|t| not_before <= t) =>
             {
-                sync.scope.merge(scope);
-                if !any_snapshot {
-                    sync.not_before = sync.not_before.max(not_before);
-                    // The snapshot now comes a delay after this reason:
-                    // it reflects the events kept so far, and replaying
-                    // them could undo what the reason says was lost.
-                    sync.replay = Vec::new();
-                }
+                merge(sync, scope);
             }
             Some(_) => match &mut self.next {
                 None => self.next = Some(Sync::new(reason, not_before)),
-                // Bounded: reasons come here only while `sync` runs, so
-                // this is at most its end plus the delay.
-                Some(next) => {
-                    next.scope.merge(scope);
-                    next.not_before = next.not_before.max(not_before);
-                    // As above: its snapshot reflects them.
-                    next.replay = Vec::new();
-                }
+                // Bounded: reasons come here only while `sync` runs or
+                // waits, so this is at most its end plus the delay.
+                Some(next) => merge(next, scope),
             },
+        }
+    }
+
+    /// The follow-up re-sync becomes the current one, unless it was asked
+    /// only to list channels back under the cap again and none of its
+    /// channels keeps its count only any more (the snapshot just
+    /// installed listed them).
+    fn promote(&mut self) {
+        self.sync = self.next.take();
+        if self
+            .sync
+            .as_ref()
+            .is_some_and(|s| s.under_cap_only && !self.roster.counts_only_in(&s.scope))
+        {
+            log::debug!(target: "pubnub_presence::mirror",
+                "the follow-up re-sync for channels back under the cap is not needed: they are listed");
+            self.sync = None;
         }
     }
 
@@ -764,6 +844,7 @@ impl Occupancy {
         match taken {
             Ok(()) => {
                 self.backoff.succeed();
+                self.link.up(crate::clock::now());
                 Ok(true)
             }
             Err((e, _))
@@ -773,11 +854,13 @@ impl Occupancy {
                 log::error!(target: "pubnub_presence::mirror",
                     "here_now for a re-sync cannot be sent, giving the re-sync up: {e}");
                 // Nothing is in flight: the request was refused or never sent.
-                self.sync = self.next.take();
+                self.promote();
                 Err(e)
             }
             Err((e, retry_after)) => {
-                let wait = self.backoff.fail(crate::clock::now(), retry_after);
+                let now = crate::clock::now();
+                let wait = self.backoff.fail(now, retry_after);
+                self.link.down(now, &e, self.backoff.until());
                 let why = crate::retry::Why {
                     error: &e,
                     in_body: false,
@@ -1001,13 +1084,25 @@ impl Occupancy {
         let Some(sync) = self.sync.take() else {
             return;
         };
-        self.sync = self.next.take();
         let replayed = sync.replay.len();
+        let mut under_cap = Vec::new();
         for event in &sync.replay {
-            // Already applied once: the re-sync it would ask for is this one.
-            let _ = self.roster.apply(event, false, out);
+            // Already applied once: what it asked for was asked then,
+            // except "back under the cap", which the snapshot may have
+            // undone (it can predate the event: a slow answer, the cache).
+            if let Some(Resync::UnderCap { channel }) = self.roster.apply(event, false, out) {
+                under_cap.push(channel);
+            }
         }
         self.roster.sweep(&sync.scope, out);
+        self.promote();
+        for channel in under_cap {
+            if self.is_counts_only(&channel) {
+                // The event asked already, a delay after which the
+                // follow-up fetches: one fetching from now on serves it.
+                self.schedule_at(Resync::UnderCap { channel }, crate::clock::now());
+            }
+        }
         self.resyncs = self.resyncs.saturating_add(1);
         self.settling = crate::clock::now()
             .checked_add(SETTLE)

@@ -452,21 +452,27 @@ impl Roster {
         room.seen = gen;
         if first {
             if occupancy as usize > cap {
-                if room.counts_only.is_none() {
-                    for user in room.occupants.keys() {
-                        out.push(change(left, channel, user));
+                match room.counts_only {
+                    None => {
+                        for user in room.occupants.keys() {
+                            out.push(change(left, channel, user));
+                        }
+                        log::warn!(target: "pubnub_presence::mirror",
+                            "channel {channel:?} has {occupancy} occupants, past the cap of {cap}: keeping its count only");
+                        out.push(Change::CountsOnly {
+                            channel: channel.to_string(),
+                            occupancy,
+                        });
                     }
-                }
-                room.occupants = HashMap::new();
-                if room.counts_only != Some(occupancy) {
-                    room.counts_only = Some(occupancy);
-                    log::warn!(target: "pubnub_presence::mirror",
-                        "channel {channel:?} has {occupancy} occupants, past the cap of {cap}: keeping its count only");
-                    out.push(Change::CountsOnly {
+                    // Counts-only already: only its count can change.
+                    Some(n) if n != occupancy => out.push(Change::CountChanged {
                         channel: channel.to_string(),
                         occupancy,
-                    });
+                    }),
+                    Some(_) => {}
                 }
+                room.occupants = HashMap::new();
+                room.counts_only = Some(occupancy);
                 return false;
             }
             room.counts_only = None;
@@ -493,6 +499,13 @@ impl Roster {
             self.overflow(channel, occupancy.max(listed), out);
         }
         self.room(channel).is_some_and(|r| !r.is_counts_only())
+    }
+
+    /// Whether a channel of `scope` keeps its count only.
+    pub(crate) fn counts_only_in(&self, scope: &Scope) -> bool {
+        self.rooms
+            .iter()
+            .any(|(name, room)| room.is_counts_only() && scope.contains(name))
     }
 
     /// Ends a snapshot: in the channels of `scope`, drops whoever the
@@ -764,6 +777,33 @@ mod tests {
         small.next_generation();
         assert!(!small.load("a", 5, page(&["x"]), true, &mut out));
         assert_eq!(small.room("a").unwrap().occupancy(), 5);
+    }
+
+    /// A snapshot past the cap for a channel already counts-only reports
+    /// its new count, not `CountsOnly` again.
+    #[test]
+    fn counts_only_again_is_a_count_change() {
+        let mut r = Roster::new(&["a".into()], 2, false);
+        let mut out = Vec::new();
+        r.next_generation();
+        assert!(!r.load("a", 3, Vec::new(), true, &mut out));
+        assert!(matches!(
+            out.as_slice(),
+            [Change::CountsOnly { occupancy: 3, .. }]
+        ));
+        out.clear();
+        r.next_generation();
+        assert!(!r.load("a", 3, Vec::new(), true, &mut out));
+        assert!(out.is_empty(), "{out:?}");
+        assert!(!r.load("a", 4, Vec::new(), true, &mut out));
+        assert_eq!(
+            out,
+            [Change::CountChanged {
+                channel: "a".into(),
+                occupancy: 4
+            }]
+        );
+        assert!(r.counts_only_in(&Scope::All) && !r.counts_only_in(&Scope::one("b")));
     }
 
     /// A snapshot that swaps one user for another at the cap: decided on
