@@ -112,32 +112,12 @@ fn main() {
             .include_state(true)
     });
     let (req, s_req) = alloc::measure(|| b.request().unwrap());
-    let url = req.url().to_string();
     let (resp, s_send) = alloc::measure(|| pubnub.send(req).unwrap());
     let (_, s_dec) = alloc::measure(|| {
         pubnub_presence::decode::here_now(&resp.body, Some("lobby"))
             .unwrap()
             .into_owned()
     });
-    // The floor: the same GET with a bare ureq agent (same buffers), no
-    // request building or decoding of ours.
-    let agent = ureq::Agent::config_builder()
-        .accept("")
-        .input_buffer_size(8 * 1024)
-        .output_buffer_size(2 * 1024)
-        .build()
-        .new_agent();
-    let bare = || {
-        let mut v = Vec::with_capacity(2048);
-        std::io::Read::read_to_end(
-            &mut agent.get(&url).call().unwrap().into_body().into_reader(),
-            &mut v,
-        )
-        .unwrap();
-        v
-    };
-    bare();
-    let (_, s_bare) = alloc::measure(bare);
     println!(
         "here_now over loopback, {n} occupants with state, body {} bytes",
         body.len()
@@ -178,9 +158,5 @@ fn main() {
     println!(
         "| decode + into_owned (public decoder; `execute()` moves the flat channel name, 1 fewer) | {} | {} |",
         s_dec.allocs, s_dec.bytes
-    );
-    println!(
-        "| (floor: the same GET with a bare ureq agent) | {} | {} |",
-        s_bare.allocs, s_bare.bytes
     );
 }

@@ -79,7 +79,7 @@ impl PubNub {
     }
 
     /// Sends `request` and decodes each 2xx body with `decode`; a body
-    /// reporting a retryable server error (5xx or 429, PROTOCOL.md §2) is
+    /// reporting a retryable server error (5xx or 429, docs/PROTOCOL.md §2) is
     /// retried like an HTTP response with that status.
     pub(crate) fn execute<R>(
         &self,

@@ -8,15 +8,19 @@ use std::time::Duration;
 
 /// The default origin: PubNub's presence front end.
 pub const DEFAULT_ORIGIN: &str = "https://ps.pndsn.com";
-/// Default connect timeout.
+/// Default connect timeout: TCP connect and TLS handshake together (see
+/// [`PubNubBuilder::connect_timeout`]).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default whole-request timeout.
+/// Default request timeout: the longest silence, i.e. wait for the next
+/// byte, while a request is sent or its response received (see
+/// [`PubNubBuilder::request_timeout`]). A call as a whole is bounded by the
+/// retry policy's deadline instead.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default cap on a response body: 1 MiB.
 pub const DEFAULT_MAX_RESPONSE_SIZE: usize = 1 << 20;
 /// Default presence timeout in seconds (every PubNub SDK uses 300).
 pub const DEFAULT_PRESENCE_TIMEOUT: u32 = 300;
-/// The smallest presence timeout the service honours (PROTOCOL.md §6).
+/// The smallest presence timeout the service honours (docs/PROTOCOL.md §6).
 pub const MIN_PRESENCE_TIMEOUT: u32 = 20;
 /// The largest presence timeout `build()` accepts, in seconds: one day.
 /// A device silent for longer is gone; a larger value is a mistake
@@ -225,20 +229,35 @@ impl PubNubBuilder {
         self.retry = Some(policy);
         self
     }
-    /// Timeout for establishing a connection (default 5 s). `build()`
-    /// refuses zero and anything over [`MAX_DURATION`] (one day).
+    /// Timeout for establishing a connection (default 5 s): the TCP connect
+    /// and, for `https://`, the TLS handshake, counted from the start of the
+    /// connect. A connect that times out goes on to the server's next
+    /// address. Like every bound, it is cut short by the call's deadline
+    /// (see [`PubNubBuilder::request_timeout`]).
+    ///
+    /// `build()` refuses zero and anything over [`MAX_DURATION`] (one day).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
         self
     }
-    /// Timeout for each phase of a request: sending it, waiting for the
-    /// response head, reading the body (default 10 s each). The retry
-    /// policy's deadline bounds the whole call: an attempt still running
-    /// when it passes is cut there, whatever phase it is in. Without a
-    /// deadline (`RetryPolicy { deadline: None, .. }`) an attempt is bounded
-    /// by the connect timeout plus three of these (send, head, body), and
-    /// the call by that times the attempts plus the delays between them
-    /// (the name lookup, done by the system resolver, is not bounded).
+    /// The silence bound of a request (default 10 s): the longest wait for
+    /// the next byte while sending the request or receiving the response
+    /// (its head, then its body). Every byte that moves starts the wait
+    /// again, so a response that keeps arriving is not cut, however slow
+    /// the link; a connection silent for longer is dropped and the attempt
+    /// fails with a timeout (retried under the retry policy).
+    ///
+    /// What bounds an ordinary call as a whole is the retry policy's
+    /// deadline ([`RetryPolicy::deadline`], 30 s by default, kept by
+    /// [`RetryPolicy::none`]): attempts and the delays between them
+    /// together, and an attempt still running when it passes is cut there,
+    /// so the call ends by it. With `deadline: None` only the silence
+    /// bounds remain.
+    ///
+    /// The event stream's long-poll is held to its own silence bound,
+    /// `long_poll_timeout` (310 s; the server answers within about 280 s),
+    /// and ends within `long_poll_timeout` + `request_timeout` in all; its
+    /// handshake (`tt=0`), answered at once, is held to this bound.
     ///
     /// `build()` refuses zero and anything over [`MAX_DURATION`] (one day).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {

@@ -125,7 +125,21 @@ fn tls_config(config: &Config) -> Result<rustls::ClientConfig> {
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    // The program's process-wide provider when it installed one, else
+    // ring. NOTE(crypto): ring it is by default, for bytes and for the
+    // cross-builds: rustls' other provider, aws-lc-rs, needs cmake and a C
+    // toolchain per ARM target and is larger. rustls 0.23.48 deprecates the
+    // ring provider because it has no post-quantum key exchange; a program
+    // that needs that installs a provider that has it before `build()`,
+    // e.g. with rustls' `aws_lc_rs` feature:
+    // `rustls::crypto::aws_lc_rs::default_provider().install_default()`.
+    let provider = match rustls::crypto::CryptoProvider::get_default() {
+        Some(installed) => std::sync::Arc::clone(installed),
+        // Deprecated since rustls 0.23.48 ("no support for post-quantum
+        // algorithms"); kept on purpose, see above.
+        #[allow(deprecated)]
+        None => std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+    };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|_| Error::transport(K::Tls, "no usable tls protocol version"))?;

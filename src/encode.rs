@@ -52,7 +52,7 @@ pub const PATH_SEGMENT: ByteSet =
 
 /// Query values: only `A-Z a-z 0-9 - _ .` are kept (`~` is escaped too).
 /// This is exactly the canonical form that PubNub's signature v2 uses
-/// (PROTOCOL.md §3), so the query string we send is the one we sign.
+/// (docs/PROTOCOL.md §3), so the query string we send is the one we sign.
 pub const QUERY_VALUE: ByteSet = ByteSet(ByteSet::alnum() | 1 << b'-' | 1 << b'_' | 1 << b'.');
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -87,7 +87,7 @@ pub fn encode(input: &str, set: ByteSet) -> Cow<'_, str> {
 
 /// Appends each name encoded as a path segment, joined with a raw `,`.
 /// An empty list is written as a single `,`, which is how the protocol
-/// addresses "channel groups only" (PROTOCOL.md §1).
+/// addresses "channel groups only" (docs/PROTOCOL.md §1).
 pub fn encode_names_into<S: AsRef<str>>(out: &mut String, names: &[S]) {
     if names.is_empty() {
         out.push(',');

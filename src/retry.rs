@@ -3,7 +3,7 @@
 //! Presence calls are GETs, so a failed one can be sent again. Retried:
 //! connection failures, timeouts, resets (I/O errors), HTTP 5xx and 429.
 //! Never retried: other 4xx, TLS failures, oversized or malformed bodies.
-//! A 2xx whose body reports a 5xx or 429 (PROTOCOL.md §2: the service
+//! A 2xx whose body reports a 5xx or 429 (docs/PROTOCOL.md §2: the service
 //! sends `{"status":503,"error":1,…}` with HTTP 200) is retried like that
 //! status. Delays grow exponentially with jitter, a server's `Retry-After`
 //! wins (capped at `max_delay` when no deadline is set), and a total

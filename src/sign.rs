@@ -1,4 +1,4 @@
-//! Request signing, signature v2 (PROTOCOL.md §3).
+//! Request signing, signature v2 (docs/PROTOCOL.md §3).
 //!
 //! With a secret key configured every request carries `timestamp` and
 //! `signature`:
@@ -101,7 +101,8 @@ mod tests {
 
     #[test]
     fn reference_vectors() {
-        // PROTOCOL.md §3: pubnub/go endpoints_test.go, re-computed there.
+        // Signature v2 (docs/PROTOCOL.md §3) against the vectors of
+        // PubNub's Go SDK tests (pubnub/go `endpoints_test.go`).
         let cases = [
             (
                 "sec-c-MmUxNTZjMmYtNzFkNS00OAkzLWE2YjctNmQ4YzE5NWNmZDA3",

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use ureq_proto::http::{self, Uri};
 
 /// How long a long-poll subscribe may take: the server holds it up to 280 s
-/// (PROTOCOL.md §5), so the read timeout must be longer.
+/// (docs/PROTOCOL.md §5), so the read timeout must be longer.
 pub const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(310);
 
 /// Idle connections kept for ordinary calls (each holds a socket and, for

@@ -357,7 +357,7 @@ fn bad_requests_get_http_errors_and_the_server_keeps_serving() {
     let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
     let cases: [(&[u8], u16); 6] = [
         (b"garbage\r\n\r\n", 400),
-        // An over-long head: the front end's 414 (PROTOCOL.md §2).
+        // An over-long head: the front end's 414 (docs/PROTOCOL.md §2).
         (huge.as_bytes(), 414),
         (b"POST /time/0 HTTP/1.1\r\n\r\n", 405),
         (b"GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n", 404),

@@ -1,9 +1,8 @@
 //! The emulator's bodies have the same key sets and value types as bodies
 //! recorded from real PubNub servers for the same kind of request.
 //!
-//! Recorded bodies are read from `../shared/fixtures/recorded` (or
-//! `PUBNUB_PRESENCE_FIXTURES`) and skipped with a note when absent, as in
-//! `tests/recorded.rs`.
+//! Recorded bodies are read from `tests/fixtures/recorded/` (shipped with
+//! the crate); a missing one is a failure, as in `tests/recorded.rs`.
 #![cfg(feature = "emulator")]
 
 use pubnub_presence::emulator::{Options, Server, ServerHandle};
@@ -12,26 +11,13 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-fn fixture(name: &str) -> Option<Value> {
-    let dir = std::env::var_os("PUBNUB_PRESENCE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/recorded")
-        });
-    match std::fs::read(dir.join(name)) {
-        Ok(b) => Some(serde_json::from_slice(&b).unwrap()),
-        Err(e) => {
-            assert!(
-                std::env::var_os("PUBNUB_PRESENCE_REQUIRE_FIXTURES").is_none(),
-                "recorded fixture {name} required: {e}"
-            );
-            println!(
-                "SKIPPED: recorded fixture {name} not found in {}",
-                dir.display()
-            );
-            None
-        }
-    }
+fn fixture(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/recorded")
+        .join(name);
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("recorded fixture {} not readable: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap()
 }
 
 /// Sends a GET and returns the status line and the raw body.
@@ -195,9 +181,7 @@ fn bodies_match_recorded_shapes() {
     );
     cases.push(("sub_presence_timeout_2025_01.json", timeout, false));
     for (name, ours, is_state) in cases {
-        let Some(recorded) = fixture(name) else {
-            continue;
-        };
+        let recorded = fixture(name);
         let (a, b) = if is_state {
             (sig_state(&ours), sig_state(&recorded))
         } else {
@@ -210,7 +194,7 @@ fn bodies_match_recorded_shapes() {
 }
 
 /// An over-long request head gets what PubNub's front end sends for a
-/// too-long URL (PROTOCOL.md §2): 414 with the Balancer's body, byte for
+/// too-long URL (docs/PROTOCOL.md §2): 414 with the Balancer's body, byte for
 /// byte as recorded.
 #[test]
 fn over_long_head_gets_the_front_ends_414() {
@@ -224,8 +208,7 @@ fn over_long_head_gets_the_front_ends_414() {
     let ours: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ours["service"], "Balancer");
     assert_eq!(ours["status"], 414);
-    if let Some(recorded) = fixture("error_414_balancer_01.json") {
-        assert_eq!(ours, recorded);
-        assert_eq!(sig(&ours, ""), sig(&recorded, ""));
-    }
+    let recorded = fixture("error_414_balancer_01.json");
+    assert_eq!(ours, recorded);
+    assert_eq!(sig(&ours, ""), sig(&recorded, ""));
 }

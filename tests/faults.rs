@@ -330,7 +330,7 @@ fn captive_portal_html_with_200() {
 const UNAVAILABLE_IN_200: &str =
     r#"{"status": 503, "message": "Service Unavailable", "error": 1, "service": "Presence"}"#;
 
-/// PROTOCOL.md §2: the service may send a 503 in the body of an HTTP 200.
+/// docs/PROTOCOL.md §2: the service may send a 503 in the body of an HTTP 200.
 /// The README says 5xx are retried; so is this one.
 #[test]
 fn error_json_with_200_is_retried_like_a_503() {

@@ -190,7 +190,7 @@ fn heartbeater_refuses_what_would_make_its_heartbeat_too_long() {
 }
 
 /// PubNub's front end answers an over-long URL with 414 and the Balancer's
-/// body (PROTOCOL.md §2), and closes the connection.
+/// body (docs/PROTOCOL.md §2), and closes the connection.
 fn balancer_414() -> Reply {
     let body = "{\"status\":414,\"service\":\"Balancer\",\"error\":true,\"message\":\"Request URI Too Long\"}\n";
     Reply::Raw(

@@ -4,8 +4,8 @@
 use proptest::prelude::*;
 use pubnub_presence::{decode, encode, json::Cursor};
 
-/// Hand-written bodies of every kind (the recorded corpus is added when
-/// present, see `seeds`).
+/// Hand-written bodies of every kind (the recorded corpus is added, see
+/// `seeds`).
 const OWN_BODIES: &[&str] = &[
     r#"{"status":200,"message":"OK","service":"Presence","uuids":["a",{"uuid":"b","state":{"k":[1,2,{"x":null}]}}],"occupancy":2}"#,
     r#"{"message":"OK","payload":{"channels":{"c1":{"occupancy":1,"uuids":[{"state":{"s":"\u00e9\ud83d\ude00"},"uuid":"u"}]},"c2":{"occupancy":0}},"total_channels":2,"total_occupancy":1},"service":"Presence","status":200}"#,
@@ -18,20 +18,23 @@ const OWN_BODIES: &[&str] = &[
 
 fn seeds() -> Vec<Vec<u8>> {
     let mut v: Vec<Vec<u8>> = OWN_BODIES.iter().map(|b| b.as_bytes().to_vec()).collect();
-    let dir = std::env::var_os("PUBNUB_PRESENCE_FIXTURES")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/recorded")
-        });
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.path().extension().is_some_and(|x| x == "json") {
-                if let Ok(b) = std::fs::read(e.path()) {
-                    v.push(b);
-                }
-            }
+    // The recorded corpus, shipped with the crate (tests/recorded.rs checks
+    // that it is all there).
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/recorded");
+    let rd = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("recorded fixtures not readable at {}: {e}", dir.display()));
+    let before = v.len();
+    for e in rd.flatten() {
+        if e.path().extension().is_some_and(|x| x == "json") {
+            v.push(std::fs::read(e.path()).expect("recorded fixture body"));
         }
     }
+    assert_eq!(
+        v.len() - before,
+        45,
+        "45 recorded bodies in {}",
+        dir.display()
+    );
     v
 }
 

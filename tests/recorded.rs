@@ -1,11 +1,10 @@
 //! Every response body recorded from real PubNub servers decodes as its
 //! `INDEX.md` says.
 //!
-//! The bodies belong to other repositories and are never copied here: they
-//! are read from `../shared/fixtures/recorded` (or the folder named by
-//! `PUBNUB_PRESENCE_FIXTURES`). When the folder is absent (a user's clone)
-//! the test prints that it skipped; with `PUBNUB_PRESENCE_REQUIRE_FIXTURES`
-//! set (as `.ci/run` does) a missing folder is a failure.
+//! The bodies are in `tests/fixtures/recorded/` (45 bodies; `INDEX.md`
+//! there names each one's source, request and recording date), in the
+//! repository and in the published package. A missing or unreadable body is
+//! a failure, never a skip.
 //!
 //! Expected values are computed from each body with `serde_json` as an
 //! independent oracle, plus hand-checked facts from the index.
@@ -22,27 +21,15 @@ struct Fixture {
     body: Vec<u8>,
 }
 
-fn fixtures() -> Option<Vec<Fixture>> {
-    let dir = std::env::var_os("PUBNUB_PRESENCE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/recorded")
-        });
-    let index = match std::fs::read_to_string(dir.join("INDEX.md")) {
-        Ok(i) => i,
-        Err(e) => {
-            assert!(
-                std::env::var_os("PUBNUB_PRESENCE_REQUIRE_FIXTURES").is_none(),
-                "recorded fixtures required but not readable at {}: {e}",
-                dir.display()
-            );
-            println!(
-                "SKIPPED: recorded fixtures not found at {} (set PUBNUB_PRESENCE_FIXTURES)",
-                dir.display()
-            );
-            return None;
-        }
-    };
+/// The recorded corpus, shipped with the crate.
+fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/recorded")
+}
+
+fn fixtures() -> Vec<Fixture> {
+    let dir = fixture_dir();
+    let index = std::fs::read_to_string(dir.join("INDEX.md"))
+        .unwrap_or_else(|e| panic!("recorded fixtures not readable at {}: {e}", dir.display()));
     let mut out = Vec::new();
     for line in index.lines() {
         let cols: Vec<&str> = line.split(" | ").collect();
@@ -64,7 +51,7 @@ fn fixtures() -> Option<Vec<Fixture>> {
         });
     }
     assert_eq!(out.len(), 45, "INDEX.md should list 45 bodies");
-    Some(out)
+    out
 }
 
 /// The path's channel segment and whether a channel-group is in the query.
@@ -217,7 +204,7 @@ fn check_events(f: &Fixture) {
 
 #[test]
 fn every_recorded_body_decodes() {
-    let Some(all) = fixtures() else { return };
+    let all = fixtures();
     let mut checked = 0;
     for f in &all {
         let n = f.name.as_str();
@@ -285,7 +272,7 @@ fn every_recorded_body_decodes() {
 
 #[test]
 fn hand_checked_facts() {
-    let Some(all) = fixtures() else { return };
+    let all = fixtures();
     let get = |name: &str| all.iter().find(|f| f.name == name).unwrap();
     // The Ruby cassette's channel name round-trips through our decoder.
     let f = get("herenow_single_empty_01.json");

@@ -40,6 +40,9 @@ fn tls_server(ca: &Ca, names: &[&str], not_after: Option<(i32, u8, u8)>) -> u16 
     let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
     let chain = vec![CertificateDer::from(cert.der().to_vec())];
     let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    // The ring provider, as the client uses (src/conn.rs); deprecated
+    // since rustls 0.23.48 for lack of post-quantum key exchange.
+    #[allow(deprecated)]
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

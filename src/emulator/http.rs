@@ -64,7 +64,7 @@ pub(crate) fn read_request<R: BufRead>(reader: &mut R) -> Incoming {
         }
         if head.len() > MAX_HEAD {
             // PubNub's front end answers an over-long head with 414
-            // (PROTOCOL.md §2); the body is the Balancer's. The rest of the
+            // (docs/PROTOCOL.md §2); the body is the Balancer's. The rest of the
             // head is read first (up to a bound), so closing the connection
             // does not reset it under the answer.
             drain_head(reader, MAX_DRAIN);

@@ -35,7 +35,7 @@
 //!   ([`Options::here_now_delay`]) and dropped connections
 //!   ([`ServerHandle::drop_connections`]);
 //! - bounded resources: request head size (an over-long head gets the
-//!   front end's `414` `{"service":"Balancer",…}`, PROTOCOL.md §2),
+//!   front end's `414` `{"service":"Balancer",…}`, docs/PROTOCOL.md §2),
 //!   connections, long-poll waiters, stored presence and state entries
 //!   ([`Options::max_entries`]), keysets ([`Options::max_keysets`]), name
 //!   lengths ([`Options::max_name_length`]) and the event log

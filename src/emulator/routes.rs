@@ -22,8 +22,9 @@ pub(crate) fn error_body(status: u16, message: &str) -> String {
 
 /// The body for a request refused before routing. An over-long request
 /// head is refused by PubNub's front end, not the presence service:
-/// `414` with the `Balancer` body recorded in `error_414_balancer_01.json`
-/// (PROTOCOL.md §2), key order and trailing newline included.
+/// `414` with the `Balancer` body recorded in
+/// `tests/fixtures/recorded/error_414_balancer_01.json` (docs/PROTOCOL.md
+/// §2), key order and trailing newline included.
 pub(crate) fn bad_request_body(status: u16, message: &str) -> String {
     if status == 414 {
         return BALANCER_414.to_string();

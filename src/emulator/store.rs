@@ -1,5 +1,5 @@
 //! Who is where: presence, state, expiry and the event log, with the
-//! service's semantics (PROTOCOL.md §1, §5, §6).
+//! service's semantics (docs/PROTOCOL.md §1, §5, §6).
 //!
 //! Memory is bounded: presence and state entries are capped
 //! (`max_entries`), keysets are capped (`max_keysets`), the event log is
@@ -335,7 +335,7 @@ impl Store {
             (None, _) => {}
         }
         d.push_str(&format!(",\"occupancy\":{occupancy}}}"));
-        // Since about 2019 the service mirrors the event in `u` (PROTOCOL.md §5).
+        // Since about 2019 the service mirrors the event in `u` (docs/PROTOCOL.md §5).
         let mut u = String::with_capacity(160);
         u.push_str("{\"pn_action\":");
         json_str(&mut u, action);

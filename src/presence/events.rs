@@ -1,6 +1,6 @@
 //! Presence events: who joined, left, timed out or changed state, decoded
 //! from subscribe v2 long-poll responses on `-pnpres` channels
-//! (PROTOCOL.md §5), and a blocking stream over them.
+//! (docs/PROTOCOL.md §5), and a blocking stream over them.
 
 use crate::client::PubNub;
 use crate::conn::Conn;
@@ -579,7 +579,9 @@ impl<'p> PresenceEventsBuilder<'p> {
 
     /// How long the stream waits without a byte from the server before it
     /// drops the connection and resumes from its cursor on a new one
-    /// (default 310 s: the server answers a long-poll within 280 s). The
+    /// (default 310 s: the server answers a long-poll within 280 s). A
+    /// long-poll also ends within this plus the client's `request_timeout`
+    /// in all, even if bytes keep trickling in. The
     /// handshake (`tt=0`), which the service answers at once, is held to
     /// the client's `request_timeout` instead. `open()` refuses zero and
     /// anything over [`MAX_DURATION`](crate::MAX_DURATION) (one day).

@@ -1,6 +1,6 @@
 //! `here_now`: who, and how many, are on channels; and `global_here_now`.
 //!
-//! The service answers in two shapes (PROTOCOL.md §2): a *flat* one with
+//! The service answers in two shapes (docs/PROTOCOL.md §2): a *flat* one with
 //! top-level `occupancy`/`uuids` when exactly one channel and no group was
 //! asked for, and a *payload* one (`payload.channels`, `total_channels`,
 //! `total_occupancy`) otherwise. Both decode into [`HereNowResult`]; a flat

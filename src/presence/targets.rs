@@ -3,9 +3,10 @@
 //! for the setters ([`target_setters!`]).
 //!
 //! A builder holds a `targets: Targets` field, lists its setters with
-//! their own docs, and builds its URL with one call:
+//! their own docs, and builds its URL with one call (a sketch: these items
+//! are private, so it is not a doctest):
 //!
-//! ```ignore
+//! ```text
 //! pub struct LeaveBuilder<'p> {
 //!     pubnub: &'p PubNub,
 //!     targets: Targets,

@@ -387,7 +387,7 @@ impl PubNub {
 pub const DEFAULT_MAX_OCCUPANTS: usize = 10_000;
 
 /// How long a re-sync waits by default after what prompted it: the
-/// service caches here_now answers for 3 s (PROTOCOL.md §6).
+/// service caches here_now answers for 3 s (docs/PROTOCOL.md §6).
 pub const DEFAULT_RESYNC_DELAY: Duration = Duration::from_secs(3);
 
 /// Builder for an occupancy mirror, from [`PubNub::occupancy`].
