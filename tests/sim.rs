@@ -1,15 +1,18 @@
 //! The device loop in the deterministic network simulator (feature
-//! `sim`): named scenarios for the conditions devices live in, and a
-//! randomized search over scenarios and seeds. Everything runs in virtual
-//! time: nothing here sleeps or reads the wall clock.
+//! `sim`): one scenario per condition devices live in, each with the
+//! property it once broke, and a randomized search over scenarios and
+//! seeds. Everything runs in virtual time: nothing here sleeps or reads
+//! the wall clock, so the bounds asserted below are exact, not "on an idle
+//! machine".
 //!
-//! A failing run prints its seed; replay it with
+//! A failing run prints its seed and how to replay it:
 //! `SIM_SEED=<seed> cargo test --all-features --test sim replay -- --nocapture`.
-//! A longer search: `SIM_RUNS=20000 cargo test --release --all-features --test sim search -- --nocapture`.
+//! A long search (the README gives the command):
+//! `SIM_RUNS=5000 cargo test --release --all-features --test sim search -- --nocapture`.
 
 use pubnub_presence::sim::{Action, Fault, Sim, SimConfig};
-use pubnub_presence::{Heartbeater, PresenceEvent, PresenceLoop, PubNub};
-use std::collections::BTreeSet;
+use pubnub_presence::{Heartbeater, Occupancy, PresenceEvent, PresenceLoop, PubNub};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 const SUB: &str = "demo";
@@ -19,8 +22,31 @@ const DEVICE: &str = "device";
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
+fn ms(m: u64) -> Duration {
+    Duration::from_millis(m)
+}
 
-/// A scenario: the network, what goes wrong, what others do.
+/// The properties every step of every scenario keeps, and their bounds.
+mod bounds {
+    use std::time::Duration;
+    /// A call may overrun its budget by this much (virtual time: no
+    /// scheduler noise, only the last wait's rounding).
+    pub const POLL_SLACK: Duration = Duration::from_millis(5);
+    /// Requests of the device in any one second.
+    pub const MAX_REQUESTS_PER_SECOND: usize = 12;
+    /// An event reaches the loop within this long of being logged by the
+    /// server, on a network that works.
+    pub const DELIVERY: Duration = Duration::from_secs(5);
+    /// After a fault ends, events flow again within this long (a kept
+    /// connection that died silently is noticed by TCP keepalive in about
+    /// 35 s, or sooner by a heartbeat's recovery).
+    pub const RECOVERY: Duration = Duration::from_secs(50);
+    /// An outage is reported (a poll returns an error) within this long
+    /// of its start.
+    pub const REPORT: Duration = Duration::from_secs(60);
+}
+
+/// What can go wrong in a scenario besides the network's settings.
 #[derive(Debug, Clone)]
 struct Scenario {
     name: String,
@@ -28,11 +54,13 @@ struct Scenario {
     faults: Vec<Fault>,
     /// Other users: (name, joins at, leaves at).
     others: Vec<(String, Duration, Option<Duration>)>,
-    /// How long the device loop runs.
     length: Duration,
-    /// The loop's budget per call.
     budget: Duration,
     presence_timeout: u32,
+    /// JSON state the device heartbeats with (its size matters).
+    state: Option<String>,
+    /// The event stream's long-poll timeout.
+    long_poll_timeout: Option<Duration>,
 }
 
 impl Scenario {
@@ -48,31 +76,52 @@ impl Scenario {
                 ("ann".into(), secs(5), Some(secs(100))),
                 ("bob".into(), secs(20), None),
                 ("cat".into(), secs(60), Some(secs(200))),
+                ("dan".into(), secs(150), Some(secs(250))),
             ],
-            length: std::env::var("SIM_LEN")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .map_or(secs(300), secs),
-            budget: Duration::from_millis(100),
+            length: secs(300),
+            budget: ms(100),
             presence_timeout: 60,
+            state: None,
+            long_poll_timeout: None,
         }
     }
 
-    /// When the network is quiet again: the end of the last fault.
+    fn fault_window(f: &Fault) -> (Duration, Duration) {
+        match f {
+            Fault::Outage { from, to, .. }
+            | Fault::SlowDns { from, to, .. }
+            | Fault::Trickle { from, to, .. }
+            | Fault::EndlessContinue { from, to, .. }
+            | Fault::ExtraResponse { from, to, .. }
+            | Fault::EmptyBatches { from, to } => (*from, *to),
+            Fault::Forget { at } | Fault::Reset { at } | Fault::Restart { at } => (*at, *at),
+            Fault::Suspend { at, span } => (*at, at.saturating_add(*span)),
+            _ => (Duration::ZERO, Duration::ZERO),
+        }
+    }
+
+    /// The end of the last fault.
     fn settled_at(&self) -> Duration {
         self.faults
             .iter()
-            .map(|f| match f {
-                Fault::Outage { to, .. }
-                | Fault::SlowDns { to, .. }
-                | Fault::Trickle { to, .. }
-                | Fault::EndlessContinue { to, .. }
-                | Fault::ExtraResponse { to, .. } => *to,
-                Fault::Forget { at } | Fault::Reset { at } | Fault::Restart { at } => *at,
-                Fault::Suspend { at, span } => at.saturating_add(*span),
-            })
+            .map(|f| Self::fault_window(f).1)
             .max()
             .unwrap_or(Duration::ZERO)
+    }
+
+    /// When an event logged at `t` must have been delivered by.
+    fn deliver_by(&self, t: Duration) -> Duration {
+        let mut by = t.saturating_add(bounds::DELIVERY);
+        for f in &self.faults {
+            let (from, to) = Self::fault_window(f);
+            // A fault that began before the event (or shortly after, while
+            // the event was on its way) can hold it until it ends.
+            if from <= t.saturating_add(bounds::DELIVERY) && t < to.saturating_add(bounds::RECOVERY)
+            {
+                by = by.max(to.saturating_add(bounds::RECOVERY));
+            }
+        }
+        by
     }
 
     /// The longest stretch the device could not reach the server.
@@ -82,9 +131,6 @@ impl Scenario {
             .map(|f| match f {
                 Fault::Outage { from, to, .. } => to.saturating_sub(*from),
                 Fault::Suspend { span, .. } => *span,
-                Fault::EndlessContinue { from, to, .. } | Fault::Trickle { from, to, .. } => {
-                    to.saturating_sub(*from)
-                }
                 _ => Duration::ZERO,
             })
             .max()
@@ -92,35 +138,30 @@ impl Scenario {
     }
 }
 
+/// An event's identity: action, user, timestamp, occupancy.
+type Key = (String, String, u64, u32);
+
 /// What a run saw.
 #[derive(Debug, Default)]
 struct Outcome {
     /// Broken properties, each with the virtual time.
     broken: Vec<String>,
     events: usize,
-    errors: usize,
+    /// (when, message, retryable)
+    errors: Vec<(Duration, String, bool)>,
     requests: usize,
     steps: u64,
+    /// Longest poll seen.
+    worst_poll: Duration,
 }
 
-/// The properties every step of every scenario must keep.
-mod bounds {
-    use std::time::Duration;
-    /// A call may overrun its budget by this much (virtual time: no
-    /// scheduler noise, only the last wait's rounding).
-    pub const POLL_SLACK: Duration = Duration::from_millis(5);
-    /// Requests of the device in any one second of virtual time.
-    pub const MAX_REQUESTS_PER_SECOND: usize = 12;
-}
-
-fn run(s: &Scenario) -> Outcome {
+fn world(s: &Scenario) -> Sim {
     let sim = Sim::new(s.cfg.clone());
     for f in &s.faults {
         sim.fault(f.clone());
     }
     for (user, join, leave) in &s.others {
-        // Each other user heartbeats every 20 s (presence timeout 60 s)
-        // from `join` until `leave`.
+        // Each other user heartbeats every 20 s (presence timeout 60 s).
         let end = leave.unwrap_or(s.length.saturating_add(secs(600)));
         let mut t = *join;
         while t < end {
@@ -146,45 +187,44 @@ fn run(s: &Scenario) -> Outcome {
             );
         }
     }
-    let _on = sim.enter();
-    let mut out = Outcome::default();
-    let pubnub = match PubNub::builder()
+    sim
+}
+
+fn client(s: &Scenario) -> PubNub {
+    PubNub::builder()
         .subscribe_key(SUB)
         .user_id(DEVICE)
         .origin(Sim::ORIGIN)
         .presence_timeout(s.presence_timeout)
         .build()
-    {
-        Ok(p) => p,
-        Err(e) => {
-            out.broken.push(format!("build: {e}"));
-            return out;
-        }
-    };
+        .expect("a valid client")
+}
+
+/// Runs the device loop (heartbeats and events) through the scenario
+/// and checks every property.
+fn run(s: &Scenario) -> Outcome {
+    let sim = world(s);
+    let _on = sim.enter();
+    let mut out = Outcome::default();
+    let pubnub = client(s);
     let mut online = Heartbeater::new(&pubnub);
-    if let Err(e) = online.join(vec![CHANNEL.into()]) {
-        out.broken.push(format!("join: {e}"));
-        return out;
+    online.join(vec![CHANNEL.into()]).expect("join");
+    if let Some(state) = &s.state {
+        online.set_state_json(CHANNEL, state.clone()).expect("state");
     }
-    let events = match pubnub
-        .presence_events()
-        .channels(vec![CHANNEL.into()])
-        .open()
-    {
-        Ok(e) => e,
-        Err(e) => {
-            out.broken.push(format!("open: {e}"));
-            return out;
-        }
-    };
+    let mut events = pubnub.presence_events().channels(vec![CHANNEL.into()]);
+    if let Some(t) = s.long_poll_timeout {
+        events = events.long_poll_timeout(t);
+    }
+    let events = events.open().expect("open");
     let mut device = PresenceLoop::new(online, Some(events));
-    let mut seen: BTreeSet<Key> = BTreeSet::new();
+    let mut delivered: BTreeMap<Key, Duration> = BTreeMap::new();
     let mut start_cursor: Option<u64> = None;
-    let mut restarted = false;
     while sim.now() < s.length {
         let t0 = sim.now();
         let got = device.poll(s.budget);
         let took = sim.now().saturating_sub(t0);
+        out.worst_poll = out.worst_poll.max(took);
         if took > s.budget + bounds::POLL_SLACK {
             out.broken.push(format!(
                 "t={t0:?}: poll({:?}) took {took:?} (returned {})",
@@ -206,26 +246,88 @@ fn run(s: &Scenario) -> Outcome {
             Ok(Some(event)) => {
                 out.events += 1;
                 let key = describe(&event);
-                if key.2 != 0 && !seen.insert(key.clone()) {
-                    out.broken
-                        .push(format!("t={t0:?}: {key:?} delivered twice"));
+                if key.2 != 0 && delivered.insert(key.clone(), t0).is_some() {
+                    out.broken.push(format!("t={t0:?}: {key:?} delivered twice"));
                 }
             }
             Ok(None) => {}
-            Err(_) => out.errors += 1,
+            Err(e) => out.errors.push((t0, e.to_string(), e.is_retryable())),
         }
-        if took < Duration::from_millis(1) {
+        if took < ms(1) {
             // The device's own work between calls.
-            sim.run_for(Duration::from_millis(1));
-        }
-        if s.faults
-            .iter()
-            .any(|f| matches!(f, Fault::Restart { at } if *at <= sim.now()))
-        {
-            restarted = true;
+            sim.run_for(ms(1));
         }
     }
-    // Requests per second.
+    check_requests(&sim, &mut out);
+    // Nothing lost, nothing late: every event the server logged on the
+    // channel after the stream's first cursor was delivered, in time.
+    let restarted = s.faults.iter().any(|f| matches!(f, Fault::Restart { .. }));
+    let log = sim.events(SUB);
+    if let (Some(start), false) = (start_cursor, restarted) {
+        for e in log
+            .iter()
+            .filter(|e| e.channel == CHANNEL && e.timetoken > start)
+        {
+            let at = time_of(e.timetoken);
+            let by = s.deliver_by(at);
+            if by >= s.length {
+                continue;
+            }
+            let key = (e.action.clone(), e.uuid.clone(), e.timestamp, e.occupancy);
+            match delivered.get(&key) {
+                None => out
+                    .broken
+                    .push(format!("{key:?} (logged at {at:?}) was never delivered")),
+                Some(when) if *when > by => out.broken.push(format!(
+                    "{key:?} (logged at {at:?}) delivered at {when:?}, after {by:?}"
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    // Present: the server timed the device out only if the device could
+    // not reach it for about a presence timeout.
+    let cut = s.longest_cut();
+    let timeouts = log
+        .iter()
+        .filter(|e| e.uuid == DEVICE && e.action == "timeout")
+        .count();
+    let allowed_cut = secs(u64::from(s.presence_timeout)) / 2;
+    if timeouts > 0 && cut < allowed_cut {
+        out.broken.push(format!(
+            "the server timed the device out {timeouts} time(s) though it was never cut off for {allowed_cut:?} (longest {cut:?})"
+        ));
+    }
+    // Outages are reported, and as retryable.
+    for f in &s.faults {
+        if let Fault::Outage { from, to, .. } = f {
+            if to.saturating_sub(*from) > bounds::REPORT
+                && !out
+                    .errors
+                    .iter()
+                    .any(|(t, _, _)| *t >= *from && *t <= from.saturating_add(bounds::REPORT))
+            {
+                out.broken.push(format!(
+                    "the outage from {from:?} to {to:?} was not reported within {:?}",
+                    bounds::REPORT
+                ));
+            }
+        }
+    }
+    for (t, e, retryable) in &out.errors {
+        if !retryable {
+            out.broken
+                .push(format!("t={t:?}: a network fault gave a permanent error: {e}"));
+        }
+    }
+    out.broken.extend(sim.trouble());
+    out.steps = sim.steps();
+    out
+}
+
+/// No window of one second holds more than the bound of the device's
+/// requests.
+fn check_requests(sim: &Sim, out: &mut Outcome) {
     let served = sim.served();
     out.requests = served.len();
     let mine: Vec<Duration> = served
@@ -247,61 +349,17 @@ fn run(s: &Scenario) -> Outcome {
             break;
         }
     }
-    // Nothing lost: every event the server logged on the channel after the
-    // stream's first cursor, up to a little before the end (so the last
-    // long-poll had time to bring it), was delivered.
-    let log = sim.events(SUB);
-    if let (Some(start), false) = (start_cursor, restarted) {
-        let horizon = s.length.saturating_sub(secs(30));
-        let settled = s.settled_at();
-        if settled < horizon {
-            let cutoff_tt = tt_at(horizon);
-            for e in log
-                .iter()
-                .filter(|e| e.channel == CHANNEL && e.timetoken > start && e.timetoken < cutoff_tt)
-            {
-                let key = (e.action.clone(), e.uuid.clone(), e.timestamp, e.occupancy);
-                if !seen.contains(&key) {
-                    out.broken.push(format!("{key:?} was never delivered"));
-                }
-            }
-        }
-    }
-    // Present: the server timed the device out only if the device could
-    // not reach it for about a presence timeout.
-    let cut = s.longest_cut();
-    let timeouts = log
-        .iter()
-        .filter(|e| e.uuid == DEVICE && e.action == "timeout")
-        .count();
-    let allowed_cut = secs(u64::from(s.presence_timeout)) / 2;
-    if timeouts > 0 && cut < allowed_cut {
-        out.broken.push(format!(
-            "the server timed the device out {timeouts} time(s) though it was never cut off for {allowed_cut:?} (longest {cut:?})"
-        ));
-    }
-    out.broken.extend(sim.trouble());
-    out.steps = sim.steps();
-    out
 }
 
-/// The server's timetoken at a virtual time (the simulation starts its
+/// The virtual time of a server timetoken (the simulation starts its
 /// server clock at a fixed Unix time).
-fn tt_at(t: Duration) -> u64 {
-    (1_765_000_000_000u64 + u64::try_from(t.as_millis()).unwrap_or(0)) * 10_000
+fn time_of(tt: u64) -> Duration {
+    Duration::from_millis((tt / 10_000).saturating_sub(1_765_000_000_000))
 }
-
-/// An event's identity: action, user, timestamp, occupancy.
-type Key = (String, String, u64, u32);
 
 fn describe(e: &PresenceEvent<'_>) -> Key {
     let user = |a: &str, u: &pubnub_presence::UserEvent<'_>| {
-        (
-            a.to_string(),
-            u.user_id.to_string(),
-            u.timestamp,
-            u.occupancy,
-        )
+        (a.to_string(), u.user_id.to_string(), u.timestamp, u.occupancy)
     };
     match e {
         PresenceEvent::Join(u) => user("join", u),
@@ -313,10 +371,8 @@ fn describe(e: &PresenceEvent<'_>) -> Key {
     }
 }
 
-fn check(s: &Scenario) -> Outcome {
-    let out = run(s);
-    assert!(
-        out.broken.is_empty(),
+fn report(s: &Scenario, out: &Outcome) -> String {
+    format!(
         "scenario {} (seed {}) broke {} propert{}:\n  {}\nreplay: SIM_SEED={} cargo test --all-features --test sim replay -- --nocapture",
         s.name,
         s.cfg.seed,
@@ -324,25 +380,452 @@ fn check(s: &Scenario) -> Outcome {
         if out.broken.len() == 1 { "y" } else { "ies" },
         out.broken.iter().take(12).cloned().collect::<Vec<_>>().join("\n  "),
         s.cfg.seed,
-    );
+    )
+}
+
+fn check(s: &Scenario) -> Outcome {
+    let out = run(s);
+    assert!(out.broken.is_empty(), "{}", report(s, &out));
     out
 }
 
 #[test]
 fn clean_network() {
     let out = check(&Scenario::new("clean", 1));
-    assert!(out.events >= 6, "{out:?}");
+    assert!(out.events >= 8, "{out:?}");
+    assert!(out.errors.is_empty(), "{out:?}");
 }
 
 #[test]
 fn the_same_seed_replays_the_same_run() {
     let mut s = Scenario::new("replay", 99);
-    s.cfg.jitter = Duration::from_millis(40);
+    s.cfg.jitter = ms(40);
     s.cfg.loss_percent = 5;
+    s.faults.push(Fault::Reset { at: secs(90) });
     let a = run(&s);
     let b = run(&s);
     assert_eq!(
-        (a.events, a.errors, a.requests),
-        (b.events, b.errors, b.requests)
+        (a.events, a.errors.len(), a.requests, a.steps),
+        (b.events, b.errors.len(), b.requests, b.steps)
     );
+}
+
+/// Issue 19, 1: an outage that takes DNS away too. No poll blocks in a
+/// name lookup, the outage is reported as retryable, events resume.
+#[test]
+fn dns_outage() {
+    let mut s = Scenario::new("dns-outage", 11);
+    s.faults.push(Fault::Outage {
+        from: secs(60),
+        to: secs(180),
+        refuse: false,
+        dns: true,
+    });
+    check(&s);
+}
+
+/// Issue 19, 2: the server (or a NAT) forgets the connections without a
+/// word; the loop notices and events resume, none lost or duplicated.
+#[test]
+fn half_open_connections() {
+    let mut s = Scenario::new("half-open", 12);
+    s.faults.push(Fault::Forget { at: secs(70) });
+    check(&s);
+}
+
+/// Issue 19, 2: a blackholed path (no FIN, no RST) for 90 s.
+#[test]
+fn blackholed_path() {
+    let mut s = Scenario::new("blackhole", 13);
+    s.faults.push(Fault::Outage {
+        from: secs(60),
+        to: secs(150),
+        refuse: false,
+        dns: false,
+    });
+    check(&s);
+}
+
+/// Issue 19, 3: a server answering empty batches at once is backed off.
+#[test]
+fn empty_batches_are_backed_off() {
+    let mut s = Scenario::new("empty-batches", 14);
+    s.faults.push(Fault::EmptyBatches {
+        from: secs(60),
+        to: secs(120),
+    });
+    check(&s);
+    // At most a handful of subscribe requests in any 10 s of the window.
+    let sim = world(&s);
+    let _on = sim.enter();
+    let _ = run_quiet(&s, &sim);
+    let subs: Vec<Duration> = sim
+        .served()
+        .iter()
+        .filter(|r| r.path.contains("/subscribe/") && r.at >= secs(70) && r.at < secs(120))
+        .map(|r| r.at)
+        .collect();
+    for w in subs.windows(9) {
+        assert!(
+            w[8].saturating_sub(w[0]) >= secs(10),
+            "9 subscribe requests within 10 s: {w:?}"
+        );
+    }
+}
+
+/// Runs the scenario's loop in an already entered simulation, returning
+/// nothing but what the simulation recorded.
+fn run_quiet(s: &Scenario, sim: &Sim) -> usize {
+    let pubnub = client(s);
+    let mut online = Heartbeater::new(&pubnub);
+    online.join(vec![CHANNEL.into()]).expect("join");
+    let events = pubnub
+        .presence_events()
+        .channels(vec![CHANNEL.into()])
+        .open()
+        .expect("open");
+    let mut device = PresenceLoop::new(online, Some(events));
+    let mut n = 0;
+    while sim.now() < s.length {
+        let t0 = sim.now();
+        if let Ok(Some(_)) = device.poll(s.budget) {
+            n += 1;
+        }
+        if sim.now().saturating_sub(t0) < ms(1) {
+            sim.run_for(ms(1));
+        }
+    }
+    n
+}
+
+/// Issue 19, 4: a long-poll answer that trickles a byte a second has a
+/// total bound (long_poll_timeout + request_timeout).
+#[test]
+fn trickling_long_poll() {
+    let mut s = Scenario::new("trickle", 15);
+    s.long_poll_timeout = Some(secs(5));
+    s.faults.push(Fault::Trickle {
+        from: secs(60),
+        to: secs(120),
+        path: "/subscribe/",
+        every: secs(1),
+    });
+    let out = check(&s);
+    assert!(
+        out.errors
+            .iter()
+            .any(|(t, _, _)| *t >= secs(60) && *t < secs(60) + secs(5) + secs(10) + secs(2)),
+        "the trickle was not cut at its total bound: {:?}",
+        out.errors
+    );
+}
+
+/// Issue 19, 4: endless `100 Continue` heads count toward the head cap
+/// and the total bound.
+#[test]
+fn endless_continue() {
+    let mut s = Scenario::new("continue", 16);
+    s.long_poll_timeout = Some(secs(5));
+    s.faults.push(Fault::EndlessContinue {
+        from: secs(60),
+        to: secs(120),
+        path: "/subscribe/",
+    });
+    let out = check(&s);
+    assert!(
+        out.errors.iter().any(|(t, _, _)| *t >= secs(60) && *t < secs(80)),
+        "endless interim heads went unreported: {:?}",
+        out.errors
+    );
+}
+
+/// Issue 19, 5: small send buffers and a large heartbeat: no write
+/// takes a poll past its budget.
+#[test]
+fn small_send_buffer() {
+    let mut s = Scenario::new("small-send-buffer", 17);
+    s.cfg.send_buffer = 4096;
+    s.cfg.bandwidth = Some(25_000);
+    s.state = Some(format!("{{\"blob\":\"{}\"}}", "x".repeat(30_000)));
+    check(&s);
+}
+
+/// Issue 19, 6: a slow, lossy link (300 ms, 5 % loss, 64 kbit/s): a
+/// here_now with state of 1,000 occupants (about 96 KB) succeeds, since
+/// a body that keeps arriving is not cut.
+#[test]
+fn slow_link_here_now() {
+    let mut cfg = SimConfig {
+        seed: 18,
+        latency: ms(300),
+        jitter: ms(30),
+        loss_percent: 5,
+        bandwidth: Some(8_000),
+        ..SimConfig::default()
+    };
+    cfg.server.max_entries = 10_000;
+    let sim = Sim::new(cfg);
+    for i in 0..1000 {
+        let user = format!("user-{i:04}-{}", "u".repeat(20));
+        sim.act(
+            Duration::ZERO,
+            Action::Heartbeat {
+                sub: SUB.into(),
+                user: user.clone(),
+                channels: vec![CHANNEL.into()],
+                timeout: 300,
+            },
+        );
+        sim.act(
+            Duration::ZERO,
+            Action::SetState {
+                sub: SUB.into(),
+                user,
+                channel: CHANNEL.into(),
+                json: "{\"battery\":87,\"mood\":\"fine, thanks\"}".into(),
+            },
+        );
+    }
+    sim.run_for(secs(1));
+    let _on = sim.enter();
+    let pubnub = client(&Scenario::new("slow-link", 18));
+    let mut ok = 0;
+    for _ in 0..3 {
+        let t0 = sim.now();
+        match pubnub
+            .here_now()
+            .channels(vec![CHANNEL.into()])
+            .include_state(true)
+            .execute()
+        {
+            Ok(here) => {
+                assert_eq!(here.total_occupancy, 1000);
+                ok += 1;
+            }
+            Err(e) => eprintln!("t={t0:?}: {e}"),
+        }
+        let took = sim.now().saturating_sub(t0);
+        assert!(took <= secs(31), "a call took {took:?}, past its 30 s deadline");
+    }
+    assert_eq!(ok, 3, "here_now over a slow link");
+}
+
+/// Issue 19, 7: an answer that arrived while the device was suspended
+/// is read on resume, not taken for a timeout and sent again.
+#[test]
+fn suspend_and_resume() {
+    let s = Scenario::new("suspend", 19);
+    let sim = world(&s);
+    let _on = sim.enter();
+    let pubnub = client(&s);
+    let mut online = Heartbeater::new(&pubnub);
+    online.join(vec![CHANNEL.into()]).expect("join");
+    // The first heartbeat goes out in the first poll; the device stops
+    // right after sending it and wakes 40 s later.
+    sim.fault(Fault::Suspend {
+        at: ms(1),
+        span: secs(40),
+    });
+    let mut errors = Vec::new();
+    while sim.now() < secs(60) {
+        if let Err(e) = online.poll(ms(100)) {
+            errors.push((sim.now(), e.to_string()));
+        }
+    }
+    let heartbeats: Vec<Duration> = sim
+        .served()
+        .iter()
+        .filter(|r| r.path.contains("/heartbeat"))
+        .map(|r| r.at)
+        .collect();
+    assert!(errors.is_empty(), "errors after resume: {errors:?}");
+    assert_eq!(
+        heartbeats.len(),
+        1,
+        "the heartbeat answered during the suspension was sent again: {heartbeats:?}"
+    );
+}
+
+/// Issue 19, 8: a connection with unread bytes after a complete answer
+/// (a second, unsolicited response in the same segment) is never reused.
+#[test]
+fn stray_bytes_after_an_answer() {
+    let s = Scenario::new("stray", 20);
+    let sim = world(&s);
+    sim.fault(Fault::ExtraResponse {
+        from: Duration::ZERO,
+        to: secs(3600),
+        path: "/presence/",
+    });
+    sim.run_for(secs(30));
+    let _on = sim.enter();
+    let pubnub = client(&s);
+    for i in 0..8 {
+        let here = pubnub.here_now().channels(vec![CHANNEL.into()]).execute();
+        assert!(here.is_ok(), "call {i}: {here:?}");
+        sim.run_for(ms(100));
+    }
+}
+
+/// The mirror equals the server's here_now once the network settles, in
+/// spite of a reset and a half-open connection on the way.
+#[test]
+fn mirror_matches_the_server() {
+    let mut s = Scenario::new("mirror", 21);
+    s.faults.push(Fault::Reset { at: secs(80) });
+    s.faults.push(Fault::Forget { at: secs(160) });
+    let out = run_mirror(&s);
+    assert!(out.broken.is_empty(), "{}", report(&s, &out));
+}
+
+fn run_mirror(s: &Scenario) -> Outcome {
+    let sim = world(s);
+    let _on = sim.enter();
+    let mut out = Outcome::default();
+    let pubnub = client(s);
+    let mut mirror: Occupancy = pubnub
+        .occupancy()
+        .channels(vec![CHANNEL.into()])
+        .open()
+        .expect("open");
+    while sim.now() < s.length {
+        let t0 = sim.now();
+        let got = mirror.poll(s.budget);
+        let took = sim.now().saturating_sub(t0);
+        if took > s.budget + bounds::POLL_SLACK {
+            out.broken
+                .push(format!("t={t0:?}: mirror poll took {took:?}"));
+        }
+        if let Err(e) = got {
+            out.errors.push((t0, e.to_string(), e.is_retryable()));
+        }
+        if took < ms(1) {
+            sim.run_for(ms(1));
+        }
+    }
+    let server: BTreeSet<String> = sim.occupants(SUB, CHANNEL).into_iter().collect();
+    let ours: BTreeSet<String> = mirror
+        .occupants(CHANNEL)
+        .map(|o| o.user_id.to_string())
+        .collect();
+    if server != ours {
+        out.broken
+            .push(format!("mirror {ours:?} but the server has {server:?}"));
+    }
+    out.broken.extend(sim.trouble());
+    out
+}
+
+/// A random scenario from a seed: network profile, faults, other users.
+fn random_scenario(seed: u64) -> Scenario {
+    let mut r = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move |n: u64| {
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        r % n.max(1)
+    };
+    let mut s = Scenario::new("random", seed);
+    s.length = secs(240);
+    match next(3) {
+        0 => {}
+        1 => {
+            // Cellular.
+            s.cfg.latency = ms(150);
+            s.cfg.jitter = ms(100);
+            s.cfg.loss_percent = 3;
+            s.cfg.bandwidth = Some(16_000);
+        }
+        _ => {
+            // Poor Wi-Fi.
+            s.cfg.latency = ms(40);
+            s.cfg.jitter = ms(200);
+            s.cfg.loss_percent = 8;
+        }
+    }
+    for _ in 0..next(4) {
+        let from = secs(30 + next(120));
+        let span = secs(1 + next(70));
+        let to = from + span;
+        let f = match next(9) {
+            0 => Fault::Outage {
+                from,
+                to,
+                refuse: next(2) == 0,
+                dns: next(2) == 0,
+            },
+            1 => Fault::Forget { at: from },
+            2 => Fault::Reset { at: from },
+            3 => Fault::SlowDns {
+                from,
+                to,
+                delay: ms(next(3000)),
+            },
+            4 => Fault::Trickle {
+                from,
+                to: from + secs(20),
+                path: "/subscribe/",
+                every: ms(500 + next(1000)),
+            },
+            5 => Fault::EndlessContinue {
+                from,
+                to: from + secs(20),
+                path: "/subscribe/",
+            },
+            6 => Fault::ExtraResponse {
+                from,
+                to,
+                path: "/heartbeat",
+            },
+            7 => Fault::EmptyBatches { from, to },
+            _ => Fault::Suspend {
+                at: from,
+                span: secs(1 + next(20)),
+            },
+        };
+        s.faults.push(f);
+    }
+    s
+}
+
+fn search_runs() -> u64 {
+    std::env::var("SIM_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24)
+}
+
+/// A randomized search over scenarios and seeds (a few seconds here; set
+/// `SIM_RUNS` for a long one, `SIM_FIRST` to start elsewhere).
+#[test]
+fn search() {
+    let first: u64 = std::env::var("SIM_FIRST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let mut failures = Vec::new();
+    for seed in first..first + search_runs() {
+        let s = random_scenario(seed);
+        let out = run(&s);
+        if !out.broken.is_empty() {
+            failures.push(report(&s, &out));
+            if failures.len() >= 3 {
+                break;
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Replays one seed of the search (`SIM_SEED`) and prints what happened.
+#[test]
+fn replay() {
+    let Some(seed) = std::env::var("SIM_SEED").ok().and_then(|v| v.parse().ok()) else {
+        return;
+    };
+    let s = random_scenario(seed);
+    println!("{s:#?}");
+    let out = run(&s);
+    println!("{out:#?}");
+    assert!(out.broken.is_empty(), "{}", report(&s, &out));
 }

@@ -193,6 +193,14 @@ pub enum Fault {
         /// A part of the request path.
         path: &'static str,
     },
+    /// Long-polls begun between `from` and `to` are answered at once with
+    /// an empty batch at the same cursor (a server that does not hold).
+    EmptyBatches {
+        /// Start.
+        from: Duration,
+        /// End.
+        to: Duration,
+    },
     /// The device is suspended from `at` for `span`: the network and the
     /// server go on, the client does not run; on resume its clock has
     /// jumped.
@@ -1031,6 +1039,19 @@ impl World {
         let (status, body) = routes::handle(&self.server, req);
         let long_poll = req.path.contains("/subscribe/")
             && req.param("tt").is_some_and(|t| !t.is_empty() && t != "0");
+        let now = self.now;
+        let empty_at_once = long_poll
+            && self.faults.iter().any(
+                |f| matches!(f, Fault::EmptyBatches { from, to } if *from <= now && now < *to),
+            );
+        if empty_at_once {
+            let tt = req.param("tt").unwrap_or_default();
+            let body = format!("{{\"m\":[],\"t\":{{\"r\":1,\"t\":\"{tt}\"}}}}");
+            let mut out = Vec::new();
+            let _ = write_response(&mut out, 200, &body, req.close);
+            self.send(id, out);
+            return self.after_answer(id, req.close);
+        }
         if long_poll && status == 200 && body.starts_with("{\"m\":[]") && !final_answer {
             let until = held.unwrap_or_else(|| self.now.saturating_add(self.cfg.hold));
             return Busy::Hold {
