@@ -295,6 +295,12 @@ fn split_wait(until: Option<Instant>, now: Instant) -> (Option<Duration>, bool) 
 }
 
 fn would_block(e: &io::Error) -> bool {
+    // ETIMEDOUT from the kernel is a dead connection (keepalive probes or
+    // data unacknowledged for too long: TCP_USER_TIMEOUT), not a socket
+    // timeout running out (EAGAIN on Linux).
+    if e.raw_os_error() == Some(libc::ETIMEDOUT) {
+        return false;
+    }
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted

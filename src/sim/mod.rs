@@ -567,6 +567,21 @@ impl Sim {
         lock(&self.world).trouble.clone()
     }
 
+    /// How much of `from..to` the device spent suspended.
+    pub fn suspended_within(&self, from: Duration, to: Duration) -> Duration {
+        let w = lock(&self.world);
+        w.faults
+            .iter()
+            .map(|f| match f {
+                Fault::Suspend { at, span } => {
+                    let end = at.saturating_add(*span);
+                    end.min(to).saturating_sub((*at).max(from))
+                }
+                _ => Duration::ZERO,
+            })
+            .fold(Duration::ZERO, Duration::saturating_add)
+    }
+
     /// Whether the path to the server is down at `at` (an outage).
     pub fn path_down(&self, at: Duration) -> bool {
         lock(&self.world).outage_at(at).is_some()
@@ -1267,7 +1282,7 @@ impl World {
                 link.rst = Some(now.saturating_add(self.cfg.latency.saturating_mul(2)));
             }
             if dead {
-                return Err(io::ErrorKind::TimedOut.into());
+                return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT));
             }
             if until.is_some_and(|u| now >= u) {
                 self.advance_to(now.saturating_add(SYSCALL_COST));
@@ -1278,7 +1293,7 @@ impl World {
                     "t={:?}: a read blocks forever with nothing scheduled",
                     self.now
                 ));
-                return Err(io::ErrorKind::TimedOut.into());
+                return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT));
             }
         }
     }
@@ -1333,7 +1348,7 @@ impl World {
                     "t={:?}: a write blocks forever with nothing scheduled",
                     self.now
                 ));
-                return Err(io::ErrorKind::TimedOut.into());
+                return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT));
             }
         }
     }
