@@ -82,6 +82,7 @@ mod client;
 mod config;
 mod conn;
 pub mod decode;
+mod dns;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod encode;
@@ -101,6 +102,8 @@ pub use config::{
     Config, PubNubBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_SIZE, DEFAULT_ORIGIN,
     DEFAULT_PRESENCE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, MIN_PRESENCE_TIMEOUT,
 };
+#[doc(hidden)]
+pub use dns::fuzz_dns;
 pub use error::{Error, ErrorKind, Result, ServerError, TransportErrorKind};
 pub use presence::events::{IntervalEvent, PresenceEvent, PresenceEvents, SkippedEvent, UserEvent};
 pub use presence::here_now::{HereNow, HereNowChannel, HereNowResult, HereNowUser};

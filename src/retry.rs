@@ -1,8 +1,9 @@
 //! Retrying idempotent presence requests.
 //!
 //! Presence calls are GETs, so a failed one can be sent again. Retried:
-//! connection failures, timeouts, resets (I/O errors), HTTP 5xx and 429.
-//! Never retried: other 4xx, TLS failures, oversized or malformed bodies.
+//! connection failures, timeouts, resets (I/O errors), name lookups that
+//! got no answer (DNS), HTTP 5xx and 429. Never retried: other 4xx, TLS
+//! failures, a name that does not exist, oversized or malformed bodies.
 //! A 2xx whose body reports a 5xx or 429 (PROTOCOL.md §2: the service
 //! sends `{"status":503,"error":1,…}` with HTTP 200) is retried like that
 //! status. Delays grow exponentially with jitter, a server's `Retry-After`
@@ -79,7 +80,7 @@ impl RetryPolicy {
 
 /// A small non-cryptographic random number (xorshift over the clock and a
 /// counter): jitter needs spread, not secrecy.
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
     let nanos = SystemTime::now()
@@ -97,7 +98,10 @@ pub(crate) fn is_retryable(e: &Error) -> bool {
     match e.kind() {
         ErrorKind::Transport { kind, .. } => matches!(
             kind,
-            TransportErrorKind::Connect | TransportErrorKind::Timeout | TransportErrorKind::Io
+            TransportErrorKind::Connect
+                | TransportErrorKind::Timeout
+                | TransportErrorKind::Io
+                | TransportErrorKind::Dns
         ),
         ErrorKind::Server(s) => s.status >= 500 || s.status == 429,
         _ => false,
@@ -283,6 +287,7 @@ mod tests {
             t(TransportErrorKind::Connect),
             t(TransportErrorKind::Timeout),
             t(TransportErrorKind::Io),
+            t(TransportErrorKind::Dns),
         ];
         let no = [
             server(400),
@@ -291,7 +296,7 @@ mod tests {
             t(TransportErrorKind::Tls),
             t(TransportErrorKind::BodyTooLarge),
             t(TransportErrorKind::Protocol),
-            t(TransportErrorKind::Dns),
+            t(TransportErrorKind::NameNotFound),
             Error::decode(0, "x"),
             Error::input("channels", "x"),
         ];
