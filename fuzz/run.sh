@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 runs="${1:-1000000}"
 fixtures=../tests/fixtures/recorded
 export RUSTC_BOOTSTRAP=1
-for t in here_now where_now set_state get_state events error_body emulator_request response_head; do
+for t in here_now where_now set_state get_state events error_body emulator_request response_head dns_response; do
   mkdir -p "corpus/$t"
   cp seeds/* "corpus/$t/" 2>/dev/null || true
   cp "$fixtures"/*.json "corpus/$t/"

@@ -9,6 +9,10 @@
 //! driven until their deadline, from the transport's pool of idle
 //! connections. The pieces:
 //!
+//! - Names: resolved by `dns` (`/etc/hosts`, then DNS over UDP driven by
+//!   the same calls, with the last good addresses kept and used while
+//!   lookups fail; see that module), so a lookup is bounded by the call's
+//!   deadline like a connect.
 //! - TCP: a non-blocking connect (`socket2`), after which a blocking write
 //!   with the socket's write timeout set to the remaining budget waits at
 //!   most that long for the connection (Linux returns `EAGAIN` and the
@@ -36,7 +40,7 @@ use crate::clock;
 use crate::config::Config;
 use crate::error::{Error, Result, TransportErrorKind as K};
 use crate::request::PNSDK;
-use crate::sock::{self, Sock};
+use crate::sock::Sock;
 use crate::transport::Response;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -51,20 +55,21 @@ const MAX_HEAD: usize = 8 * 1024;
 const TICK_GUARD: Duration = Duration::from_millis(20);
 /// The sleep between non-blocking looks within `TICK_GUARD` of a deadline.
 const FINE_STEP: Duration = Duration::from_millis(2);
-/// Addresses of one lookup tried in turn (IPv6 and IPv4, a few of each).
-const MAX_ADDRS: usize = 4;
 const READ_CHUNK: usize = 4 * 1024;
 
 /// What the kept connections of one client share: where to connect and
 /// the TLS settings (built once).
 #[derive(Clone)]
 pub(crate) struct Endpoint {
+    /// For TLS's server name (the resolver keeps its own copy).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     host: String,
-    port: u16,
     #[cfg(feature = "tls")]
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     connect_timeout: Duration,
     max_body: usize,
+    /// The host's addresses, shared by all connections of the client.
+    resolver: crate::dns::Resolver,
 }
 
 impl Endpoint {
@@ -92,8 +97,8 @@ impl Endpoint {
             ));
         }
         Ok(Endpoint {
+            resolver: crate::dns::Resolver::new(&host, port, config.connect_timeout),
             host,
-            port,
             #[cfg(feature = "tls")]
             tls: if secure {
                 Some(std::sync::Arc::new(tls_config(config)?))
@@ -357,17 +362,18 @@ struct Exchange {
 /// pool). See the module docs.
 pub(crate) struct Conn {
     endpoint: Endpoint,
-    /// The addresses of the last lookup (at most [`MAX_ADDRS`]), the one to
-    /// connect to first: resolved once and reused for reconnects; resolved
-    /// again only after connects failed (a lookup can block beyond any
-    /// budget: std has no bounded resolver). A failed connect goes on to
-    /// the next address, as long as the request has not tried them all.
+    /// The addresses to connect to (from the endpoint's resolver, at most
+    /// 4), the one to connect to first; reused for
+    /// reconnects until the resolver's entry expires. A failed connect goes
+    /// on to the next address, as long as the request has not tried them
+    /// all.
     addrs: Vec<SocketAddr>,
-    /// A connect failed since the last lookup: look the name up again,
-    /// but not more often than every 30 s (a lookup blocks beyond any
-    /// budget, and an outage fails every connect).
+    /// Connects to every address failed since they were taken: ask the
+    /// resolver again (it looks the name up at most once per reconnect,
+    /// and keeps the last good addresses while lookups fail).
     stale_addr: bool,
-    resolved_at: Option<Instant>,
+    /// A lookup in progress, carried across calls.
+    lookup: Option<Box<crate::dns::Resolving>>,
     wire: Option<Wire>,
     exchange: Option<Exchange>,
     /// How long a phase may last, or (silence bound) how long the request
@@ -394,7 +400,7 @@ impl Conn {
             endpoint,
             addrs: Vec::new(),
             stale_addr: false,
-            resolved_at: None,
+            lookup: None,
             wire: None,
             exchange: None,
             bound: Duration::from_secs(310),
@@ -412,6 +418,7 @@ impl Conn {
     pub(crate) fn abort(&mut self) {
         self.exchange = None;
         self.wire = None;
+        self.lookup = None;
     }
 
     /// Whether the connection is open (a complete response left it
@@ -475,6 +482,10 @@ impl Conn {
 
     fn drive_inner(&mut self, deadline: Option<Instant>) -> Result<Option<Response>> {
         loop {
+            // A lookup under way when the deadline passes goes on next call.
+            if self.wire.is_none() && !self.resolve(deadline)? {
+                return Ok(None);
+            }
             let now = clock::now();
             if self.wire.is_none() {
                 if let Err(e) = self.open(now) {
@@ -614,29 +625,32 @@ impl Conn {
         }
     }
 
-    /// Resolves (once) and starts a non-blocking connect.
-    fn open(&mut self, now: Instant) -> Result<()> {
-        let recent = self
-            .resolved_at
-            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(30));
-        if self.stale_addr && !recent {
-            self.addrs.clear();
+    /// Before a connect: takes the addresses from the resolver when there
+    /// are none yet, they expired, or connects to all of them failed.
+    /// `Ok(false)`: a lookup is still under way at `deadline`.
+    fn resolve(&mut self, deadline: Option<Instant>) -> Result<bool> {
+        let resolver = &self.endpoint.resolver;
+        if !self.addrs.is_empty() && !self.stale_addr && !resolver.expired(clock::now()) {
+            return Ok(true);
         }
-        let addr = match self.addrs.first() {
-            Some(a) => *a,
-            None => {
-                self.stale_addr = false;
-                self.resolved_at = Some(now);
-                let ep = &self.endpoint;
-                self.addrs = sock::resolve(&ep.host, ep.port)
-                    .map_err(|e| Error::transport(K::Dns, format!("lookup failed: {e}")))?;
-                self.addrs.truncate(MAX_ADDRS);
-                *self
-                    .addrs
-                    .first()
-                    .ok_or_else(|| Error::transport(K::Dns, "the name has no address"))?
-            }
+        let Some(addrs) = resolver.resolve(&mut self.lookup, self.stale_addr, deadline)? else {
+            return Ok(false);
         };
+        self.stale_addr = false;
+        // The same set keeps this connection's order (the address that
+        // worked first).
+        if addrs.len() != self.addrs.len() || addrs.iter().any(|a| !self.addrs.contains(a)) {
+            self.addrs = addrs;
+        }
+        Ok(true)
+    }
+
+    /// Starts a non-blocking connect to the first address.
+    fn open(&mut self, now: Instant) -> Result<()> {
+        let addr = *self
+            .addrs
+            .first()
+            .ok_or_else(|| Error::transport(K::NameNotFound, "the name has no address"))?;
         let sock = Sock::connect(addr).map_err(|e| io_error(e, true))?;
         #[cfg(feature = "tls")]
         let tls = match &self.endpoint.tls {
@@ -673,8 +687,8 @@ impl Conn {
 
     /// After a failed connect: drops the connection and moves on to the
     /// next address of the lookup (`true`: connect again), unless this
-    /// request tried them all (then the name is looked up again next time,
-    /// at most every 30 s).
+    /// request tried them all (then the resolver is asked again before the
+    /// next connect).
     fn next_addr(&mut self) -> bool {
         self.wire = None;
         let addrs = self.addrs.len();
@@ -687,6 +701,7 @@ impl Conn {
             log::debug!(target: "pubnub_presence::conn", "connect failed; trying the next address");
         } else {
             self.stale_addr = true;
+            self.endpoint.resolver.connect_failed();
         }
         more
     }
@@ -928,7 +943,6 @@ mod tests {
         ];
         let mut conn = Conn::new(pubnub.endpoint());
         conn.addrs = tried.to_vec();
-        conn.resolved_at = Some(clock::now());
         conn.start(format!("{origin}/time/0"), Duration::from_secs(5))
             .unwrap();
         let resp = conn.drive(None).unwrap().unwrap();
@@ -940,7 +954,6 @@ mod tests {
         // after trying each once.
         let mut conn = Conn::new(pubnub.endpoint());
         conn.addrs = tried[..2].to_vec();
-        conn.resolved_at = Some(clock::now());
         conn.start(format!("{origin}/time/0"), Duration::from_secs(5))
             .unwrap();
         match conn.drive(None).map_err(Error::into_kind) {

@@ -80,8 +80,13 @@ pub struct ServerError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TransportErrorKind {
-    /// The host name did not resolve.
+    /// The host name could not be resolved for now: the name servers did
+    /// not answer in time, failed, or could not be reached (an outage;
+    /// retryable).
     Dns,
+    /// The host name does not exist or has no address (the name servers
+    /// answered NXDOMAIN, or no record); not retryable.
+    NameNotFound,
     /// The server refused or could not be reached.
     Connect,
     /// A connect, read or whole-call deadline passed.
@@ -128,8 +133,10 @@ impl Error {
     }
 
     /// Whether the failure may clear by itself, so that trying again
-    /// later makes sense: connection failures, timeouts, resets, HTTP 5xx
-    /// and 429. Not: input errors, TLS verification, DNS, an oversized or
+    /// later makes sense: connection failures, timeouts, resets, a name
+    /// lookup that got no answer ([`TransportErrorKind::Dns`]), HTTP 5xx
+    /// and 429. Not: input errors, TLS verification, a name that does not
+    /// exist ([`TransportErrorKind::NameNotFound`]), an oversized or
     /// malformed body, other 4xx.
     pub fn is_retryable(&self) -> bool {
         crate::retry::is_retryable(self)
@@ -196,6 +203,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Transport { kind, detail } => {
                 let what = match kind {
                     TransportErrorKind::Dns => "host name lookup failed",
+                    TransportErrorKind::NameNotFound => "host name not found",
                     TransportErrorKind::Connect => "connection failed",
                     TransportErrorKind::Timeout => "timed out",
                     TransportErrorKind::Tls => "tls failed",

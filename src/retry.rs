@@ -1,8 +1,9 @@
 //! Retrying idempotent presence requests.
 //!
 //! Presence calls are GETs, so a failed one can be sent again. Retried:
-//! connection failures, timeouts, resets (I/O errors), HTTP 5xx and 429.
-//! Never retried: other 4xx, TLS failures, oversized or malformed bodies.
+//! connection failures, timeouts, resets (I/O errors), name lookups that
+//! got no answer (DNS), HTTP 5xx and 429. Never retried: other 4xx, TLS
+//! failures, a name that does not exist, oversized or malformed bodies.
 //! A 2xx whose body reports a 5xx or 429 (docs/PROTOCOL.md §2: the service
 //! sends `{"status":503,"error":1,…}` with HTTP 200) is retried like that
 //! status. Delays grow exponentially with jitter, a server's `Retry-After`
@@ -77,14 +78,17 @@ impl RetryPolicy {
     }
 }
 
-use crate::clock::random_u64;
+pub(crate) use crate::clock::random_u64;
 
 /// Whether an error is worth another attempt.
 pub(crate) fn is_retryable(e: &Error) -> bool {
     match e.kind() {
         ErrorKind::Transport { kind, .. } => matches!(
             kind,
-            TransportErrorKind::Connect | TransportErrorKind::Timeout | TransportErrorKind::Io
+            TransportErrorKind::Connect
+                | TransportErrorKind::Timeout
+                | TransportErrorKind::Io
+                | TransportErrorKind::Dns
         ),
         ErrorKind::Server(s) => s.status >= 500 || s.status == 429,
         _ => false,
@@ -270,6 +274,7 @@ mod tests {
             t(TransportErrorKind::Connect),
             t(TransportErrorKind::Timeout),
             t(TransportErrorKind::Io),
+            t(TransportErrorKind::Dns),
         ];
         let no = [
             server(400),
@@ -278,7 +283,7 @@ mod tests {
             t(TransportErrorKind::Tls),
             t(TransportErrorKind::BodyTooLarge),
             t(TransportErrorKind::Protocol),
-            t(TransportErrorKind::Dns),
+            t(TransportErrorKind::NameNotFound),
             Error::decode(0, "x"),
             Error::input("channels", "x"),
         ];

@@ -5,7 +5,7 @@
 //! virtual time.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::time::Duration;
 
 /// TCP keepalive on every kept socket: the first probe after this much
@@ -138,5 +138,60 @@ impl Write for Sock {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// A UDP socket for name lookups: a real one, or the simulation's.
+pub(crate) enum Udp {
+    /// A real socket.
+    Real(UdpSocket),
+    /// A simulated one.
+    #[cfg(feature = "sim")]
+    Sim(crate::sim::SimUdp),
+}
+
+impl Udp {
+    /// A socket of the family (IPv6 or IPv4) bound to an ephemeral port.
+    pub(crate) fn bind(v6: bool) -> io::Result<Udp> {
+        #[cfg(feature = "sim")]
+        if let Some(s) = crate::sim::hook::udp() {
+            return Ok(Udp::Sim(s));
+        }
+        let any: SocketAddr = if v6 {
+            (Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        UdpSocket::bind(any).map(Udp::Real)
+    }
+
+    /// Sends one datagram.
+    pub(crate) fn send_to(&self, packet: &[u8], to: SocketAddr) -> io::Result<usize> {
+        match self {
+            Udp::Real(s) => s.send_to(packet, to),
+            #[cfg(feature = "sim")]
+            Udp::Sim(s) => s.send_to(packet, to),
+        }
+    }
+
+    /// Receives one datagram, waiting at most `wait` (zero: not at all).
+    pub(crate) fn recv_from(
+        &self,
+        buf: &mut [u8],
+        wait: Duration,
+    ) -> io::Result<(usize, SocketAddr)> {
+        match self {
+            Udp::Real(s) => {
+                if wait.is_zero() {
+                    s.set_nonblocking(true)?;
+                } else {
+                    s.set_nonblocking(false)?;
+                    s.set_read_timeout(Some(wait))?;
+                }
+                s.recv_from(buf)
+            }
+            #[cfg(feature = "sim")]
+            Udp::Sim(s) => s.recv_from(buf, wait),
+        }
     }
 }

@@ -522,7 +522,24 @@ fn outages_and_permanent_errors_are_reported_not_hidden() {
         "backed off: {errors} failures in 1.8 s"
     );
 
-    // A name that does not resolve: Dns, returned by next_event.
+    // A name that does not exist: NameNotFound, returned by next_event
+    // (a lookup without an answer would be retried). The name server is a
+    // local one answering NXDOMAIN to everything, so the test does not
+    // depend on the machine's; the other tests use IP literals, which are
+    // never looked up.
+    let ns = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let conf = std::env::temp_dir().join(format!("device-loop-nx-{}.conf", std::process::id()));
+    std::fs::write(&conf, format!("nameserver {}\n", ns.local_addr().unwrap())).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = ns.recv_from(&mut buf) {
+            let mut reply = buf[..n].to_vec();
+            reply[2] = 0x81; // a response, recursion desired
+            reply[3] = 0x83; // recursion available, NXDOMAIN
+            let _ = ns.send_to(&reply, from);
+        }
+    });
+    std::env::set_var("PUBNUB_PRESENCE_RESOLV_CONF", &conf);
     let p = client("http://does-not-exist.invalid");
     let mut ev = p
         .presence_events()
@@ -531,7 +548,7 @@ fn outages_and_permanent_errors_are_reported_not_hidden() {
         .unwrap();
     match ev.next_event().map_err(Error::into_kind) {
         Err(ErrorKind::Transport {
-            kind: TransportErrorKind::Dns,
+            kind: TransportErrorKind::NameNotFound,
             ..
         }) => {}
         other => panic!("{other:?}"),

@@ -946,17 +946,19 @@ impl PresenceEvents {
     /// came (the request stays in flight for the next call). Errors are
     /// returned by the call in which they happen, then backed off; see
     /// the type's docs. For single-threaded loops: the call never blocks
-    /// much longer than `timeout` (a first DNS lookup excepted: std has no
-    /// bounded resolver).
+    /// much longer than `timeout`, a name lookup included (it goes on in
+    /// the next call; only a name left to the system resolver can block
+    /// longer, see the README).
     pub fn poll(&mut self, timeout: Duration) -> Result<Option<PresenceEvent<'static>>> {
         self.wait(deadline_after(timeout))
     }
 
     /// Blocks until the next event. Failures that may clear by themselves
     /// ([`crate::Error::is_retryable`]: connection failures, timeouts,
-    /// resets, 5xx, 429) are retried from the same cursor after the
-    /// backoff; the others (TLS verification, DNS, body too large, other
-    /// 4xx, a malformed body) are returned.
+    /// resets, name lookups without an answer, 5xx, 429) are retried from
+    /// the same cursor after the backoff; the others (TLS verification, a
+    /// name that does not exist, body too large, other 4xx, a malformed
+    /// body) are returned.
     pub fn next_event(&mut self) -> Result<PresenceEvent<'static>> {
         loop {
             match self.wait(None) {

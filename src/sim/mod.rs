@@ -362,6 +362,10 @@ struct World {
     /// in this step.
     log_mark: (usize, u64),
     log_dirty: bool,
+    /// Datagrams on their way to each simulated UDP socket:
+    /// (arrival, bytes, from).
+    udp: BTreeMap<u64, VecDeque<(Duration, Vec<u8>, SocketAddr)>>,
+    next_udp: u64,
     /// Steps taken (the simulator's own cost).
     steps: u64,
     /// The time of the last step, and whether something changed since
@@ -441,6 +445,8 @@ impl Sim {
                 trouble: Vec::new(),
                 log_mark: (0, 0),
                 log_dirty: false,
+                udp: BTreeMap::new(),
+                next_udp: 1,
                 steps: 0,
                 stepped_at: None,
                 dirty: true,
@@ -719,6 +725,11 @@ impl World {
         }
         if let Some((t, _)) = self.actions.first() {
             consider(*t);
+        }
+        for q in self.udp.values() {
+            if let Some((t, ..)) = q.front() {
+                consider(*t);
+            }
         }
         for f in &self.faults {
             let times: &[Duration] = match f {
@@ -1370,6 +1381,61 @@ impl World {
         self.dirty = true;
     }
 
+    /// The network's name server answers a query sent by socket `id`
+    /// (dropped during an outage that takes DNS; late under `SlowDns`).
+    fn dns_query(&mut self, id: u64, packet: &[u8], to: SocketAddr) {
+        self.lookups = self.lookups.saturating_add(1);
+        if let Some((_, _, true)) = self.outage_at(self.now) {
+            return;
+        }
+        let Some(answer) = dns_answer(packet) else {
+            return;
+        };
+        let slow = self.faults.iter().find_map(|f| match f {
+            Fault::SlowDns { from, to, delay } if *from <= self.now && self.now < *to => {
+                Some(*delay)
+            }
+            _ => None,
+        });
+        let at = self
+            .now
+            .saturating_add(self.cfg.latency.saturating_mul(2))
+            .saturating_add(slow.unwrap_or_default());
+        if let Some(q) = self.udp.get_mut(&id) {
+            q.push_back((at, answer, to));
+        }
+    }
+
+    fn udp_recv(
+        &mut self,
+        id: u64,
+        buf: &mut [u8],
+        wait: Duration,
+    ) -> io::Result<(usize, SocketAddr)> {
+        let until = self.now.saturating_add(wait);
+        loop {
+            self.step();
+            let now = self.now;
+            let q = self.udp.entry(id).or_default();
+            if q.front().is_some_and(|(t, ..)| *t <= now) {
+                if let Some((_, bytes, from)) = q.pop_front() {
+                    let n = bytes.len().min(buf.len());
+                    for (slot, b) in buf.iter_mut().zip(bytes) {
+                        *slot = b;
+                    }
+                    return Ok((n, from));
+                }
+            }
+            if now >= until {
+                self.advance_to(now.saturating_add(SYSCALL_COST));
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            if !self.block(Some(until)) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+        }
+    }
+
     fn resolve(&mut self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
         self.lookups = self.lookups.saturating_add(1);
         if let Ok(ip) = host.parse::<IpAddr>() {
@@ -1396,6 +1462,68 @@ impl World {
         } else {
             Err(io::Error::other("Name or service not known"))
         }
+    }
+}
+
+/// The simulated name server's answer to a query: `presence.sim` has one
+/// IPv4 address and no IPv6 one; other names do not exist.
+fn dns_answer(query: &[u8]) -> Option<Vec<u8>> {
+    let header = query.get(..12)?;
+    // The question: labels up to the root, then type and class.
+    let mut at = 12usize;
+    let mut name = String::new();
+    loop {
+        let len = usize::from(*query.get(at)?);
+        at = at.checked_add(1)?;
+        if len == 0 {
+            break;
+        }
+        let label = query.get(at..at.checked_add(len)?)?;
+        if !name.is_empty() {
+            name.push('.');
+        }
+        name.push_str(&String::from_utf8_lossy(label));
+        at = at.checked_add(len)?;
+    }
+    let qtype = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
+    let question = query.get(12..at.checked_add(4)?)?;
+    let known = name.eq_ignore_ascii_case(Sim::HOST);
+    let a = known && qtype == 1;
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(header.get(..2)?);
+    out.extend_from_slice(if known { &[0x81, 0x80] } else { &[0x81, 0x83] });
+    out.extend_from_slice(&[0, 1, 0, u8::from(a), 0, 0, 0, 0]);
+    out.extend_from_slice(question);
+    if a {
+        out.extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0x01, 0x2C, 0, 4, 10, 0, 0, 1]);
+    }
+    Some(out)
+}
+
+/// A simulated UDP socket (see [`crate::sock`]).
+pub(crate) struct SimUdp {
+    world: Arc<Mutex<World>>,
+    id: u64,
+}
+
+impl SimUdp {
+    pub(crate) fn send_to(&self, packet: &[u8], to: SocketAddr) -> io::Result<usize> {
+        lock(&self.world).dns_query(self.id, packet, to);
+        Ok(packet.len())
+    }
+
+    pub(crate) fn recv_from(
+        &self,
+        buf: &mut [u8],
+        wait: Duration,
+    ) -> io::Result<(usize, SocketAddr)> {
+        lock(&self.world).udp_recv(self.id, buf, wait)
+    }
+}
+
+impl Drop for SimUdp {
+    fn drop(&mut self) {
+        lock(&self.world).udp.remove(&self.id);
     }
 }
 
@@ -1483,6 +1611,23 @@ pub(crate) mod hook {
         let w = current()?;
         let mut w = lock(&w);
         Some(w.resolve(host, port))
+    }
+
+    pub(crate) fn udp() -> Option<super::SimUdp> {
+        let world = current()?;
+        let id = {
+            let mut w = lock(&world);
+            let id = w.next_udp;
+            w.next_udp = w.next_udp.saturating_add(1);
+            w.udp.insert(id, Default::default());
+            id
+        };
+        Some(super::SimUdp { world, id })
+    }
+
+    /// The resolver configuration under a simulation: its name server.
+    pub(crate) fn resolv_conf() -> Option<String> {
+        current().map(|_| "nameserver 10.0.0.53\noptions timeout:2 attempts:2\n".to_string())
     }
 
     pub(crate) fn connect(addr: SocketAddr) -> Option<io::Result<SimSock>> {

@@ -1,0 +1,8 @@
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+// The DNS response parser (compression pointers, CNAME chains, records)
+// and the resolv.conf / hosts readers, over arbitrary bytes.
+fuzz_target!(|data: &[u8]| {
+    pubnub_presence::fuzz_dns(data);
+});
