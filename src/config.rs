@@ -173,14 +173,14 @@ impl PubNubBuilder {
         self.connect_timeout = Some(timeout);
         self
     }
-    /// Timeout for each phase of a request: sending it, waiting for the
-    /// response head, reading the body (default 10 s each). The retry
-    /// policy's deadline bounds the whole call: an attempt still running
-    /// when it passes is cut there, whatever phase it is in. Without a
-    /// deadline (`RetryPolicy { deadline: None, .. }`) an attempt is bounded
-    /// by the connect timeout plus three of these (send, head, body), and
-    /// the call by that times the attempts plus the delays between them
-    /// (the name lookup, done by the system resolver, is not bounded).
+    /// The silence bound (default 10 s): the longest wait for the next
+    /// byte while sending or receiving (connecting has `connect_timeout`);
+    /// a body that keeps arriving is not cut. Every ordinary call ends by
+    /// the retry policy's deadline, whatever phase it is in (without a
+    /// deadline, an attempt ends by `connect_timeout` + 3 × this). The
+    /// long-poll's total bound is `long_poll_timeout` + this; a heartbeat's
+    /// or a mirror page's, at most twice this (the name lookup, done by the
+    /// system resolver, is not bounded).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = Some(timeout);
         self
