@@ -167,7 +167,7 @@ impl PubNub {
         started: Instant,
     ) -> std::result::Result<Response, (Error, Option<Duration>)> {
         // The whole attempt (connect, send, head, body) ends by the call's
-        // deadline; the per-phase bounds still apply within it. A deadline
+        // deadline; the silence bound still applies within it. A deadline
         // too far to count is no deadline.
         let ends = deadline.and_then(|d| started.checked_add(d));
         let uri = target.uri(&self.config).map_err(|e| (e, None))?;

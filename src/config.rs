@@ -257,7 +257,8 @@ impl PubNubBuilder {
     /// The event stream's long-poll is held to its own silence bound,
     /// `long_poll_timeout` (310 s; the server answers within about 280 s),
     /// and ends within `long_poll_timeout` + `request_timeout` in all; its
-    /// handshake (`tt=0`), answered at once, is held to this bound.
+    /// handshake (`tt=0`), answered at once, is held to this bound. A
+    /// heartbeat's or a mirror page's total bound is at most twice this.
     ///
     /// `build()` refuses zero and anything over [`MAX_DURATION`] (one day).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {

@@ -26,15 +26,43 @@
 //!   long request line is not refused).
 //!
 //! Bounds: the connect timeout (TCP and TLS handshake), TLS verification
-//! with the bundled or configured roots, a response head of at most 8 KiB,
-//! the body cap (a larger declared or received body drops the connection),
-//! and either a bound on each phase (sending the request, waiting for the
-//! response head, reading the body: the ordinary calls) or a silence bound
-//! (no byte for that long: the event stream and the heartbeats); breaking
-//! one drops the connection. An idle connection is checked before reuse
-//! (closed by the server, or bytes nobody asked for: a new one is opened),
-//! and a reused one that fails before any byte of the answer is replaced
-//! and the request sent again, once.
+//! with the bundled or configured roots, a response head of at most 8 KiB
+//! (interim `1xx` heads count toward it, and at most
+//! [`MAX_INTERIM`] of them are taken), the body cap (a larger declared or
+//! received body drops the connection), and two bounds on time:
+//!
+//! - a silence bound, `request_timeout` (or the long-poll's timeout): the
+//!   longest wait for the next byte while sending or receiving; a body
+//!   that keeps arriving is not cut;
+//! - a total bound: an ordinary call ends by the retry policy's deadline
+//!   (the transport's `deadline`; without one, an attempt by
+//!   `connect_timeout` + 3 × `request_timeout`), a kept connection's
+//!   request (long-poll, heartbeat, here_now page) by its silence bound
+//!   plus `request_timeout` (for the long-poll: `long_poll_timeout` +
+//!   `request_timeout`).
+//!
+//! Breaking one drops the connection. A bound is applied only after one
+//! more look, without waiting, at what has arrived: a process stopped and
+//! resumed (the clock jumped past the bound) reads the answer that came
+//! meanwhile instead of failing it, and the silence bound runs from the
+//! resume. A write is one system call bounded by what is left of the
+//! caller's wait, so a slow link cannot hold a poll past its budget; the
+//! rest of the request goes out in the next call.
+//!
+//! Dead connections: every socket has TCP keepalive (first probe after
+//! [`KEEPALIVE_IDLE`](crate::sock::KEEPALIVE_IDLE) of quiet, then every [`KEEPALIVE_INTERVAL`](crate::sock::KEEPALIVE_INTERVAL),
+//! [`KEEPALIVE_PROBES`](crate::sock::KEEPALIVE_PROBES) unanswered probes end it) and, on Linux,
+//! `TCP_USER_TIMEOUT` ([`USER_TIMEOUT`](crate::sock::USER_TIMEOUT): data unacknowledged that long ends
+//! it): a kept connection whose path died silently (a NAT that forgot it, a
+//! server gone without a reset) fails in about 35 s with a retryable error,
+//! even while a long-poll waits for minutes without a byte.
+//!
+//! An idle connection is reused only when nothing is left unread after
+//! the response (our buffer, the TLS session's decrypted bytes, the
+//! socket: a response to nothing, e.g. a 408 before closing, must not be
+//! taken for the next answer); otherwise it is closed. A reused one that
+//! fails before any byte of the answer is replaced and the request sent
+//! again, once.
 
 use crate::clock;
 use crate::config::Config;
@@ -50,6 +78,9 @@ use ureq_proto::client::{Call, RecvBodyResult, RecvResponseResult, SendRequestRe
 use ureq_proto::http;
 
 const MAX_HEAD: usize = 8 * 1024;
+/// Interim (`1xx`) heads taken before the response's own head; one more is
+/// a protocol error (an endless stream of `100 Continue` is not an answer).
+pub(crate) const MAX_INTERIM: u8 = 4;
 /// How long before a deadline a wait stops relying on the socket timeout
 /// (which the kernel rounds up to scheduler ticks).
 const TICK_GUARD: Duration = Duration::from_millis(20);
@@ -67,6 +98,9 @@ pub(crate) struct Endpoint {
     #[cfg(feature = "tls")]
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     connect_timeout: Duration,
+    /// The silence bound of ordinary calls, and what a kept connection's
+    /// request may take beyond its own silence bound in all.
+    request_timeout: Duration,
     max_body: usize,
     /// The host's addresses, shared by all connections of the client.
     resolver: crate::dns::Resolver,
@@ -106,6 +140,7 @@ impl Endpoint {
                 None
             },
             connect_timeout: config.connect_timeout,
+            request_timeout: config.request_timeout,
             max_body: config.max_response_size,
         })
     }
@@ -174,9 +209,10 @@ struct Wire {
     /// The socket's blocking mode and timeouts as last set, to skip
     /// repeated system calls.
     timeout_set: Option<Option<Duration>>,
-    /// TLS bytes arrived that made no plaintext yet (they still count
-    /// against the silence bound).
-    progress: bool,
+    /// Bytes moved (written, or read: TLS bytes that made no plaintext
+    /// yet too) since the drive loop last looked: the silence bound
+    /// restarts.
+    moved: bool,
 }
 
 impl Wire {
@@ -199,15 +235,32 @@ impl Wire {
         Ok(())
     }
 
-    /// Whether an idle connection is no longer usable: the server closed
-    /// it, reset it, or sent bytes nobody asked for (a response to nothing,
-    /// e.g. a 408 before closing, must not be taken for the next answer).
-    fn stale(&self) -> bool {
-        self.sock.stale()
+    /// Whether an idle connection is no longer usable: anything is left
+    /// unread (our buffer, the TLS session's decrypted bytes, the socket),
+    /// or the server closed or reset it. Bytes nobody asked for (a response
+    /// to nothing, e.g. a 408 before closing, or the tail of a response
+    /// read with the one before) must not be taken for the next answer.
+    fn dirty(&mut self) -> bool {
+        let mut dirty = !self.input.is_empty();
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            // Records already read but not yet taken: decrypted bytes, or
+            // the peer's close_notify.
+            dirty |= !matches!(tls.process_new_packets(),
+                Ok(io) if io.plaintext_bytes_to_read() == 0 && !io.peer_has_closed());
+        }
+        dirty |= self.sock.stale();
+        if dirty {
+            log::debug!(target: "pubnub_presence::conn", "closed by the server, or bytes after the response: not reused");
+        }
+        dirty
     }
 
-    /// Writes what is pending: the TLS session's records, or `out` for
-    /// plain HTTP. `Ok(false)` when the socket could not take it all yet.
+    /// Writes what is pending (the TLS session's records, or `out` for
+    /// plain HTTP) in one system call, which blocks at most the socket's
+    /// timeout: the drive loop checks its deadline between writes, so a
+    /// socket taking a few bytes at a time cannot hold it past its budget.
+    /// `Ok(false)` when not all of it went out yet.
     fn flush(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
         #[cfg(feature = "tls")]
         if let Some(tls) = &mut self.tls {
@@ -216,28 +269,32 @@ impl Wire {
                 tls.writer().write_all(out)?;
                 out.clear();
             }
-            while tls.wants_write() {
+            if tls.wants_write() {
                 match tls.write_tls(&mut self.sock) {
-                    Ok(_) => self.connected = true,
+                    Ok(n) => {
+                        self.connected = true;
+                        self.moved |= n > 0;
+                    }
                     Err(e) if would_block(&e) => return Ok(false),
                     Err(e) => return Err(e),
                 }
             }
+            return Ok(!tls.wants_write());
+        }
+        if out.is_empty() {
             return Ok(true);
         }
-        while !out.is_empty() {
-            match self.sock.write(out) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.connected = true;
-                    out.drain(..n);
-                }
-                Err(e) if would_block(&e) => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+        match self.sock.write(out) {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                self.connected = true;
+                self.moved = true;
+                out.drain(..n.min(out.len()));
+                Ok(out.is_empty())
             }
+            Err(e) if would_block(&e) => Ok(false),
+            Err(e) => Err(e),
         }
-        Ok(true)
     }
 
     /// Reads what has arrived into `input`: `Ok(0)` at the end of the
@@ -247,15 +304,17 @@ impl Wire {
         let at = into.len();
         into.resize(at + READ_CHUNK, 0);
         let got = self.read_some(into.get_mut(at..).unwrap_or_default());
-        into.truncate(at + *got.as_ref().unwrap_or(&0));
+        let n = *got.as_ref().unwrap_or(&0);
+        into.truncate(at + n);
         self.input = into;
+        self.moved |= n > 0;
         got
     }
 
     /// For TLS: at most one socket read per call (each read may wait the
     /// whole socket timeout, so looping here would overrun the caller's
     /// deadline while a record trickles in); `WouldBlock` when it brought
-    /// no plaintext yet, with `progress` set if it brought bytes.
+    /// no plaintext yet, with `moved` set if it brought bytes.
     fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         #[cfg(feature = "tls")]
         if let Some(tls) = &mut self.tls {
@@ -268,8 +327,10 @@ impl Wire {
                     Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                     Err(e) => return Err(e),
                 }
-                // Handshake replies (and key updates) go out first.
-                while tls.wants_write() {
+                // Handshake replies (and key updates) go out first: one
+                // write (each may block the socket's timeout); the rest
+                // with the next flush.
+                if tls.wants_write() {
                     tls.write_tls(&mut self.sock)?;
                 }
                 if !read_socket {
@@ -279,12 +340,20 @@ impl Wire {
                 if tls.read_tls(&mut self.sock)? == 0 {
                     return Ok(0);
                 }
-                self.progress = true;
+                self.moved = true;
                 tls.process_new_packets()
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             }
         }
         self.sock.read(buf)
+    }
+}
+
+/// The nearer of two instants (`None`: no bound).
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -299,17 +368,15 @@ fn split_wait(until: Option<Instant>, now: Instant) -> (Option<Duration>, bool) 
     }
 }
 
+/// A socket wait that ended without data: not an error. On Unix a socket
+/// timeout is `EAGAIN`; `ETIMEDOUT` there is the kernel giving up on the
+/// connection (keepalive or `TCP_USER_TIMEOUT`): an error.
 fn would_block(e: &io::Error) -> bool {
-    // ETIMEDOUT from the kernel is a dead connection (keepalive probes or
-    // data unacknowledged for too long: TCP_USER_TIMEOUT), not a socket
-    // timeout running out (EAGAIN on Linux).
-    if e.raw_os_error() == Some(libc::ETIMEDOUT) {
-        return false;
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => true,
+        io::ErrorKind::TimedOut => cfg!(not(unix)),
+        _ => false,
     }
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
 }
 
 /// The response being received.
@@ -319,13 +386,11 @@ enum Recv {
 }
 
 impl Exchange {
-    /// What a timeout of `bound` interrupted.
+    /// What the silence bound interrupted.
     fn timed_out(&self) -> &'static str {
-        match (&self.recv, self.per_phase, self.sent) {
-            (_, false, _) => "no data from the server in time",
-            (_, _, false) => "timed out sending the request",
-            (Some(Recv::Body(_)), ..) => "timed out reading the body",
-            _ => "timed out waiting for the response head",
+        match self.sent {
+            false => "timed out sending the request",
+            true => "no data from the server in time",
         }
     }
 }
@@ -351,10 +416,21 @@ struct Exchange {
     /// The request was handed to the socket whole: waiting for (or
     /// reading) the response.
     sent: bool,
-    /// How `bound` applies: to each phase (sending, waiting for the
-    /// response head, reading the body) from its start, or (`false`) as a
-    /// silence bound, from the last byte that moved.
-    per_phase: bool,
+    /// When the request must have ended, whatever moves (`None`: no total
+    /// bound, or one too far to count).
+    total: Option<Instant>,
+    /// A total bound still to start (`total` set from it once the
+    /// connection is ready to carry the request).
+    span: Option<Duration>,
+    /// Bytes of response heads so far, interim ones included.
+    head_bytes: usize,
+    /// Interim (`1xx`) heads taken.
+    interims: u8,
+    /// Bytes that looks past the total bound may have read (each reads at
+    /// most [`READ_CHUNK`]): what had arrived by then is still taken, but
+    /// a server that keeps sending is not followed further than a
+    /// response can be long.
+    late: usize,
 }
 
 /// A kept connection for one purpose (the event stream's long-poll, the
@@ -376,10 +452,11 @@ pub(crate) struct Conn {
     lookup: Option<Box<crate::dns::Resolving>>,
     wire: Option<Wire>,
     exchange: Option<Exchange>,
-    /// How long a phase may last, or (silence bound) how long the request
-    /// may go without a byte moving; see [`Exchange::per_phase`].
+    /// The silence bound: how long the request may go without a byte
+    /// moving.
     bound: Duration,
-    /// Where `bound` runs from: the start of the phase, or the last byte.
+    /// Where `bound` runs from: the last byte that moved (or the end of
+    /// the handshakes, or the start of the request).
     last_io: Instant,
     /// Connections opened, for logs and tests.
     pub(crate) connects: u64,
@@ -428,20 +505,31 @@ impl Conn {
     }
 
     /// Starts a GET of `url` (its origin must be the endpoint's). `silence`
-    /// bounds how long the request may go without a byte moving.
+    /// bounds how long the request may go without a byte moving; the
+    /// request ends, whatever moves, by `silence` plus the client's
+    /// `request_timeout` (for a long-poll: `long_poll_timeout` +
+    /// `request_timeout`).
     pub(crate) fn start(&mut self, url: String, silence: Duration) -> Result<()> {
-        self.start_uri(crate::transport::parse_uri(url)?, silence, false)
+        let span = silence.checked_add(self.endpoint.request_timeout);
+        self.start_uri(crate::transport::parse_uri(url)?, silence, None)?;
+        if let Some(ex) = self.exchange.as_mut() {
+            // Counted from when the request can go out: a name lookup and
+            // a connect have their own bounds, and a device suspended
+            // before then starts the count on resume.
+            ex.span = span;
+        }
+        Ok(())
     }
 
-    /// Starts a GET of `uri`; `bound` limits each phase (`per_phase`) or
-    /// the time without a byte moving.
+    /// Starts a GET of `uri`: `silence` bounds the time without a byte
+    /// moving, `total` (when given) the whole request.
     pub(crate) fn start_uri(
         &mut self,
         uri: http::Uri,
-        bound: Duration,
-        per_phase: bool,
+        silence: Duration,
+        total: Option<Instant>,
     ) -> Result<()> {
-        if self.wire.as_ref().is_some_and(Wire::stale) {
+        if self.wire.as_mut().is_some_and(Wire::dirty) {
             self.wire = None;
         }
         let (out, call) = begin(&uri)?;
@@ -456,9 +544,13 @@ impl Conn {
             resent: false,
             addr_tries: 0,
             sent: false,
-            per_phase,
+            total,
+            span: None,
+            head_bytes: 0,
+            interims: 0,
+            late: 0,
         });
-        self.bound = bound;
+        self.bound = silence;
         self.last_io = clock::now();
         Ok(())
     }
@@ -481,6 +573,10 @@ impl Conn {
     }
 
     fn drive_inner(&mut self, deadline: Option<Instant>) -> Result<Option<Response>> {
+        // A bound passed, and the look without waiting at what arrived
+        // meanwhile (the process may have been stopped past the bound, the
+        // answer waiting in the socket) brought nothing yet: it applies.
+        let mut looked = false;
         loop {
             // A lookup under way when the deadline passes goes on next call.
             if self.wire.is_none() && !self.resolve(deadline)? {
@@ -488,6 +584,7 @@ impl Conn {
             }
             let now = clock::now();
             if self.wire.is_none() {
+                looked = false;
                 if let Err(e) = self.open(now) {
                     // No route to this address, say: try the next one.
                     if !self.addrs.is_empty() && self.next_addr() {
@@ -496,40 +593,54 @@ impl Conn {
                     return Err(e);
                 }
             }
+            let max_late = self.endpoint.max_body.saturating_add(MAX_HEAD);
             let (Some(wire), Some(ex)) = (self.wire.as_mut(), self.exchange.as_mut()) else {
                 return Err(Error::transport(K::Protocol, "no request in flight"));
             };
             let handshaking = wire.handshaking();
             if !handshaking && !wire.ready {
-                // The handshakes are done: the first phase starts now.
+                // The handshakes are done: the silence bound starts now.
                 wire.ready = true;
                 self.last_io = now;
             }
-            // The nearest of: the caller's deadline, the connect timeout
-            // (while handshaking), the phase or silence bound. `None`: a
-            // bound too far to count (a duration near `Duration::MAX`).
-            let limit = if handshaking {
+            if !handshaking {
+                if let Some(span) = ex.span.take() {
+                    ex.total = now.checked_add(span);
+                }
+            }
+            // The nearest of: the connect timeout (while handshaking) or the
+            // silence bound, and the total bound. `None`: a bound too far
+            // to count (a duration near `Duration::MAX`).
+            let own = if handshaking {
                 wire.opened.checked_add(self.endpoint.connect_timeout)
             } else {
                 self.last_io.checked_add(self.bound)
             };
+            let limit = earliest(own, ex.total);
+            let late = ex.total.is_some_and(|t| now >= t);
             if limit.is_some_and(|l| now >= l) {
-                return Err(if handshaking {
-                    // A connect that timed out: try the next address, or
-                    // look the name up again next time (it may have moved).
-                    if !wire.connected && self.next_addr() {
-                        continue;
-                    }
-                    self.stale_addr = true;
-                    Error::transport(K::Timeout, "connect timed out")
-                } else {
-                    Error::transport(K::Timeout, ex.timed_out())
-                });
+                if looked || ex.late > max_late {
+                    let why = if late {
+                        "the response did not end within its total bound"
+                    } else if handshaking {
+                        // A connect that timed out: try the next address, or
+                        // look the name up again next time (it may have moved).
+                        if !wire.connected && self.next_addr() {
+                            continue;
+                        }
+                        self.stale_addr = true;
+                        "connect timed out"
+                    } else {
+                        ex.timed_out()
+                    };
+                    return Err(Error::transport(K::Timeout, why));
+                }
+                looked = true;
+                if late {
+                    ex.late = ex.late.saturating_add(READ_CHUNK);
+                }
             }
-            let until = match (deadline, limit) {
-                (Some(d), Some(l)) => Some(d.min(l)),
-                (d, l) => d.or(l),
-            };
+            let until = earliest(deadline, limit);
             // The kernel counts a socket timeout in scheduler ticks and
             // rounds it up (a 5 ms timeout blocked ~15 ms with HZ=250, up to
             // two ticks more), so the socket waits until `TICK_GUARD`
@@ -537,8 +648,11 @@ impl Conn {
             // sleeps of `FINE_STEP` (precise timers), so that a wait ends
             // within about a step of its deadline. A wait under a
             // millisecond rounds to "don't block": a zero socket timeout
-            // would mean "block forever".
-            let (wait, mut fine) = split_wait(until, now);
+            // would mean "block forever". A look past a bound does not wait.
+            let (wait, mut fine) = match looked {
+                true => (Some(Duration::ZERO), false),
+                false => split_wait(until, now),
+            };
             let nap = || {
                 if let Some(u) = until {
                     clock::sleep(FINE_STEP.min(u.saturating_duration_since(clock::now())));
@@ -554,26 +668,29 @@ impl Conn {
                         if self.next_addr() {
                             continue;
                         }
-                    } else if self.resend()? {
+                    } else if !dead(&e) && self.resend()? {
                         continue;
                     }
                     return Err(io_error(e, connect));
                 }
             };
+            if std::mem::take(&mut wire.moved) {
+                // Bytes went out: the silence bound restarts.
+                self.last_io = clock::now();
+                looked = false;
+            }
             if handshaking && !wire.handshaking() {
-                // Connected: compute the wait again with the phase bound.
+                // Connected: compute the wait again with the silence bound.
                 continue;
             }
-            // The flush may have blocked (on a TCP connect completing, say,
-            // while TLS still has its handshake ahead): the read below may
-            // wait only what is left, not the whole wait again.
-            let later = clock::now();
-            if flushed && later.saturating_duration_since(now) >= Duration::from_millis(1) {
-                let (wait, f) = split_wait(until, later);
-                fine = f;
-                wire.set_wait(wait).map_err(|e| io_error(e, false))?;
-            }
             if !flushed {
+                // Not all sent yet: at most one write per turn, each bounded
+                // by what is left of the wait, so a slow socket cannot hold
+                // the call past its deadline; the rest goes out next turn
+                // (or in the next call).
+                if looked {
+                    continue; // the bound applies
+                }
                 if deadline.is_some_and(|d| clock::now() >= d) {
                     return Ok(None);
                 }
@@ -582,28 +699,40 @@ impl Conn {
                 }
                 continue;
             }
+            // The flush may have blocked (on a TCP connect completing, say,
+            // while TLS still has its handshake ahead): the read below may
+            // wait only what is left, not the whole wait again.
+            let later = clock::now();
+            if !looked && later.saturating_duration_since(now) >= Duration::from_millis(1) {
+                let (wait, f) = split_wait(until, later);
+                fine = f;
+                wire.set_wait(wait).map_err(|e| io_error(e, false))?;
+            }
             if !ex.sent && !handshaking {
                 // The request went out whole: waiting for the response.
                 ex.sent = true;
                 self.last_io = clock::now();
             }
-            match wire.fill() {
+            let got = wire.fill();
+            if std::mem::take(&mut wire.moved) {
+                // Bytes came in: the silence bound restarts.
+                self.last_io = clock::now();
+                looked = false;
+            }
+            match got {
                 Ok(0) => {
                     if let Some(resp) = self.at_end()? {
                         return Ok(Some(resp));
                     }
                 }
                 Ok(_) => {
-                    if !ex.per_phase {
-                        self.last_io = clock::now();
-                    }
                     if let Some(resp) = self.parse()? {
                         return Ok(Some(resp));
                     }
                 }
                 Err(e) if would_block(&e) => {
-                    if std::mem::take(&mut wire.progress) && !ex.per_phase {
-                        self.last_io = clock::now();
+                    if looked {
+                        continue; // the bound applies
                     }
                     if deadline.is_some_and(|d| clock::now() >= d) {
                         return Ok(None);
@@ -616,7 +745,7 @@ impl Conn {
                     let connect = !wire.connected;
                     // A reset (rather than a clean close) of a kept
                     // connection before any answer: an idle close too.
-                    if !connect && self.resend()? {
+                    if !connect && !dead(&e) && self.resend()? {
                         continue;
                     }
                     return Err(io_error(e, connect));
@@ -679,7 +808,7 @@ impl Conn {
             reused: false,
             // Non-blocking as created.
             timeout_set: Some(Some(Duration::ZERO)),
-            progress: false,
+            moved: false,
         });
         self.last_io = now;
         Ok(())
@@ -762,25 +891,31 @@ impl Conn {
                 Some(Recv::Head(mut call)) => {
                     let (used, resp) = call.try_response(input, false).map_err(proto)?;
                     input.drain(..used.min(input.len()));
-                    let Some(resp) = resp else {
-                        if input.len() > MAX_HEAD {
-                            return Err(Error::transport(
-                                K::Protocol,
-                                "the response head is larger than 8 KiB",
-                            ));
-                        }
-                        ex.recv = Some(Recv::Head(call));
-                        if used > 0 {
-                            continue; // a 1xx was consumed
-                        }
-                        return Ok(None);
-                    };
-                    if used > MAX_HEAD {
+                    // Interim heads count toward the cap, and the part of a
+                    // head not complete yet too.
+                    ex.head_bytes = ex.head_bytes.saturating_add(used);
+                    let pending = if resp.is_none() { input.len() } else { 0 };
+                    if ex.head_bytes.saturating_add(pending) > MAX_HEAD {
                         return Err(Error::transport(
                             K::Protocol,
                             "the response head is larger than 8 KiB",
                         ));
                     }
+                    let Some(resp) = resp else {
+                        ex.recv = Some(Recv::Head(call));
+                        if used > 0 {
+                            // A 1xx was consumed.
+                            ex.interims = ex.interims.saturating_add(1);
+                            if ex.interims > MAX_INTERIM {
+                                return Err(Error::transport(
+                                    K::Protocol,
+                                    "more than 4 interim (1xx) responses before the answer",
+                                ));
+                            }
+                            continue;
+                        }
+                        return Ok(None);
+                    };
                     ex.status = resp.status().as_u16();
                     let head = crate::transport::read_head(resp.headers(), max_body)?;
                     ex.retry_after = head.retry_after;
@@ -812,6 +947,14 @@ impl Conn {
                             break;
                         }
                     }
+                    // What the parser left is a chunk-size or trailer line
+                    // not ended yet: a longer one is not HTTP.
+                    if input.len() > MAX_HEAD {
+                        return Err(Error::transport(
+                            K::Protocol,
+                            "a chunk-size or trailer line longer than 8 KiB",
+                        ));
+                    }
                     let close_delimited = call.body_mode() == ureq_proto::BodyMode::CloseDelimited;
                     if close_delimited || !call.can_proceed() {
                         ex.recv = Some(Recv::Body(call));
@@ -829,9 +972,10 @@ impl Conn {
         }
     }
 
-    /// The response is complete: keep the connection unless told to close.
+    /// The response is complete: keep the connection unless told to close
+    /// or anything is left unread (see [`Wire::dirty`]).
     fn cleanup(&mut self, close: bool) -> Option<Response> {
-        let leftover = self.wire.as_ref().is_some_and(|w| !w.input.is_empty());
+        let leftover = !close && self.wire.as_mut().is_some_and(Wire::dirty);
         if close || leftover {
             self.wire = None;
         } else if let Some(w) = self.wire.as_mut() {
@@ -893,10 +1037,24 @@ fn io_error(e: io::Error, connecting: bool) -> Error {
     let kind = match e.kind() {
         _ if connecting => K::Connect,
         io::ErrorKind::ConnectionRefused => K::Connect,
+        _ if dead(&e) => {
+            return Error::transport(
+                K::Timeout,
+                format!("the connection died (no acknowledgment): {e}"),
+            )
+        }
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => K::Timeout,
         _ => K::Io,
     };
     Error::transport(kind, e.to_string())
+}
+
+/// The kernel gave up on an established connection (keepalive probes or
+/// sent data unacknowledged): the path is dead, not an idle connection the
+/// server closed, so the request is not sent again on a new one at once
+/// (the error is reported; the caller's backoff decides).
+fn dead(e: &io::Error) -> bool {
+    cfg!(unix) && e.kind() == io::ErrorKind::TimedOut
 }
 
 #[cfg(test)]
@@ -961,5 +1119,322 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(conn.stale_addr);
+    }
+
+    fn client(origin: &str, request_timeout: Duration) -> crate::PubNub {
+        crate::PubNub::builder()
+            .subscribe_key("k")
+            .user_id("u")
+            .origin(origin)
+            .request_timeout(request_timeout)
+            .build()
+            .unwrap()
+    }
+
+    /// Reads one request head from `stream`; its length in bytes.
+    fn read_head(stream: &mut std::net::TcpStream) -> usize {
+        let mut reader = BufReader::new(stream);
+        let (mut line, mut n) = (String::new(), 0);
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return n,
+                Ok(k) => n += k,
+            }
+            if line == "\r\n" {
+                return n;
+            }
+        }
+    }
+
+    /// Every kept socket probes a quiet connection (keepalive) and, on
+    /// Linux, gives up on unacknowledged data (TCP_USER_TIMEOUT): read
+    /// back from the connected socket.
+    #[test]
+    fn kept_sockets_have_short_keepalive() {
+        use crate::sock::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES, USER_TIMEOUT};
+        let live = TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://{}", live.local_addr().unwrap());
+        let pubnub = client(&origin, Duration::from_secs(5));
+        let mut conn = Conn::new(pubnub.endpoint());
+        conn.start(format!("{origin}/time/0"), Duration::from_secs(5))
+            .unwrap();
+        conn.addrs = vec![live.local_addr().unwrap()];
+        assert!(conn.resolve(None).unwrap());
+        conn.open(clock::now()).unwrap();
+        let _accepted = live.accept().unwrap();
+        let Sock::Tcp(tcp) = &conn.wire.as_ref().unwrap().sock else {
+            panic!("not a tcp socket")
+        };
+        let sock = socket2::SockRef::from(tcp);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
+        assert_eq!(sock.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+        assert_eq!(sock.tcp_keepalive_retries().unwrap(), KEEPALIVE_PROBES);
+        #[cfg(target_os = "linux")]
+        assert_eq!(sock.tcp_user_timeout().unwrap(), Some(USER_TIMEOUT));
+    }
+
+    /// A request larger than the socket takes at once, to a server
+    /// draining it slowly: a poll returns at its deadline with the request
+    /// partly written (not blocking on until the whole request is out),
+    /// and the next polls finish it.
+    #[test]
+    fn a_partly_written_request_resumes_in_the_next_poll() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        // A small receive window on the server's side...
+        let listener = small_window_listener();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let (got, fast) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (got2, fast2) = (got.clone(), fast.clone());
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 512];
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                if !fast2.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+                got2.store(head.len(), Ordering::SeqCst);
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+            std::thread::sleep(Duration::from_secs(1));
+        });
+        let pubnub = client(&origin, Duration::from_secs(5));
+        let mut conn = Conn::new(pubnub.endpoint());
+        let url = format!("{origin}/time/0?pad={}", "x".repeat(60 * 1024));
+        conn.start(url, Duration::from_secs(5)).unwrap();
+        let request_len = conn.exchange.as_ref().unwrap().out.len();
+        assert!(conn.resolve(None).unwrap());
+        conn.open(clock::now()).unwrap();
+        // ...and a small send buffer on the client's (loopback grows it to
+        // megabytes otherwise).
+        socket2::SockRef::from(conn.wire.as_ref().unwrap().sock.tcp().unwrap())
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let poll =
+            |conn: &mut Conn| conn.drive(clock::now().checked_add(Duration::from_millis(100)));
+        assert!(poll(&mut conn).unwrap().is_none());
+        // The poll returned with the request not all written (the server
+        // reads half a kilobyte every 5 ms: 0.6 s for the whole; the write
+        // loop used to go on while each write made progress).
+        let unsent = conn.exchange.as_ref().unwrap().out.len();
+        assert!(
+            unsent > 0,
+            "the poll waited until the whole request was written"
+        );
+        assert!(got.load(Ordering::SeqCst) < request_len);
+        fast.store(true, Ordering::SeqCst);
+        let mut polls = 0;
+        let resp = loop {
+            polls += 1;
+            assert!(polls < 200, "the request never completed");
+            if let Some(resp) = poll(&mut conn).unwrap() {
+                break resp;
+            }
+        };
+        assert_eq!((resp.status, resp.body.as_slice()), (200, &b"{}"[..]));
+        assert_eq!(got.load(Ordering::SeqCst), request_len);
+    }
+
+    /// A listener whose accepted sockets have a small receive buffer.
+    fn small_window_listener() -> TcpListener {
+        let listener = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .unwrap();
+        listener.set_recv_buffer_size(4096).unwrap();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        listener.bind(&any.into()).unwrap();
+        listener.listen(1).unwrap();
+        listener.into()
+    }
+
+    /// The same over TLS: a poll returns at its deadline with the request's
+    /// records partly written (rustls still holding some), and the next
+    /// polls finish it.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn a_partly_written_tls_request_resumes_in_the_next_poll() {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+        let listener = small_window_listener();
+        let port = listener.local_addr().unwrap().port();
+        let fast = Arc::new(AtomicBool::new(false));
+        let fast2 = fast.clone();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut tls = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+            while tls.is_handshaking() {
+                if tls.complete_io(&mut s).is_err() {
+                    return;
+                }
+            }
+            // Then the records, read off the socket as they come (half a
+            // kilobyte every 5 ms until `fast`), decrypted once `fast`.
+            let (mut buf, mut raw, mut head) = ([0u8; 512], Vec::new(), Vec::new());
+            while !head.ends_with(b"\r\n\r\n") {
+                let fast = fast2.load(Ordering::SeqCst);
+                if !fast {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => raw.extend_from_slice(&buf[..n]),
+                }
+                if fast {
+                    let mut rest = &raw[..];
+                    while !rest.is_empty() {
+                        tls.read_tls(&mut rest).unwrap();
+                        tls.process_new_packets().unwrap();
+                        let _ = tls.reader().read_to_end(&mut head);
+                    }
+                    raw.clear();
+                }
+            }
+            let _ = tls
+                .writer()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+            while tls.wants_write() {
+                if tls.write_tls(&mut s).is_err() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        });
+        let origin = format!("https://127.0.0.1:{port}");
+        let pubnub = crate::PubNub::builder()
+            .subscribe_key("k")
+            .user_id("u")
+            .origin(&origin)
+            .root_certificate_pem(ca.pem())
+            .build()
+            .unwrap();
+        let mut conn = Conn::new(pubnub.endpoint());
+        let url = format!("{origin}/time/0?pad={}", "x".repeat(60 * 1024));
+        conn.start(url, Duration::from_secs(5)).unwrap();
+        assert!(conn.resolve(None).unwrap());
+        conn.open(clock::now()).unwrap();
+        socket2::SockRef::from(conn.wire.as_ref().unwrap().sock.tcp().unwrap())
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let poll =
+            |conn: &mut Conn| conn.drive(clock::now().checked_add(Duration::from_millis(100)));
+        // Polls through the handshake; the two after it each return with
+        // records still to write (the server reads half a kilobyte every
+        // 5 ms: 0.6 s for the whole; the write loop used to go on while
+        // each write made progress).
+        let (mut polls, mut after) = (0, 0);
+        while after < 2 {
+            polls += 1;
+            assert!(polls < 100, "the handshake never completed");
+            assert!(poll(&mut conn).unwrap().is_none());
+            let tls = conn.wire.as_ref().unwrap().tls.as_ref().unwrap();
+            if !tls.is_handshaking() {
+                after += 1;
+                assert!(
+                    tls.wants_write(),
+                    "the poll waited until the whole request was written"
+                );
+            }
+        }
+        fast.store(true, Ordering::SeqCst);
+        let resp = loop {
+            polls += 1;
+            assert!(polls < 300, "the request never completed");
+            if let Some(resp) = poll(&mut conn).unwrap() {
+                break resp;
+            }
+        };
+        assert_eq!((resp.status, resp.body.as_slice()), (200, &b"{}"[..]));
+    }
+
+    /// A server that answers a request when told to; each connection
+    /// answers one request.
+    fn answering_server(
+        go: std::sync::mpsc::Receiver<()>,
+    ) -> (String, std::sync::mpsc::Receiver<&'static str>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            read_head(&mut s);
+            let _ = tx.send("request");
+            if go.recv().is_ok() {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+                let _ = tx.send("answered");
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        });
+        (origin, rx)
+    }
+
+    /// Suspend and resume: the answer arrived while the process was not
+    /// running, and the clock passed the silence and total bounds. The
+    /// answer waiting in the socket is taken, not failed as "no data in
+    /// time"; with nothing waiting, the bound applies.
+    #[test]
+    fn an_answer_that_came_during_a_clock_jump_is_taken() {
+        let bound = Duration::from_millis(50);
+        for answered in [true, false] {
+            let (go, go_rx) = std::sync::mpsc::channel();
+            let (origin, events) = answering_server(go_rx);
+            // Silence bound 50 ms, total bound 100 ms.
+            let pubnub = client(&origin, bound);
+            let mut conn = Conn::new(pubnub.endpoint());
+            conn.start(format!("{origin}/time/0"), bound).unwrap();
+            let soon = || clock::now().checked_add(Duration::from_millis(10));
+            assert!(conn.drive(soon()).unwrap().is_none());
+            assert_eq!(events.recv_timeout(Duration::from_secs(5)), Ok("request"));
+            if answered {
+                go.send(()).unwrap();
+                assert_eq!(events.recv_timeout(Duration::from_secs(5)), Ok("answered"));
+            }
+            // "Stopped" past both bounds.
+            std::thread::sleep(bound * 4);
+            let got = conn.drive(soon());
+            if answered {
+                let resp = got.unwrap().unwrap();
+                assert_eq!((resp.status, resp.body.as_slice()), (200, &b"{}"[..]));
+            } else {
+                match got.map_err(Error::into_kind) {
+                    Err(crate::ErrorKind::Transport { kind, .. }) => assert_eq!(kind, K::Timeout),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
     }
 }

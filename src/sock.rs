@@ -8,18 +8,16 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::time::Duration;
 
-/// TCP keepalive on every kept socket: the first probe after this much
-/// silence, then one every [`KEEPALIVE_INTERVAL`], and the connection is
-/// given up after [`KEEPALIVE_PROBES`] unanswered: a connection whose
-/// peer or path is gone (no FIN, no reset: a NAT that forgot it, a
-/// blackholed route) fails within about 35 s instead of waiting for a
-/// silence bound of minutes.
+/// Quiet time before the first TCP keepalive probe.
 pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
-/// See [`KEEPALIVE_IDLE`].
+/// Time between keepalive probes.
 pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
-/// See [`KEEPALIVE_IDLE`].
+/// Unanswered probes that end the connection (15 + 4 × 5 = 35 s).
 pub(crate) const KEEPALIVE_PROBES: u32 = 4;
-
+/// Linux `TCP_USER_TIMEOUT`: how long sent data may stay unacknowledged
+/// (and, with keepalive, how long probes may go unanswered) before the
+/// kernel ends the connection.
+pub(crate) const USER_TIMEOUT: Duration = Duration::from_secs(35);
 /// A connected (or connecting) stream socket.
 pub(crate) enum Sock {
     /// A real TCP socket.
@@ -27,6 +25,30 @@ pub(crate) enum Sock {
     /// A simulated one.
     #[cfg(feature = "sim")]
     Sim(crate::sim::SimSock),
+}
+
+/// TCP keepalive and, on Linux, `TCP_USER_TIMEOUT` (see the module docs):
+/// a dead path is noticed in about 35 s. A failure to set them is logged,
+/// not fatal (the connection still works, with the system's defaults).
+fn keep_alive(sock: &socket2::Socket) {
+    let params = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL);
+    #[cfg(any(
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "ios",
+        target_os = "linux",
+        target_os = "macos",
+        target_os = "netbsd",
+    ))]
+    let params = params.with_retries(KEEPALIVE_PROBES);
+    let set = sock.set_tcp_keepalive(&params);
+    #[cfg(any(target_os = "android", target_os = "linux"))]
+    let set = set.and_then(|()| sock.set_tcp_user_timeout(Some(USER_TIMEOUT)));
+    if let Err(e) = set {
+        log::debug!(target: "pubnub_presence::conn", "tcp keepalive not set: {e}");
+    }
 }
 
 /// Resolves `host` (blocking, through the system resolver; or the
@@ -63,21 +85,7 @@ impl Sock {
             Err(e) => return Err(e),
         }
         let _ = sock.set_tcp_nodelay(true);
-        let keepalive = socket2::TcpKeepalive::new()
-            .with_time(KEEPALIVE_IDLE)
-            .with_interval(KEEPALIVE_INTERVAL)
-            .with_retries(KEEPALIVE_PROBES);
-        // And data sent but not acknowledged for as long fails the
-        // connection too (TCP_USER_TIMEOUT), instead of retransmitting for
-        // the kernel's ~15 minutes.
-        let dead =
-            KEEPALIVE_IDLE.saturating_add(KEEPALIVE_INTERVAL.saturating_mul(KEEPALIVE_PROBES));
-        let set = sock
-            .set_tcp_keepalive(&keepalive)
-            .and_then(|()| sock.set_tcp_user_timeout(Some(dead)));
-        if let Err(e) = set {
-            log::debug!(target: "pubnub_presence::conn", "tcp keepalive not set: {e}");
-        }
+        keep_alive(&sock);
         Ok(Sock::Tcp(sock.into()))
     }
 
@@ -113,6 +121,18 @@ impl Sock {
             }
             #[cfg(feature = "sim")]
             Sock::Sim(s) => s.stale(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Sock {
+    /// The TCP socket, for tests that set or read its options.
+    pub(crate) fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Sock::Tcp(s) => Some(s),
+            #[cfg(feature = "sim")]
+            Sock::Sim(_) => None,
         }
     }
 }

@@ -4,14 +4,18 @@
 //! reuse a connection (keep-alive) and concurrent calls from clones of the
 //! client do not wait for each other.
 //!
-//! Bounds: the connect timeout (TCP and TLS handshakes), the request
-//! timeout for each phase (sending, waiting for the response head, reading
-//! the body), the optional whole-request timeout (long-polls), the call's
+//! Bounds: the connect timeout (TCP and TLS handshakes); the request
+//! timeout as a silence bound (the longest wait for the next byte while
+//! sending or receiving: a body that keeps arriving is not cut); the call's
 //! retry deadline (an absolute instant: every attempt, connect included, is
-//! cut when it passes, whatever phase it is in), the response head (8 KiB) and body
-//! (`max_response_size`) caps. A connection that fails or breaks a bound is
-//! dropped. A reused idle connection that the server closed before
-//! answering is replaced and the request sent again, once (`Conn`).
+//! cut when it passes, whatever phase it is in; without one, an attempt
+//! ends by the connect timeout plus three request timeouts); a request's
+//! own timeout (long-polls) replaces the request timeout as the silence
+//! bound, and ends the request by it plus the request timeout; the response
+//! head (8 KiB) and body (`max_response_size`) caps. A connection that
+//! fails or breaks a bound is dropped. A reused idle connection that the
+//! server closed before answering is replaced and the request sent again,
+//! once (`Conn`).
 
 use crate::config::{Config, DEFAULT_MAX_RESPONSE_SIZE};
 use crate::conn::{Conn, Endpoint};
@@ -52,6 +56,7 @@ struct Shared {
     /// The lock is held only to take or put one, never during I/O.
     idle: Mutex<Vec<Conn>>,
     request_timeout: Duration,
+    connect_timeout: Duration,
 }
 
 impl Transport {
@@ -60,6 +65,7 @@ impl Transport {
             endpoint: Endpoint::new(config)?,
             idle: Mutex::new(Vec::new()),
             request_timeout: config.request_timeout,
+            connect_timeout: config.connect_timeout,
         })))
     }
 
@@ -68,10 +74,12 @@ impl Transport {
         self.0.endpoint.clone()
     }
 
-    /// Sends a GET of `uri`, with `timeout` (when given) bounding the whole
-    /// request and replacing the per-phase request timeout; returns the
-    /// status and body. `ends` (the call's retry deadline) cuts the whole
-    /// request, connect included, whatever phase it is in.
+    /// Sends a GET of `uri`; returns the status and body. The request
+    /// timeout (or `timeout`, when given: a long-poll's) bounds the wait for
+    /// each next byte; the whole request ends by `ends` (the call's retry
+    /// deadline), connect included, whatever phase it is in, and by
+    /// `timeout` plus the request timeout; with neither, by the connect
+    /// timeout plus three request timeouts.
     pub(crate) fn get(
         &self,
         uri: Uri,
@@ -82,13 +90,22 @@ impl Transport {
         let idle = || shared.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let pooled = idle().pop();
         let mut conn = pooled.unwrap_or_else(|| Conn::new(shared.endpoint.clone()));
+        let silence = timeout.unwrap_or(shared.request_timeout);
         // A deadline too far to count is no deadline.
-        let own = timeout.and_then(|t| crate::clock::now().checked_add(t));
+        let own = match timeout {
+            Some(t) => t.checked_add(shared.request_timeout),
+            None if ends.is_none() => shared
+                .request_timeout
+                .checked_mul(3)
+                .and_then(|t| t.checked_add(shared.connect_timeout)),
+            None => None,
+        }
+        .and_then(|t| crate::clock::now().checked_add(t));
         let deadline = match (own, ends) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        conn.start_uri(uri, timeout.unwrap_or(shared.request_timeout), true)?;
+        conn.start_uri(uri, silence, None)?;
         // On an error or a timeout the connection is dropped here.
         let resp = conn.drive(deadline)?.ok_or_else(|| {
             let why = if ends.is_some() && deadline == ends {

@@ -212,7 +212,10 @@ fn a_name_that_does_not_exist_is_not_retryable() {
         .build()
         .unwrap();
     assert!(retrying.where_now().execute().is_err());
-    assert!(r.seen("nx.test") <= seen + 2);
+    // One lookup is an A and an AAAA query, each perhaps sent again once
+    // when its answer is slow (a loaded machine); retrying the call (three
+    // attempts by default) would be at least two lookups more.
+    assert!(r.seen("nx.test") <= seen + 4);
 
     // The device loop's heartbeats still try again after their backoff:
     // the name is looked up again and, once it exists, used.

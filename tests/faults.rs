@@ -202,6 +202,8 @@ fn headers_slower_than_the_timeout() {
     assert!(t < Duration::from_millis(1500), "{t:?}");
 }
 
+/// A body that keeps arriving is not cut by the request timeout (a
+/// silence bound), but the call ends by its deadline.
 #[test]
 fn body_trickling_past_the_deadline() {
     let (r, _, t) = run(
@@ -210,7 +212,10 @@ fn body_trickling_past_the_deadline() {
             bytes.extend_from_slice(&[b' '; 100]);
             Reply::Trickle(bytes, Duration::from_millis(30))
         }],
-        RetryPolicy::none(),
+        RetryPolicy {
+            deadline: Some(Duration::from_millis(1000)),
+            ..RetryPolicy::none()
+        },
         Duration::from_millis(500),
     );
     assert_eq!(

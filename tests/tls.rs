@@ -27,9 +27,13 @@ fn ca() -> Ca {
     Ca { cert, key }
 }
 
-/// Starts a one-response-per-connection TLS server for `names`, with the
-/// certificate's validity ending at `not_after` (when given). Returns the port.
-fn tls_server(ca: &Ca, names: &[&str], not_after: Option<(i32, u8, u8)>) -> u16 {
+/// A server configuration with a certificate for `names` issued by `ca`,
+/// its validity ending at `not_after` (when given).
+fn server_config(
+    ca: &Ca,
+    names: &[&str],
+    not_after: Option<(i32, u8, u8)>,
+) -> Arc<rustls::ServerConfig> {
     let mut params =
         CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     if let Some((y, m, d)) = not_after {
@@ -51,7 +55,26 @@ fn tls_server(ca: &Ca, names: &[&str], not_after: Option<(i32, u8, u8)>) -> u16 
     .with_no_client_auth()
     .with_single_cert(chain, private)
     .unwrap();
-    let config = Arc::new(config);
+    Arc::new(config)
+}
+
+/// Reads a request head; `false` when the connection ended first.
+fn read_request<R: BufRead>(reader: &mut R) -> bool {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return false,
+            Ok(_) if line == "\r\n" => return true,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Starts a one-response-per-connection TLS server for `names`, with the
+/// certificate's validity ending at `not_after` (when given). Returns the port.
+fn tls_server(ca: &Ca, names: &[&str], not_after: Option<(i32, u8, u8)>) -> u16 {
+    let config = server_config(ca, names, not_after);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -61,15 +84,8 @@ fn tls_server(ca: &Ca, names: &[&str], not_after: Option<(i32, u8, u8)>) -> u16 
             std::thread::spawn(move || {
                 let conn = rustls::ServerConnection::new(config).unwrap();
                 let mut tls = rustls::StreamOwned::new(conn, stream);
-                let mut reader = BufReader::new(&mut tls);
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    match reader.read_line(&mut line) {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) if line == "\r\n" => break,
-                        Ok(_) => {}
-                    }
+                if !read_request(&mut BufReader::new(&mut tls)) {
+                    return;
                 }
                 let body = r#"{"status":200,"message":"OK","payload":{"channels":["secure"]},"service":"Presence"}"#;
                 let _ = write!(
@@ -157,4 +173,70 @@ fn bad_pem_is_an_input_error() {
         ),
         "{r:?}"
     );
+}
+
+/// A kept-alive TLS server that answers each request with a response of
+/// exactly 4,096 bytes followed, in the same TLS record, by an unsolicited
+/// extra response (naming the channel `stale`). Returns the port and the
+/// count of connections.
+fn stale_bytes_server(ca: &Ca) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let config = server_config(ca, &["localhost"], None);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    let answer = |channel: &str, pad: usize| {
+        let body = format!(
+            r#"{{"status":200,"message":"OK","payload":{{"channels":["{channel}"]}},"service":"Presence","pad":"{}"}}"#,
+            "p".repeat(pad)
+        );
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // The pad that makes the answer 4,096 bytes (a 4-digit length).
+    let pad = 4096 - answer("secure", 0).len() - 2;
+    let mut bytes = answer("secure", pad);
+    assert_eq!(bytes.len(), 4096);
+    bytes.push_str(&answer("stale", 0));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { break };
+            count.fetch_add(1, Ordering::SeqCst);
+            let (config, bytes) = (config.clone(), bytes.clone());
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, stream);
+                loop {
+                    if !read_request(&mut BufReader::new(&mut tls)) {
+                        return;
+                    }
+                    // One write of under 16 KiB: one TLS record.
+                    if tls.write_all(bytes.as_bytes()).is_err() || tls.flush().is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, connections)
+}
+
+/// Bytes left after a complete response in the TLS session's decrypted
+/// buffer (the socket and our own buffer being empty) mean the
+/// connection is not reused: every call reads its own answer, never the
+/// stale one (3 of 6 did before).
+#[test]
+fn a_connection_with_unread_tls_bytes_is_not_reused() {
+    let ca = ca();
+    let (port, connections) = stale_bytes_server(&ca);
+    let p = client(port, Some(&ca));
+    for call in 0..6 {
+        let r = p.where_now().execute().unwrap();
+        assert_eq!(r.channels, ["secure"], "call {call}");
+    }
+    // Each answer left bytes: a new connection for every call.
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 6);
 }

@@ -1027,7 +1027,6 @@ impl PresenceEvents {
             false => Some(self.pubnub.url_for(self.request()).map_err(|e| (e, None))?),
         };
         let bound = self.silence_bound();
-        let total = bound.saturating_add(self.pubnub.config().request_timeout);
         let conn = match &mut self.conn {
             Some(c) => c,
             None => self.conn.insert(Conn::new(self.pubnub.endpoint())),
@@ -1036,25 +1035,12 @@ impl PresenceEvents {
             conn.start(url, bound).map_err(|e| (e, None))?;
             self.sent_at = Some(crate::clock::now());
         }
-        // However the server trickles bytes, a request unanswered for
-        // `long_poll_timeout` + `request_timeout` is taken for dead and the
-        // outage reported (the server answers a long-poll within 280 s).
-        let give_up = self.sent_at.and_then(|at| at.checked_add(total));
-        let until = match (deadline, give_up) {
-            (Some(d), Some(g)) => Some(d.min(g)),
-            (d, g) => d.or(g),
-        };
-        let Some(resp) = conn.drive(until).map_err(|e| (e, None))? else {
-            if give_up.is_some_and(|g| crate::clock::now() >= g) {
-                conn.abort();
-                return Err((
-                    Error::transport(
-                        crate::TransportErrorKind::Timeout,
-                        "no answer to the long-poll within long_poll_timeout + request_timeout: the connection is taken for dead",
-                    ),
-                    None,
-                ));
-            }
+        // However the server trickles bytes, the connection ends the
+        // request at its total bound (`long_poll_timeout` +
+        // `request_timeout`, from when it could go out) with a retryable
+        // timeout: the outage is reported (the server answers a long-poll
+        // within 280 s).
+        let Some(resp) = conn.drive(deadline).map_err(|e| (e, None))? else {
             return Ok(false);
         };
         let now = crate::clock::now();

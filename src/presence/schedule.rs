@@ -68,6 +68,11 @@ pub struct Heartbeater {
     /// When the heartbeat in flight was sent: it is abandoned once it has
     /// been in flight for [`Heartbeater::in_flight_bound`].
     sent_at: Option<Instant>,
+    /// The last call that drove the heartbeat in flight: a gap longer than
+    /// the bound since (the device or the caller did not run: a suspend)
+    /// moves the bound on by the gap, so what arrived meanwhile is read
+    /// before the bound applies again, from the resume.
+    polled_at: Option<Instant>,
     /// Joined channels or state changed while a heartbeat was in flight.
     changed: bool,
     backoff: Backoff,
@@ -90,6 +95,7 @@ impl Heartbeater {
             conn: None,
             in_flight: None,
             sent_at: None,
+            polled_at: None,
             changed: false,
             backoff: Backoff::default(),
             last_success: None,
@@ -309,6 +315,13 @@ impl Heartbeater {
                 _ => return Ok(false),
             },
         };
+        if let (Some(last), Some(sent)) = (self.polled_at, self.sent_at) {
+            let gap = now.saturating_duration_since(last);
+            if gap > self.in_flight_bound() {
+                self.sent_at = sent.checked_add(gap).or(Some(sent));
+            }
+        }
+        self.polled_at = Some(now);
         // However the server trickles bytes (or repeats 1xx heads), a
         // heartbeat is not in flight longer than its bound.
         let give_up = self
@@ -322,6 +335,19 @@ impl Heartbeater {
             return Ok(false);
         };
         match conn.drive(until) {
+            Ok(None)
+                if until.is_some_and(|u| {
+                    crate::clock::now().saturating_duration_since(u) > SUSPENDED
+                }) =>
+            {
+                // The call overran its wait by far: the device was
+                // suspended in it. The bound runs again from the resume.
+                let now = crate::clock::now();
+                let over = until.map_or(Duration::ZERO, |u| now.saturating_duration_since(u));
+                self.sent_at = self.sent_at.map(|t| t.checked_add(over).unwrap_or(t));
+                self.polled_at = Some(now);
+                Ok(false)
+            }
             Ok(None) => match give_up {
                 Some(g) if crate::clock::now() >= g => {
                     conn.abort();
@@ -764,6 +790,10 @@ impl PresenceLoop {
         }
     }
 }
+
+/// A wait overrun by more than this was a suspension of the device (or a
+/// stopped process), not a slow answer.
+const SUSPENDED: Duration = Duration::from_secs(1);
 
 /// How long the loop waits on events at a time while a heartbeat's answer
 /// is awaited.

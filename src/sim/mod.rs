@@ -118,6 +118,7 @@ impl Default for SimConfig {
 /// Something that goes wrong, at a virtual time (from the start of the
 /// simulation).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Fault {
     /// The path to the server is down from `from` to `to`: segments wait
     /// (TCP retransmits them once it is back), new connections hang (or,
@@ -727,7 +728,8 @@ impl World {
             consider(*t);
         }
         for q in self.udp.values() {
-            if let Some((t, ..)) = q.front() {
+            // A datagram already there waits for its reader.
+            if let Some((t, ..)) = q.front().filter(|(t, ..)| *t > self.now) {
                 consider(*t);
             }
         }

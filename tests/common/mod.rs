@@ -23,6 +23,13 @@ pub enum Reply {
     /// A chunked 200 whose body is `chunk` repeated `times` (generated as
     /// it is sent, so the server never holds it whole), then close.
     ChunkedRepeat(Vec<u8>, usize),
+    /// Never answer: keep the connection open, reading, until the client
+    /// closes it (a server that stopped answering).
+    Silent,
+    /// Write the first bytes, then the second's bytes one at a time with a
+    /// pause between, over and over, until the client goes away (a
+    /// response that never ends).
+    Endless(Vec<u8>, Vec<u8>, std::time::Duration),
 }
 
 type Handler = dyn Fn(&str) -> Reply + Send + Sync;
@@ -130,6 +137,24 @@ fn serve(stream: TcpStream, targets: &Mutex<Vec<String>>, handler: &Handler) {
                 }
                 let _ = out.write_all(b"0\r\n\r\n");
                 return;
+            }
+            Reply::Silent => {
+                let mut sink = [0u8; 1024];
+                while matches!(std::io::Read::read(&mut reader, &mut sink), Ok(n) if n > 0) {}
+                return;
+            }
+            Reply::Endless(head, unit, pause) => {
+                if out.write_all(&head).is_err() {
+                    return;
+                }
+                loop {
+                    for b in &unit {
+                        if out.write_all(&[*b]).is_err() {
+                            return;
+                        }
+                        thread::sleep(pause);
+                    }
+                }
             }
             Reply::Delay(..) => unreachable!(),
         }
