@@ -4,11 +4,13 @@
 //! certificate.
 #![cfg(feature = "tls")]
 
+mod common;
+
+use common::{ok_json, Server};
+
 use pubnub_presence::{Error, ErrorKind, PubNub, RetryPolicy, TransportErrorKind};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::sync::Arc;
 
 struct Ca {
@@ -27,7 +29,7 @@ fn ca() -> Ca {
     Ca { cert, key }
 }
 
-/// Starts a one-response-per-connection TLS server for `names`, with the
+/// Starts a TLS server for `names`, with the
 /// certificate's validity ending at `not_after` (when given). Returns the port.
 fn tls_server(ca: &Ca, names: &[&str], not_after: Option<(i32, u8, u8)>) -> u16 {
     let mut params =
@@ -48,39 +50,14 @@ fn tls_server(ca: &Ca, names: &[&str], not_after: Option<(i32, u8, u8)>) -> u16 
     .with_no_client_auth()
     .with_single_cert(chain, private)
     .unwrap();
-    let config = Arc::new(config);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { break };
-            let config = config.clone();
-            std::thread::spawn(move || {
-                let conn = rustls::ServerConnection::new(config).unwrap();
-                let mut tls = rustls::StreamOwned::new(conn, stream);
-                let mut reader = BufReader::new(&mut tls);
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    match reader.read_line(&mut line) {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) if line == "\r\n" => break,
-                        Ok(_) => {}
-                    }
-                }
-                let body = r#"{"status":200,"message":"OK","payload":{"channels":["secure"]},"service":"Presence"}"#;
-                let _ = write!(
-                    tls,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = tls.flush();
-                tls.conn.send_close_notify();
-                let _ = tls.flush();
-            });
-        }
+    // The shared loopback server over TLS (it keeps the connection; the
+    // calls here make one request each).
+    let server = Server::start_with(Some(Arc::new(config)), |_| {
+        ok_json(
+            r#"{"status":200,"message":"OK","payload":{"channels":["secure"]},"service":"Presence"}"#,
+        )
     });
-    port
+    server.origin.rsplit(':').next().unwrap().parse().unwrap()
 }
 
 fn client(port: u16, root: Option<&Ca>) -> PubNub {
