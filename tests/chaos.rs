@@ -138,6 +138,28 @@ fn device_loop_rides_out_refusals_stalls_resets_and_a_cut() {
     // events (dedup, 256 entries) and response buffers, nothing that
     // grows with time.
     // (RSS is the whole test process's here: reported, not checked.)
-    let failures = report.failures(64 * 1024, None);
+    let failures: Vec<String> = report
+        .failures(64 * 1024, None)
+        .into_iter()
+        .filter(|f| !wall_clock(f))
+        .collect();
     assert!(failures.is_empty(), "{failures:#?}");
+    // What the wall-clock checks would have said: presence was restored
+    // and the events caught up after every fault (within the scenario's
+    // generous waits), only not necessarily within the soak's margins.
+    for r in &report.faults {
+        assert!(r.restored_after.is_some(), "{}", r.line());
+        assert!(r.caught_up_after.is_some(), "{}", r.line());
+    }
+}
+
+/// The scenario's checks that measure the wall clock (a poll's duration
+/// against its budget, presence back within the heartbeat interval plus a
+/// margin): they fail whenever the machine is busy, as a newcomer's is
+/// after a cold build, so this test leaves them to the soak example
+/// (`cargo run --release --example chaos`, BENCHMARKS.md "Chaos soak")
+/// and to the simulator (`tests/sim.rs` checks every poll's budget in
+/// virtual time).
+fn wall_clock(failure: &str) -> bool {
+    failure.starts_with("a poll took ") || failure.starts_with("presence after ")
 }

@@ -2,168 +2,30 @@
 //! short polls on one connection (plain and TLS), bounded waits, a stream
 //! that skips what it cannot decode and reports failures instead of
 //! hiding them, and heartbeats that back off, stop quickly and do not
-//! drift. Each test runs against a loopback server that counts the
-//! connections it accepts.
+//! drift. Each test runs against the shared loopback server
+//! (`tests/common`) that counts the connections it accepts. The rules
+//! with a clock in them (budgets, bounds, backoff schedules) are checked
+//! in virtual time in `sim_rules.rs` and measured in `benches/timings.rs`;
+//! here only outcomes are asserted, never a duration.
 
 use pubnub_presence::{
     Error, ErrorKind, HeartbeatThread, Heartbeater, PresenceEvent, PresenceEvents, PresenceLoop,
     PubNub, RetryPolicy, TransportErrorKind,
 };
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use common::{wait_until, Reply, Server};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// What the server does with one request.
-enum Reply {
-    Json(u16, String),
-    /// Send the head and body a byte at a time, `pause` apart; keep alive.
-    Trickle(String, Duration),
-    /// Close the connection without answering.
-    Close,
-    /// Never answer (hold the connection open until the test ends).
-    Silent,
-    /// These exact bytes, in one write.
-    Raw(String),
-}
-
-trait Io: Read + Write + Send {}
-impl<T: Read + Write + Send> Io for T {}
-
-type Handler = dyn Fn(&str) -> Reply + Send + Sync;
-
-struct Server {
-    origin: String,
-    targets: Arc<Mutex<Vec<(Instant, String)>>>,
-    connections: Arc<AtomicUsize>,
-}
-
-impl Server {
-    fn start(handler: impl Fn(&str) -> Reply + Send + Sync + 'static) -> Server {
-        Self::start_with(None, handler)
-    }
-
-    fn start_with(
-        tls: Option<Arc<rustls::ServerConfig>>,
-        handler: impl Fn(&str) -> Reply + Send + Sync + 'static,
-    ) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let origin = match tls {
-            Some(_) => format!("https://localhost:{port}"),
-            None => format!("http://127.0.0.1:{port}"),
-        };
-        let targets = Arc::new(Mutex::new(Vec::new()));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let handler: Arc<Handler> = Arc::new(handler);
-        let (t, c) = (targets.clone(), connections.clone());
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                c.fetch_add(1, Ordering::SeqCst);
-                let (t, h, tls) = (t.clone(), handler.clone(), tls.clone());
-                thread::spawn(move || {
-                    let io: Box<dyn Io> = match tls {
-                        Some(config) => Box::new(rustls::StreamOwned::new(
-                            rustls::ServerConnection::new(config).unwrap(),
-                            stream,
-                        )),
-                        None => Box::new(stream),
-                    };
-                    serve(io, &t, &*h);
-                });
-            }
-        });
-        Server {
-            origin,
-            targets,
-            connections,
-        }
-    }
-
-    fn targets(&self) -> Vec<String> {
-        self.targets
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, t)| t.clone())
-            .collect()
-    }
-
-    fn times(&self, part: &str) -> Vec<Instant> {
-        self.targets
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, t)| t.contains(part))
-            .map(|(at, _)| *at)
-            .collect()
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-}
-
-fn serve(io: Box<dyn Io>, targets: &Mutex<Vec<(Instant, String)>>, handler: &Handler) {
-    let mut reader = BufReader::new(io);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            if h == "\r\n" {
-                break;
-            }
-        }
-        let target = line.split(' ').nth(1).unwrap_or("").to_string();
-        targets
-            .lock()
-            .unwrap()
-            .push((Instant::now(), target.clone()));
-        let out = reader.get_mut();
-        match handler(&target) {
-            Reply::Json(status, body) => {
-                let msg = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                if out.write_all(msg.as_bytes()).is_err() || out.flush().is_err() {
-                    return;
-                }
-            }
-            Reply::Trickle(body, pause) => {
-                let msg = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                for b in msg.bytes() {
-                    if out.write_all(&[b]).is_err() || out.flush().is_err() {
-                        return;
-                    }
-                    thread::sleep(pause);
-                }
-            }
-            Reply::Raw(bytes) => {
-                if out.write_all(bytes.as_bytes()).is_err() || out.flush().is_err() {
-                    return;
-                }
-            }
-            Reply::Close => return,
-            Reply::Silent => {
-                thread::sleep(Duration::from_secs(600));
-                return;
-            }
-        }
-    }
-}
+/// How long a test waits for something that must happen: generous, so
+/// that it only runs out when the thing never happens, however loaded the
+/// machine.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 fn join(tt: u64, channel: &str, user: &str) -> String {
     format!(
@@ -203,7 +65,7 @@ impl Feed {
             if !target.contains("/subscribe/") {
                 return ack();
             }
-            let until = Instant::now() + Duration::from_secs(20);
+            let until = Instant::now() + PATIENCE;
             while Instant::now() < until {
                 if let Some(r) = {
                     let mut q = queue.lock().unwrap();
@@ -255,10 +117,10 @@ fn short_polls_keep_one_connection_and_resume_after_a_close() {
     feed.push(Reply::Close);
     feed.push(Reply::Json(200, batch(300, &[join(250, "room", "b")])));
     let mut got = None;
-    let until = Instant::now() + Duration::from_secs(5);
-    while got.is_none() && Instant::now() < until {
+    wait_until(PATIENCE, || {
         got = ev.poll(Duration::from_millis(100)).unwrap_or(None);
-    }
+        got.is_some()
+    });
     assert_eq!(user_of(&got.expect("the event after the reconnect")), "b");
     assert_eq!(s.connections(), 2);
     let t = s.targets();
@@ -313,14 +175,16 @@ fn an_undecodable_event_is_skipped_and_the_cursor_advances() {
     assert!(t[2].ends_with("&tt=200&tr=7"), "moved on: {t:?}");
 }
 
-/// Requests sent and what `poll(100 ms)` returned over `span`.
-fn poll_for(
+/// What `polls` calls of `poll(100 ms)` returned (at least 3 s when
+/// nothing comes: a backed-off stream sends a handful of requests in
+/// that time, however slow the machine; an unchecked one, one per poll
+/// or more).
+fn poll_times(
     ev: &mut pubnub_presence::PresenceEvents,
-    span: Duration,
+    polls: usize,
 ) -> Vec<Result<PresenceEvent<'static>, Error>> {
-    let until = Instant::now() + span;
     let mut got = Vec::new();
-    while Instant::now() < until {
+    for _ in 0..polls {
         match ev.poll(Duration::from_millis(100)) {
             Ok(None) => {}
             Ok(Some(e)) => got.push(Ok(e)),
@@ -348,10 +212,11 @@ fn a_body_broken_after_its_cursor_is_an_error_and_backed_off() {
         Err(ErrorKind::Decode { .. }) => {}
         other => panic!("{other:?}"),
     }
-    let got = poll_for(&mut ev, Duration::from_millis(1500));
+    let got = poll_times(&mut ev, 30);
     let requests = s.targets().len();
-    // 0, 0.5 s, 1.5 s (backoff 0.5 s doubling); a margin for slow machines.
-    assert!(requests <= 5, "{requests} requests in 1.5 s");
+    // 0, 0.5, 1.5, 3.5 s ... (backoff 0.5 s doubling): a handful in the
+    // 3 s or more that 30 polls take, not one per poll.
+    assert!(requests <= 8, "{requests} requests in 30 polls");
     assert!(
         got.iter()
             .all(|r| matches!(r, Err(e) if matches!(e.kind(), ErrorKind::Decode { .. }))),
@@ -377,9 +242,9 @@ fn a_repeated_cursor_with_nothing_new_is_backed_off() {
         .channels(vec!["room".into()])
         .open()
         .unwrap();
-    let got = poll_for(&mut ev, Duration::from_millis(1500));
+    let got = poll_times(&mut ev, 30);
     let requests = s.targets().len();
-    assert!(requests <= 6, "{requests} requests in 1.5 s");
+    assert!(requests <= 8, "{requests} requests in 30 polls");
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(matches!(&got[0], Ok(PresenceEvent::Skipped(_))), "{got:?}");
 }
@@ -415,11 +280,12 @@ fn oversized_bodies_and_silent_servers_are_errors() {
         }) => {}
         other => panic!("{other:?}"),
     }
-    // Not retried by next_event: it will not clear.
-    let started = Instant::now();
+    // Not retried by next_event: it will not clear (one more request at
+    // most, answered the same way, and the error returned).
+    let before = s.targets().len();
     let e = ev.next_event().unwrap_err();
     assert!(!e.is_retryable());
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(s.targets().len() <= before + 1, "{:?}", s.targets());
 
     // A server that answers the handshake and never the long-poll is cut
     // at the long-poll bound.
@@ -437,7 +303,7 @@ fn oversized_bodies_and_silent_servers_are_errors() {
         .long_poll_timeout(Duration::from_millis(400))
         .open()
         .unwrap();
-    silent_bound(ev, Duration::from_millis(390), Duration::from_millis(900));
+    silent_bound(ev);
 
     // A server that accepts the handshake (`tt=0`, answered at once by the
     // service) and never answers is cut at the client's request timeout,
@@ -461,19 +327,20 @@ fn oversized_bodies_and_silent_servers_are_errors() {
         Some(Duration::from_millis(400)),
         "the handshake's request carries the request timeout"
     );
-    silent_bound(ev, Duration::from_millis(390), Duration::from_millis(900));
+    silent_bound(ev);
 }
 
-/// Polls until the stream fails, which must be a timeout within `min..max`.
-fn silent_bound(mut ev: PresenceEvents, min: Duration, max: Duration) {
-    let started = Instant::now();
+/// Polls until the stream fails, which must be a timeout (the bound
+/// cut it, 400 ms here; the 60 s one would not within `PATIENCE`). When
+/// it is cut is checked in virtual time (`sim_rules.rs`).
+fn silent_bound(mut ev: PresenceEvents) {
     let mut err = None;
-    while err.is_none() && started.elapsed() < Duration::from_secs(3) {
+    wait_until(PATIENCE, || {
         if let Err(e) = ev.poll(Duration::from_millis(100)) {
             err = Some(e);
         }
-    }
-    let elapsed = started.elapsed();
+        err.is_some()
+    });
     match err.map(Error::into_kind) {
         Some(ErrorKind::Transport {
             kind: TransportErrorKind::Timeout,
@@ -481,7 +348,6 @@ fn silent_bound(mut ev: PresenceEvents, min: Duration, max: Duration) {
         }) => {}
         other => panic!("{other:?}"),
     }
-    assert!(elapsed >= min && elapsed < max, "{elapsed:?}");
 }
 
 #[test]
@@ -509,17 +375,18 @@ fn outages_and_permanent_errors_are_reported_not_hidden() {
         other => panic!("{other:?}"),
     }
     // During the backoff that follows, a poll waits and says nothing new;
-    // the next attempt fails again and says so.
-    let started = Instant::now();
+    // the next attempt fails again and says so. 20 polls take 2 s or more:
+    // at least one retry (after 0.5 s), and a handful at most, not one
+    // per poll (the schedule itself: `sim_rules.rs`).
     let mut errors = 0;
-    while started.elapsed() < Duration::from_millis(1800) {
+    for _ in 0..20 {
         if ev.poll(Duration::from_millis(100)).is_err() {
             errors += 1;
         }
     }
     assert!(
-        (1..=2).contains(&errors),
-        "backed off: {errors} failures in 1.8 s"
+        (1..=5).contains(&errors),
+        "backed off: {errors} failures in 20 polls"
     );
 
     // A name that does not exist: NameNotFound, returned by next_event
@@ -570,19 +437,22 @@ fn outages_and_permanent_errors_are_reported_not_hidden() {
         .open()
         .unwrap();
     assert_eq!(ev.next_event().unwrap_err().status(), Some(403));
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(1) {
+    for _ in 0..20 {
         let _ = ev.poll(Duration::from_millis(50));
     }
+    // 20 polls take 1 s or more: 0, 0.5, 1.5 s ... a handful of requests,
+    // not one per poll.
     assert!(
-        s.targets().len() <= 3,
-        "{} requests in 1 s",
+        s.targets().len() <= 8,
+        "{} requests in 20 polls",
         s.targets().len()
     );
 }
 
-/// The loop against a server that accepts and never answers: every call
-/// returns within its budget, and heartbeats back off.
+/// The loop against a server that accepts and never answers: calls
+/// return, failures are reported, and heartbeats and handshakes back off
+/// instead of going out once per call (the budget and the schedule in
+/// virtual time: `sim_rules.rs`).
 #[test]
 fn the_loop_stays_within_its_budget_while_the_server_is_silent() {
     let s = Server::start(|_| Reply::Silent);
@@ -603,31 +473,43 @@ fn the_loop_stays_within_its_budget_while_the_server_is_silent() {
         .unwrap();
     let mut device = PresenceLoop::new(hb, Some(events));
     let budget = Duration::from_millis(100);
-    let started = Instant::now();
-    let mut worst = Duration::ZERO;
     let mut failures = 0;
-    while started.elapsed() < Duration::from_secs(4) {
-        let t = Instant::now();
-        match device.poll(budget) {
-            Ok(Some(e)) => panic!("{e:?}"),
-            Ok(None) => {}
-            Err(_) => failures += 1,
+    let mut poll = |device: &mut PresenceLoop| match device.poll(budget) {
+        Ok(Some(e)) => panic!("{e:?}"),
+        Ok(None) => {}
+        Err(e) => {
+            assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::Transport {
+                        kind: TransportErrorKind::Timeout,
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+            failures += 1;
         }
-        worst = worst.max(t.elapsed());
+    };
+    // Both requests cut at the 300 ms timeout and sent again.
+    let retried = wait_until(PATIENCE, || {
+        poll(&mut device);
+        s.count("/heartbeat") >= 2 && s.count("/subscribe/") >= 2
+    });
+    assert!(retried, "{:?}", s.targets());
+    // 40 more calls (4 s or more): the backoff (1, 2, 4 s ...) lets a
+    // handful of attempts through, not one per call.
+    let (beats, handshakes) = (s.count("/heartbeat"), s.count("/subscribe/"));
+    for _ in 0..40 {
+        poll(&mut device);
     }
-    assert!(
-        worst < budget + Duration::from_millis(60),
-        "a call took {worst:?}"
-    );
-    let beats = s.times("/heartbeat").len();
-    // 300 ms timeout, then 0.5, 1, 2 s backoffs: about 4 attempts in 4 s,
-    // not one per call (40).
-    assert!((2..=6).contains(&beats), "{beats} heartbeats");
     assert!(failures >= 2, "{failures}");
+    let beats = s.count("/heartbeat") - beats;
+    assert!(beats <= 6, "{beats} heartbeats in 40 calls");
     // The handshake (`tt=0`) is held to the request timeout too, and
     // backs off the same way.
-    let handshakes = s.times("/subscribe/").len();
-    assert!((2..=6).contains(&handshakes), "{handshakes} handshakes");
+    let handshakes = s.count("/subscribe/") - handshakes;
+    assert!(handshakes <= 6, "{handshakes} handshakes in 40 calls");
 }
 
 fn ack() -> Reply {
@@ -644,7 +526,7 @@ fn ack() -> Reply {
 #[test]
 fn a_trickling_heartbeat_is_abandoned_at_its_bound() {
     let s = Server::start(|_| {
-        Reply::Trickle(
+        Reply::TrickleJson(
             r#"{"status":200,"message":"OK","service":"Presence"}"#.into(),
             Duration::from_millis(50),
         )
@@ -659,14 +541,15 @@ fn a_trickling_heartbeat_is_abandoned_at_its_bound() {
     let mut hb = Heartbeater::new(&p);
     hb.join(vec!["room".into()]).unwrap();
     assert_eq!(hb.in_flight_bound(), Duration::from_millis(400));
-    let started = Instant::now();
     let mut errors = Vec::new();
-    while started.elapsed() < Duration::from_millis(1500) {
+    // Until it is sent again (when: `sim_rules.rs`).
+    wait_until(PATIENCE, || {
         if let Err(e) = hb.poll(Duration::from_millis(100)) {
-            errors.push((started.elapsed(), e));
+            errors.push(e);
         }
-    }
-    let (at, first) = errors.first().expect("the heartbeat timed out");
+        s.count("/heartbeat") >= 2
+    });
+    let first = errors.first().expect("the heartbeat timed out");
     assert!(
         matches!(
             first.kind(),
@@ -677,13 +560,10 @@ fn a_trickling_heartbeat_is_abandoned_at_its_bound() {
         ),
         "{first:?}"
     );
-    assert!(
-        *at >= Duration::from_millis(400) && *at < Duration::from_millis(1000),
-        "abandoned after {at:?}"
-    );
-    // Sent at 0, abandoned at 0.4 s, sent again after the 0.5 s backoff.
-    let beats = s.times("/heartbeat").len();
-    assert!((2..=3).contains(&beats), "{beats} heartbeats");
+    // Sent at 0, abandoned at 0.4 s, sent again after the 0.5 s backoff:
+    // one failure returned before the second heartbeat went out (two if
+    // the second was abandoned in the same call, on a slow machine).
+    assert_eq!(s.count("/heartbeat"), 2);
     assert!(errors.len() <= 2, "{errors:?}");
 }
 
@@ -694,17 +574,19 @@ fn heartbeat_thread_stops_quickly_against_a_silent_server() {
     let mut hb = Heartbeater::new(&p);
     hb.join(vec!["room".into()]).unwrap();
     let thread = HeartbeatThread::spawn(hb).unwrap();
-    thread::sleep(Duration::from_millis(300));
-    let started = Instant::now();
+    assert!(wait_until(PATIENCE, || s.count("/heartbeat") >= 1));
+    // `stop` returns (how long it takes: `benches/timings.rs`) with the
+    // leave that the server never answered as its error.
     let result = thread.stop();
-    let took = started.elapsed();
     assert!(result.is_err(), "the leave could not complete");
-    assert!(took < Duration::from_millis(2500), "stop took {took:?}");
     assert!(s.targets().iter().any(|t| t.contains("/leave?")));
 }
 
+/// The heartbeat thread keeps heartbeating against a server that takes
+/// 600 ms to answer each one (that the schedule does not drift by it is
+/// checked in virtual time: `sim_rules.rs`).
 #[test]
-fn heartbeat_schedule_does_not_drift_with_slow_responses() {
+fn heartbeat_thread_keeps_going_with_slow_responses() {
     let s = Server::start(|_| {
         thread::sleep(Duration::from_millis(600));
         ack()
@@ -719,19 +601,10 @@ fn heartbeat_schedule_does_not_drift_with_slow_responses() {
     let mut hb = Heartbeater::new(&p);
     hb.join(vec!["room".into()]).unwrap();
     let thread = HeartbeatThread::spawn(hb).unwrap();
-    thread::sleep(Duration::from_millis(4300));
+    assert!(wait_until(PATIENCE, || s.count("/heartbeat") >= 4));
+    assert!(thread.last_error().is_none(), "{:?}", thread.last_error());
     drop(thread);
-    let beats = s.times("/heartbeat");
-    // At 0, 1, 2, 3, 4 s; a drifting schedule (interval after the answer)
-    // would manage 0, 1.6, 3.2.
-    assert!(beats.len() >= 5, "{} beats", beats.len());
-    for pair in beats.windows(2) {
-        let gap = pair[1] - pair[0];
-        assert!(
-            gap > Duration::from_millis(900) && gap < Duration::from_millis(1150),
-            "{gap:?}"
-        );
-    }
+    assert!(s.count("/leave?") >= 1, "{:?}", s.targets());
 }
 
 #[test]
@@ -742,10 +615,7 @@ fn state_change_while_running_sends_one_heartbeat_and_no_leave() {
     hb.join(vec!["room".into()]).unwrap();
     let thread = HeartbeatThread::spawn(hb).unwrap();
     let wait_for = |n: usize| {
-        let until = Instant::now() + Duration::from_secs(3);
-        while s.times("/heartbeat").len() < n && Instant::now() < until {
-            thread::sleep(Duration::from_millis(10));
-        }
+        wait_until(PATIENCE, || s.count("/heartbeat") >= n);
     };
     wait_for(1);
     thread.set_state_json("room", r#"{"mood":"busy"}"#);
@@ -766,10 +636,7 @@ fn state_change_while_running_sends_one_heartbeat_and_no_leave() {
     thread.join(vec!["hall".into()]);
     wait_for(3);
     thread.leave_channels(vec!["room".into()], vec![]);
-    let until = Instant::now() + Duration::from_secs(3);
-    while !s.targets().iter().any(|t| t.contains("/leave")) && Instant::now() < until {
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(PATIENCE, || s.count("/leave") >= 1);
     let leave = s
         .targets()
         .into_iter()
@@ -824,6 +691,7 @@ mod tls {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use std::io::Read;
 
     /// A CA, and a server config for `localhost` signed by it.
     fn setup() -> (String, Arc<rustls::ServerConfig>) {
@@ -875,7 +743,7 @@ mod tls {
         }
         assert_eq!(s.connections(), 1, "one TLS handshake");
         // A response that arrives a byte every 10 ms, read across 30 ms polls.
-        feed.push(Reply::Trickle(
+        feed.push(Reply::TrickleJson(
             batch(200, &[join(150, "room", "slow")]),
             Duration::from_millis(10),
         ));
@@ -896,14 +764,12 @@ mod tls {
         let mut device = PresenceLoop::new(hb, Some(ev));
         feed.push(Reply::Json(200, batch(300, &[join(250, "room", "x")])));
         let mut seen = None;
-        let until = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < until
-            && (seen.is_none() || device.heartbeater().last_success().is_none())
-        {
+        wait_until(PATIENCE, || {
             if let Some(e) = device.poll(Duration::from_millis(50)).unwrap() {
                 seen = Some(e);
             }
-        }
+            seen.is_some() && device.heartbeater().last_success().is_some()
+        });
         assert_eq!(user_of(&seen.unwrap()), "x");
         assert!(device.heartbeater().last_success().is_some());
         assert_eq!(s.connections(), 2, "events + heartbeats");
@@ -952,9 +818,10 @@ mod tls {
         relay
     }
 
-    /// One TLS record arriving a byte every 10 ms: each 30 ms poll still
-    /// returns within its budget (one socket read per step), and the
-    /// record is assembled across the polls.
+    /// One TLS record arriving a byte every 10 ms is assembled across
+    /// many 30 ms polls on one connection (that each poll keeps its
+    /// budget: in virtual time in `sim.rs`, measured in
+    /// `benches/timings.rs`).
     #[test]
     fn a_tls_record_trickling_in_does_not_overrun_the_budget() {
         let (ca, config) = setup();
@@ -983,23 +850,16 @@ mod tls {
         // few hundred bytes, a few seconds in coming.
         feed.push(Reply::Json(200, batch(200, &[join(150, "room", "slow")])));
         let budget = Duration::from_millis(30);
-        let (mut polls, mut worst) = (0, Duration::ZERO);
+        let mut polls = 0;
         let got = loop {
             polls += 1;
-            let started = Instant::now();
-            let got = ev.poll(budget).unwrap();
-            worst = worst.max(started.elapsed());
-            if let Some(e) = got {
+            if let Some(e) = ev.poll(budget).unwrap() {
                 break e;
             }
-            assert!(polls < 2000, "never assembled");
+            assert!(polls < 20_000, "never assembled");
         };
         assert_eq!(user_of(&got), "slow");
         assert!(polls > 20, "assembled across {polls} polls");
-        assert!(
-            worst < budget + Duration::from_millis(150),
-            "a poll of {budget:?} took {worst:?}"
-        );
         assert_eq!(ev.connections_opened(), 1);
     }
 
@@ -1023,7 +883,8 @@ mod tls {
     }
 }
 
-/// A long budget on a quiet channel does not starve the heartbeats.
+/// A long budget on a quiet channel does not starve the heartbeats (that
+/// the call also ends at its budget: `sim_rules.rs`).
 #[test]
 fn a_long_loop_budget_keeps_heartbeating() {
     let feed = Feed::default();
@@ -1043,9 +904,7 @@ fn a_long_loop_budget_keeps_heartbeating() {
         .open()
         .unwrap();
     let mut device = PresenceLoop::new(hb, Some(events));
-    let started = Instant::now();
     assert!(device.poll(Duration::from_millis(3500)).unwrap().is_none());
-    assert!(started.elapsed() < Duration::from_millis(3700));
     let beats = s.times("/heartbeat").len();
     assert!(beats >= 3, "{beats} heartbeats in one 3.5 s call");
 }
@@ -1103,14 +962,14 @@ fn a_reset_kept_connection_is_not_an_error() {
         .open()
         .unwrap();
     let mut got = Vec::new();
-    let until = Instant::now() + Duration::from_secs(3);
-    while got.len() < 2 && Instant::now() < until {
+    wait_until(PATIENCE, || {
         match ev.poll(Duration::from_millis(100)) {
             Ok(Some(e)) => got.push(user_of(&e)),
             Ok(None) => {}
             Err(e) => panic!("reported as an error: {e}"),
         }
-    }
+        got.len() >= 2
+    });
     assert_eq!(got, ["a", "b"]);
 }
 
@@ -1124,11 +983,14 @@ fn a_response_head_over_8_kib_in_one_write_is_refused() {
         } else {
             batch(200, &[join(150, "room", "a")])
         };
-        Reply::Raw(format!(
-            "HTTP/1.1 200 OK\r\nX-Pad: {}\r\nContent-Length: {}\r\n\r\n{body}",
-            "p".repeat(9000),
-            body.len()
-        ))
+        Reply::Raw(
+            format!(
+                "HTTP/1.1 200 OK\r\nX-Pad: {}\r\nContent-Length: {}\r\n\r\n{body}",
+                "p".repeat(9000),
+                body.len()
+            )
+            .into_bytes(),
+        )
     });
     let p = client(&s.origin);
     let mut ev = p
@@ -1160,53 +1022,10 @@ fn heartbeat_thread_stop_does_not_wait_for_queued_commands() {
         thread.leave_channels(vec![format!("room{i}")], vec![]);
         thread.set_state_json(&format!("room{i}"), r#"{"a":1}"#);
     }
-    thread::sleep(Duration::from_millis(100));
-    let started = Instant::now();
+    assert!(wait_until(PATIENCE, || s.count("/leave?") >= 1));
+    // `stop` drops the queued commands: the leave in progress and the
+    // final leave, not 20 more (how long it takes: `benches/timings.rs`).
     let _ = thread.stop();
-    let took = started.elapsed();
-    // The leave in progress and the final leave share one 2 s window
-    // (they took 2 s each, about 4 s).
-    assert!(took < Duration::from_millis(2500), "stop took {took:?}");
     let leaves = s.targets().iter().filter(|t| t.contains("/leave?")).count();
     assert!(leaves <= 2, "{leaves} leaves sent");
-}
-
-/// Short budgets are kept closely: the kernel rounds a socket timeout up
-/// to scheduler ticks (a 5 ms wait took ~14 ms), so the last stretch of a
-/// wait is slept out in small precise steps. The median over many polls
-/// (robust to a loaded machine) stays within a few ms of the budget.
-#[test]
-fn short_budgets_are_kept_closely() {
-    let s = Server::start(|t| {
-        if t.contains("tt=0") {
-            Reply::Json(200, batch(100, &[]))
-        } else {
-            Reply::Silent
-        }
-    });
-    let p = client(&s.origin);
-    let mut ev = p
-        .presence_events()
-        .channels(vec!["room".into()])
-        .open()
-        .unwrap();
-    assert!(ev.poll(Duration::from_millis(200)).unwrap().is_none());
-    for budget_ms in [5u64, 20] {
-        let budget = Duration::from_millis(budget_ms);
-        let mut took: Vec<Duration> = (0..40)
-            .map(|_| {
-                let started = Instant::now();
-                assert!(ev.poll(budget).unwrap().is_none());
-                started.elapsed()
-            })
-            .collect();
-        took.sort();
-        let median = took[took.len() / 2];
-        assert!(median >= budget, "{budget:?}: returned early, {median:?}");
-        assert!(
-            median < budget + Duration::from_millis(4),
-            "{budget:?}: median poll {median:?}"
-        );
-    }
-    assert_eq!(s.connections(), 1);
 }

@@ -466,7 +466,6 @@ fn connection_and_long_poll_caps() {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s
     };
-    let t = std::time::Instant::now();
     let mut first = open();
     first
         .write_all(b"GET /v2/subscribe/demo/a-pnpres/0?uuid=u&tt=1 HTTP/1.1\r\n\r\n")
@@ -474,8 +473,8 @@ fn connection_and_long_poll_caps() {
     let mut buf = [0u8; 512];
     let n = first.read(&mut buf).unwrap();
     let head = String::from_utf8_lossy(&buf[..n]);
+    // Answered, not held as a long-poll (the read would time out at 5 s).
     assert!(head.starts_with("HTTP/1.1 503"), "{head}");
-    assert!(t.elapsed() < Duration::from_secs(2));
     // That answer proves the first connection is counted (it stays open,
     // kept alive); a second connection is over the cap: 503, then closed.
     let mut second = open();
@@ -700,8 +699,9 @@ fn extreme_clock_and_options_do_not_overflow() {
     assert!(first.is_some(), "{first:?}");
     let start = std::time::Instant::now();
     server.stop();
+    // A generous bound: it only fails if `stop` hangs.
     assert!(
-        start.elapsed() < Duration::from_secs(5),
+        start.elapsed() < Duration::from_secs(30),
         "stop did not hang"
     );
 }

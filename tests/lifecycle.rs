@@ -86,7 +86,6 @@ fn dropped_long_poll_resumes_from_the_cursor() {
         .channels(vec!["room".into()])
         .open()
         .unwrap();
-    let started = Instant::now();
     let got: Vec<String> = (0..2).map(|_| user_of(&ev.next_event().unwrap())).collect();
     assert_eq!(got, ["a", "b"], "nothing lost, nothing repeated");
     let t = s.targets();
@@ -96,8 +95,9 @@ fn dropped_long_poll_resumes_from_the_cursor() {
     }
     // The close of a kept connection before any answer is taken for an
     // idle close and the request sent again at once; the reset mid-body
-    // is a failure, followed by a 0.5 s backoff.
-    assert!(started.elapsed() >= Duration::from_millis(450));
+    // is a failure, followed by a 0.5 s backoff (both with the same
+    // cursor, above; the backoff schedule itself is checked in virtual
+    // time in `sim_rules.rs`).
 }
 
 #[test]
@@ -215,7 +215,7 @@ fn heartbeat_thread_leaves_on_drop() {
     let mut hb = Heartbeater::new(&p);
     hb.join(vec!["a".into()]).unwrap();
     let thread = pubnub_presence::HeartbeatThread::spawn(hb).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while s.targets().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }

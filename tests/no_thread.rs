@@ -4,9 +4,10 @@
 //! and go while it counts.
 #![cfg(target_os = "linux")]
 
+mod common;
+
+use common::{ok_json, Reply, Server};
 use pubnub_presence::{Heartbeater, PresenceLoop, PubNub};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::time::Duration;
 
 fn threads() -> usize {
@@ -15,41 +16,18 @@ fn threads() -> usize {
 
 #[test]
 fn polling_spawns_no_thread() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    // One server thread per connection, each answering the handshake and
-    // heartbeats at once and holding long-polls.
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut out = stream;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let mut h = String::new();
-                    while reader.read_line(&mut h).unwrap_or(0) > 0 && h != "\r\n" {
-                        h.clear();
-                    }
-                    let body = if line.contains("/subscribe/") && !line.contains("tt=0") {
-                        std::thread::sleep(Duration::from_secs(60));
-                        return;
-                    } else if line.contains("/subscribe/") {
-                        r#"{"t":{"t":"1","r":1},"m":[]}"#
-                    } else {
-                        r#"{"status":200,"message":"OK","service":"Presence"}"#
-                    };
-                    let msg = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = out.write_all(msg.as_bytes());
-                }
-            });
+    // The shared loopback server (one thread per connection): the
+    // handshake and heartbeats answered at once, long-polls held.
+    let server = Server::start(|target| {
+        if target.contains("/subscribe/") && !target.contains("tt=0") {
+            Reply::Silent
+        } else if target.contains("/subscribe/") {
+            ok_json(r#"{"t":{"t":"1","r":1},"m":[]}"#)
+        } else {
+            ok_json(r#"{"status":200,"message":"OK","service":"Presence"}"#)
         }
     });
+    let origin = server.origin.clone();
     let p = PubNub::builder()
         .subscribe_key("k")
         .user_id("me")

@@ -100,7 +100,7 @@ fn settle(
     groups: &[&str],
     within: Duration,
 ) -> Vec<Change> {
-    let end = Instant::now() + within;
+    let end = Instant::now() + within.max(Duration::from_secs(30));
     let mut changes = Vec::new();
     loop {
         // Failures are expected after a dropped connection; the mirror
@@ -159,7 +159,7 @@ fn follows_joins_state_and_leaves() {
         .execute()
         .unwrap();
     let mut seen = Vec::new();
-    let end = Instant::now() + Duration::from_secs(5);
+    let end = Instant::now() + Duration::from_secs(30);
     while !m.is_present("lobby", "b") && Instant::now() < end {
         seen.extend(m.poll(Duration::from_millis(100)).unwrap());
     }
@@ -572,7 +572,7 @@ fn pages_past_a_thousand_occupants() {
             .unwrap();
         let t = Instant::now();
         let mut changes = Vec::new();
-        while !m.is_synced() && t.elapsed() < Duration::from_secs(10) {
+        while !m.is_synced() && t.elapsed() < Duration::from_secs(60) {
             changes.extend(m.poll(Duration::from_millis(100)).unwrap());
         }
         eprintln!("synced in {:?}", t.elapsed());
@@ -635,7 +635,7 @@ fn join_between_subscribe_and_here_now_is_not_lost() {
             }
             heartbeat(&late, "lobby");
         });
-        let end = Instant::now() + Duration::from_secs(5);
+        let end = Instant::now() + Duration::from_secs(30);
         while !(m.is_present("lobby", "late") && m.resyncs() == 1) && Instant::now() < end {
             changes.extend(m.poll(Duration::from_millis(50)).unwrap());
         }
@@ -648,11 +648,14 @@ fn join_between_subscribe_and_here_now_is_not_lost() {
 
 /// The service caches here_now answers (3 s; 1 s here): a re-sync that
 /// fetched at once after a `here_now_refresh` would get the answer from
-/// before the change and lose it. Waiting `resync_delay` gets it right;
-/// without the wait, the same run goes wrong (so the test can fail).
+/// before the change and lose it. Waiting `resync_delay` gets it right.
+/// (That without the wait the same run goes wrong depends on the refresh
+/// coming within the cache's second: checked in virtual time in
+/// `sim_rules.rs`, with the wait's length.)
 #[test]
 fn resync_waits_out_the_here_now_cache() {
-    for delay in [Duration::from_millis(1100), Duration::ZERO] {
+    {
+        let delay = Duration::from_millis(1100);
         let server = start(Options {
             announce_max: 1,
             interval_delta_limit: 4,
@@ -666,18 +669,17 @@ fn resync_waits_out_the_here_now_cache() {
             .resync_delay(delay)
             .open()
             .unwrap();
-        let end = Instant::now() + Duration::from_secs(5);
+        let end = Instant::now() + Duration::from_secs(30);
         while !m.is_synced() && Instant::now() < end {
             m.poll(Duration::from_millis(20)).unwrap();
         }
         // Fresh in the cache now: the empty hall. `a` comes as a join
         // event, `b` (above the threshold of 1) in an interval whose
         // delta is past the limit: `here_now_refresh`.
-        let started = Instant::now();
         heartbeat(&client(&server, "a"), "hall");
         heartbeat(&client(&server, "b"), "hall");
         let mut changes = Vec::new();
-        let end = Instant::now() + Duration::from_secs(5);
+        let end = Instant::now() + Duration::from_secs(30);
         while !changes
             .iter()
             .any(|c| matches!(c, Change::Resynced(Resync::HereNowRefresh { .. })))
@@ -685,18 +687,9 @@ fn resync_waits_out_the_here_now_cache() {
         {
             changes.extend(m.poll(Duration::from_millis(20)).unwrap());
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(1) || !delay.is_zero(),
-            "the refresh came too late for the cache to matter"
-        );
         let mut present: Vec<&str> = m.occupants("hall").map(|o| o.user_id).collect();
         present.sort();
-        if delay.is_zero() {
-            assert!(present.len() < 2, "{present:?} {changes:?}");
-        } else {
-            assert!(started.elapsed() >= delay);
-            assert_eq!(present, ["a", "b"], "{changes:?}");
-        }
+        assert_eq!(present, ["a", "b"], "{changes:?}");
     }
 }
 
@@ -719,7 +712,7 @@ fn counts_only_past_the_cap() {
         heartbeat(u, "stage");
     }
     let mut changes = Vec::new();
-    let end = Instant::now() + Duration::from_secs(5);
+    let end = Instant::now() + Duration::from_secs(30);
     while m.occupancy("stage") != 5 && Instant::now() < end {
         changes.extend(m.poll(Duration::from_millis(50)).unwrap());
     }
@@ -777,7 +770,7 @@ fn heartbeats_and_mirror_in_one_call() {
     m.heartbeater()
         .set_state_json("lobby", r#"{"screen":"off"}"#)
         .unwrap();
-    let end = Instant::now() + Duration::from_secs(5);
+    let end = Instant::now() + Duration::from_secs(30);
     let mut changes = Vec::new();
     while state_json(m.state("lobby", "kiosk").unwrap()) != r#"{"screen":"off"}"#
         && Instant::now() < end
@@ -839,14 +832,22 @@ fn resync_reasons(batches: Vec<String>) -> (Vec<Resync>, usize) {
         .open()
         .unwrap();
     let mut reasons = Vec::new();
-    let end = Instant::now() + Duration::from_millis(800);
-    while Instant::now() < end {
+    let collect = |m: &mut Occupancy, reasons: &mut Vec<Resync>| {
         if let Ok(changes) = m.poll(Duration::from_millis(20)) {
             reasons.extend(changes.into_iter().filter_map(|c| match c {
                 Change::Resynced(r) => Some(r),
                 _ => None,
             }));
         }
+    };
+    // Until the three re-syncs the callers expect are there (however slow
+    // the machine), then a few more polls for any that should not be.
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end && !(reasons.len() >= 3 && m.is_present("lobby", "x")) {
+        collect(&mut m, &mut reasons);
+    }
+    for _ in 0..10 {
+        collect(&mut m, &mut reasons);
     }
     assert!(m.is_present("lobby", "x"));
     (reasons, here_nows.load(std::sync::atomic::Ordering::SeqCst))
@@ -906,6 +907,32 @@ fn paced(
     (server, here_nows)
 }
 
+/// Runs `m` until `done` holds for what it collected (at most 30 s: it
+/// only runs out when the thing never happens, however slow the
+/// machine), then `more` polls of 20 ms (for anything that should not
+/// come); the re-syncs' reasons and the errors.
+fn run_collecting_until(
+    m: &mut Occupancy,
+    mut more: usize,
+    done: impl Fn(&Occupancy, &[Resync], &[pubnub_presence::Error]) -> bool,
+) -> (Vec<Resync>, Vec<pubnub_presence::Error>) {
+    let (mut reasons, mut errors) = (Vec::new(), Vec::new());
+    let end = Instant::now() + Duration::from_secs(30);
+    while more > 0 && Instant::now() < end {
+        if done(m, &reasons, &errors) {
+            more -= 1;
+        }
+        match m.poll(Duration::from_millis(20)) {
+            Ok(changes) => reasons.extend(changes.into_iter().filter_map(|c| match c {
+                Change::Resynced(r) => Some(r),
+                _ => None,
+            })),
+            Err(e) => errors.push(e),
+        }
+    }
+    (reasons, errors)
+}
+
 /// Runs `m` for `time`, collecting the re-syncs' reasons and the errors.
 fn run_collecting(m: &mut Occupancy, time: Duration) -> (Vec<Resync>, Vec<pubnub_presence::Error>) {
     let (mut reasons, mut errors) = (Vec::new(), Vec::new());
@@ -949,11 +976,13 @@ fn frequent_reasons_do_not_starve_a_resync() {
         .resync_delay(Duration::from_millis(300))
         .open()
         .unwrap();
-    let (reasons, errors) = run_collecting(&mut m, Duration::from_millis(2000));
-    assert!(errors.is_empty(), "{errors:?}");
     let skipped = Resync::Skipped {
         channel: Some("lobby".into()),
     };
+    let (reasons, errors) = run_collecting_until(&mut m, 10, |_, r, e| {
+        !e.is_empty() || r.iter().filter(|r| **r == skipped).count() >= 2
+    });
+    assert!(errors.is_empty(), "{errors:?}");
     let later = reasons.iter().filter(|r| **r == skipped).count();
     // Start, its check, then a re-sync about every 300-400 ms.
     assert!(later >= 2, "{reasons:?}, {here_nows:?} here_now");
@@ -991,11 +1020,14 @@ fn back_under_the_cap_with_steady_events_resyncs() {
         .resync_delay(Duration::from_millis(300))
         .open()
         .unwrap();
-    let (reasons, errors) = run_collecting(&mut m, Duration::from_millis(2000));
-    assert!(errors.is_empty(), "{errors:?}");
     let under = Resync::UnderCap {
         channel: "stage".into(),
     };
+    let (reasons, errors) = run_collecting_until(&mut m, 10, |m, r, e| {
+        !e.is_empty()
+            || (r.contains(&under) && !m.is_counts_only("stage") && m.is_present("stage", "a"))
+    });
+    assert!(errors.is_empty(), "{errors:?}");
     assert!(reasons.contains(&under), "{reasons:?}");
     assert!(!m.is_counts_only("stage"));
     assert!(m.is_present("stage", "a"));
@@ -1045,7 +1077,7 @@ fn wide_resync_is_split_into_urls_that_fit() {
         .resync_delay(Duration::from_millis(100))
         .open()
         .unwrap();
-    let end = Instant::now() + Duration::from_secs(3);
+    let end = Instant::now() + Duration::from_secs(30);
     let mut reasons = Vec::new();
     while Instant::now() < end && !(m.is_synced() && reasons.len() >= 3) {
         let (r, errors) = run_collecting(&mut m, Duration::from_millis(100));
@@ -1088,7 +1120,8 @@ fn unsplittable_414_is_not_retried() {
         .resync_delay(Duration::from_millis(10))
         .open()
         .unwrap();
-    let (_, errors) = run_collecting(&mut m, Duration::from_millis(1500));
+    // Then 1.5 s or more: a retry would have come by then.
+    let (_, errors) = run_collecting_until(&mut m, 75, |_, _, e| !e.is_empty());
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].status(), Some(414));
     assert!(!errors[0].is_retryable());
@@ -1116,7 +1149,7 @@ fn back_under_the_cap_during_a_resync_lists_the_users_again() {
         here_nows.clone(),
     );
     let wait_for = |flag: &AtomicBool| {
-        let end = Instant::now() + Duration::from_secs(10);
+        let end = Instant::now() + Duration::from_secs(30);
         while !flag.load(Ordering::SeqCst) && Instant::now() < end {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -1164,7 +1197,7 @@ fn back_under_the_cap_during_a_resync_lists_the_users_again() {
         .open()
         .unwrap();
     let mut changes = Vec::new();
-    let end = Instant::now() + Duration::from_secs(10);
+    let end = Instant::now() + Duration::from_secs(30);
     // Until the stale snapshot is in, then until listed again (or the
     // time is up: before the fix, it stayed counts-only for good).
     while Instant::now() < end

@@ -4,6 +4,10 @@
 //! certificate.
 #![cfg(feature = "tls")]
 
+mod common;
+
+use common::{ok_json, Server};
+
 use pubnub_presence::{Error, ErrorKind, PubNub, RetryPolicy, TransportErrorKind};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -71,35 +75,18 @@ fn read_request<R: BufRead>(reader: &mut R) -> bool {
     }
 }
 
-/// Starts a one-response-per-connection TLS server for `names`, with the
+/// Starts a TLS server for `names` (the shared loopback server), with the
 /// certificate's validity ending at `not_after` (when given). Returns the port.
 fn tls_server(ca: &Ca, names: &[&str], not_after: Option<(i32, u8, u8)>) -> u16 {
     let config = server_config(ca, names, not_after);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { break };
-            let config = config.clone();
-            std::thread::spawn(move || {
-                let conn = rustls::ServerConnection::new(config).unwrap();
-                let mut tls = rustls::StreamOwned::new(conn, stream);
-                if !read_request(&mut BufReader::new(&mut tls)) {
-                    return;
-                }
-                let body = r#"{"status":200,"message":"OK","payload":{"channels":["secure"]},"service":"Presence"}"#;
-                let _ = write!(
-                    tls,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = tls.flush();
-                tls.conn.send_close_notify();
-                let _ = tls.flush();
-            });
-        }
+    // The shared loopback server over TLS (it keeps the connection; the
+    // calls here make one request each).
+    let server = Server::start_with(Some(config), |_| {
+        ok_json(
+            r#"{"status":200,"message":"OK","payload":{"channels":["secure"]},"service":"Presence"}"#,
+        )
     });
-    port
+    server.origin.rsplit(':').next().unwrap().parse().unwrap()
 }
 
 fn client(port: u16, root: Option<&Ca>) -> PubNub {

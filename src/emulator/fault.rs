@@ -524,7 +524,6 @@ fn cut_point(chunk: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
     use std::io::BufRead;
-    use std::time::Instant;
 
     #[test]
     fn cut_points() {
@@ -633,14 +632,20 @@ mod tests {
             .unwrap();
         during.write_all(b"six\n").unwrap();
         assert!(during.read(&mut buf).is_err(), "nothing during a cut");
-        let t = Instant::now();
         proxy.set(Fault::None).unwrap();
         during
-            .set_read_timeout(Some(Duration::from_secs(2)))
+            .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
+        // Reset (or closed) at the end of the cut, not left to time out.
         let r = during.read(&mut buf);
-        assert!(r.is_err() || r.is_ok_and(|n| n == 0), "reset at the end");
-        assert!(t.elapsed() < Duration::from_secs(1));
+        assert!(
+            r.as_ref().is_ok_and(|n| *n == 0)
+                || r.as_ref().is_err_and(|e| !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )),
+            "reset at the end: {r:?}"
+        );
         assert!(ask(&mut s, "seven").is_err(), "the open one too");
         let mut s = TcpStream::connect(addr).unwrap();
         assert!(ask(&mut s, "eight").is_ok());

@@ -417,6 +417,8 @@ impl Drop for Entered {
 impl Sim {
     /// The origin to give the client: a name the simulation resolves.
     pub const ORIGIN: &'static str = "http://presence.sim";
+    /// The same server by its address: no name lookup.
+    pub const ORIGIN_IP: &'static str = "http://10.0.0.1";
     /// The host name of [`Sim::ORIGIN`].
     pub const HOST: &'static str = "presence.sim";
 

@@ -2,8 +2,8 @@
 //! request target and answers with whatever the test's handler returns.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -30,6 +30,9 @@ pub enum Reply {
     /// pause between, over and over, until the client goes away (a
     /// response that never ends).
     Endless(Vec<u8>, Vec<u8>, std::time::Duration),
+    /// A 200 with this body, head and body written a byte at a time,
+    /// `pause` apart; the connection is kept.
+    TrickleJson(String, std::time::Duration),
 }
 
 type Handler = dyn Fn(&str) -> Reply + Send + Sync;
@@ -38,29 +41,16 @@ pub struct Server {
     pub origin: String,
     pub targets: Arc<Mutex<Vec<String>>>,
     pub connections: Arc<AtomicUsize>,
+    /// When each request (path + query) arrived, in order.
+    pub times: Arc<Mutex<Vec<(std::time::Instant, String)>>>,
+    /// Replies written out whole (a test can tell that a call returned
+    /// before the server answered).
+    pub answered: Arc<AtomicUsize>,
 }
 
 impl Server {
     pub fn start(handler: impl Fn(&str) -> Reply + Send + Sync + 'static) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let origin = format!("http://{}", listener.local_addr().unwrap());
-        let targets = Arc::new(Mutex::new(Vec::new()));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let handler: Arc<Handler> = Arc::new(handler);
-        let (t, c) = (targets.clone(), connections.clone());
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                c.fetch_add(1, Ordering::SeqCst);
-                let (t, h) = (t.clone(), handler.clone());
-                thread::spawn(move || serve(stream, &t, &*h));
-            }
-        });
-        Server {
-            origin,
-            targets,
-            connections,
-        }
+        Self::start_with(None, handler)
     }
 
     /// Request targets (path + query) seen so far.
@@ -73,9 +63,109 @@ impl Server {
     }
 }
 
-fn serve(stream: TcpStream, targets: &Mutex<Vec<String>>, handler: &Handler) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut out = stream;
+/// A connection the server reads requests from and writes answers to:
+/// plain TCP or a TLS session over it.
+pub trait Io: Read + Write + Send {}
+impl<T: Read + Write + Send> Io for T {}
+
+impl Server {
+    /// The server over TLS with `tls` (origin `https://localhost:PORT`),
+    /// or plain (`http://127.0.0.1:PORT`) without.
+    pub fn start_with(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: impl Fn(&str) -> Reply + Send + Sync + 'static,
+    ) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let origin = match tls {
+            Some(_) => format!("https://localhost:{port}"),
+            None => format!("http://127.0.0.1:{port}"),
+        };
+        let log = Log {
+            targets: Arc::new(Mutex::new(Vec::new())),
+            times: Arc::new(Mutex::new(Vec::new())),
+            answered: Arc::new(AtomicUsize::new(0)),
+        };
+        let connections = Arc::new(AtomicUsize::new(0));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (l, c) = (log.clone(), connections.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                c.fetch_add(1, Ordering::SeqCst);
+                let (l, h, tls) = (l.clone(), handler.clone(), tls.clone());
+                thread::spawn(move || {
+                    let io: Box<dyn Io> = match tls {
+                        Some(config) => Box::new(rustls::StreamOwned::new(
+                            rustls::ServerConnection::new(config).unwrap(),
+                            stream,
+                        )),
+                        None => Box::new(stream),
+                    };
+                    serve(io, &l, &*h);
+                });
+            }
+        });
+        Server {
+            origin,
+            targets: log.targets,
+            connections,
+            times: log.times,
+            answered: log.answered,
+        }
+    }
+
+    /// When the requests whose target contains `part` arrived.
+    pub fn times(&self, part: &str) -> Vec<std::time::Instant> {
+        self.times
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t)| t.contains(part))
+            .map(|(at, _)| *at)
+            .collect()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Replies written out whole so far.
+    pub fn answered(&self) -> usize {
+        self.answered.load(Ordering::SeqCst)
+    }
+
+    /// Requests whose target contains `part`.
+    pub fn count(&self, part: &str) -> usize {
+        self.targets().iter().filter(|t| t.contains(part)).count()
+    }
+}
+
+/// Waits until `done` holds, checking every 5 ms, for at most `limit`
+/// (generous: it only runs out when the thing never happens). Whether it
+/// held.
+pub fn wait_until(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + limit;
+    while !done() {
+        if std::time::Instant::now() > until {
+            return false;
+        }
+        thread::sleep(std::time::Duration::from_millis(5));
+    }
+    true
+}
+
+/// What the server records.
+#[derive(Clone)]
+struct Log {
+    targets: Arc<Mutex<Vec<String>>>,
+    times: Arc<Mutex<Vec<(std::time::Instant, String)>>>,
+    answered: Arc<AtomicUsize>,
+}
+
+fn serve(io: Box<dyn Io>, log: &Log, handler: &Handler) {
+    let mut reader = BufReader::new(io);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -92,12 +182,18 @@ fn serve(stream: TcpStream, targets: &Mutex<Vec<String>>, handler: &Handler) {
             }
         }
         let target = line.split(' ').nth(1).unwrap_or("").to_string();
-        targets.lock().unwrap().push(target.clone());
+        log.targets.lock().unwrap().push(target.clone());
+        log.times
+            .lock()
+            .unwrap()
+            .push((std::time::Instant::now(), target.clone()));
         let mut reply = handler(&target);
         while let Reply::Delay(d, inner) = reply {
             thread::sleep(d);
             reply = *inner;
         }
+        let out = reader.get_mut();
+        let answered = || log.answered.fetch_add(1, Ordering::SeqCst);
         match reply {
             Reply::Json(status, body) => {
                 let head = format!(
@@ -106,22 +202,27 @@ fn serve(stream: TcpStream, targets: &Mutex<Vec<String>>, handler: &Handler) {
                 );
                 if out.write_all(head.as_bytes()).is_err()
                     || out.write_all(body.as_bytes()).is_err()
+                    || out.flush().is_err()
                 {
                     return;
                 }
+                answered();
             }
             Reply::Raw(bytes) => {
-                let _ = out.write_all(&bytes);
+                if out.write_all(&bytes).is_ok() && out.flush().is_ok() {
+                    answered();
+                }
                 return;
             }
             Reply::Close => return,
             Reply::Trickle(bytes, pause) => {
                 for b in bytes {
-                    if out.write_all(&[b]).is_err() {
+                    if out.write_all(&[b]).is_err() || out.flush().is_err() {
                         return;
                     }
                     thread::sleep(pause);
                 }
+                answered();
                 return;
             }
             Reply::ChunkedRepeat(chunk, times) => {
@@ -135,7 +236,9 @@ fn serve(stream: TcpStream, targets: &Mutex<Vec<String>>, handler: &Handler) {
                         return;
                     }
                 }
-                let _ = out.write_all(b"0\r\n\r\n");
+                if out.write_all(b"0\r\n\r\n").is_ok() && out.flush().is_ok() {
+                    answered();
+                }
                 return;
             }
             Reply::Silent => {
@@ -149,12 +252,25 @@ fn serve(stream: TcpStream, targets: &Mutex<Vec<String>>, handler: &Handler) {
                 }
                 loop {
                     for b in &unit {
-                        if out.write_all(&[*b]).is_err() {
+                        if out.write_all(&[*b]).is_err() || out.flush().is_err() {
                             return;
                         }
                         thread::sleep(pause);
                     }
                 }
+            }
+            Reply::TrickleJson(body, pause) => {
+                let msg = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                for b in msg.bytes() {
+                    if out.write_all(&[b]).is_err() || out.flush().is_err() {
+                        return;
+                    }
+                    thread::sleep(pause);
+                }
+                answered();
             }
             Reply::Delay(..) => unreachable!(),
         }
