@@ -13,6 +13,7 @@
 #[path = "support/alloc.rs"]
 mod alloc;
 
+use pubnub_presence::__internal::apply_event;
 use pubnub_presence::emulator::{Options, Server, ServerHandle};
 use pubnub_presence::{Heartbeater, Occupancy, PresenceEvent, PresenceLoop, PubNub, UserEvent};
 use std::borrow::Cow;
@@ -126,7 +127,7 @@ fn apply_per_event(m: &mut Occupancy, channel: &str) -> (Duration, f64, f64) {
     let (changes, stats) = alloc::measure(|| {
         let mut changes = 0;
         for e in events {
-            changes += m.apply_event(e).len();
+            changes += apply_event(m, e).len();
         }
         changes
     });
@@ -161,7 +162,7 @@ fn apply_per_interval(m: &mut Occupancy, channel: &str) -> Duration {
             timeout: Vec::new(),
             here_now_refresh: false,
         });
-        black_box(m.apply_event(out));
+        black_box(apply_event(m, out));
         let back = PresenceEvent::Interval(pubnub_presence::IntervalEvent {
             channel: Cow::Owned(channel.to_string()),
             subscription: None,
@@ -172,7 +173,7 @@ fn apply_per_interval(m: &mut Occupancy, channel: &str) -> Duration {
             timeout: Vec::new(),
             here_now_refresh: false,
         });
-        black_box(m.apply_event(back));
+        black_box(apply_event(m, back));
     }
     t.elapsed() / (2 * rounds as u32)
 }

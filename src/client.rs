@@ -1,11 +1,11 @@
 //! The client: configuration plus a small pool of reusable connections.
 
 use crate::config::{Config, PubNubBuilder};
-use crate::envelope;
 use crate::error::{Error, Result, TransportErrorKind};
+use crate::pool::Transport;
 use crate::request::Request;
 use crate::retry::{self, RetryPolicy};
-use crate::transport::{Response, Transport};
+use crate::transport::Response;
 use std::fmt;
 use std::time::{Duration, Instant};
 #[cfg(feature = "tls")]
@@ -175,11 +175,8 @@ impl PubNub {
             .transport
             .get(uri, timeout, ends)
             .map_err(|e| (e, None))?;
-        if !(200..300).contains(&resp.status) {
-            return Err((
-                envelope::error_from_response(resp.status, &resp.body),
-                resp.retry_after,
-            ));
+        if let Some(e) = resp.error() {
+            return Err((e, resp.retry_after));
         }
         Ok(resp)
     }
@@ -204,6 +201,13 @@ impl PubNub {
     // Each call's constructor (`here_now`, `where_now`, the state calls,
     // `heartbeat`, `leave`, `presence_events`) lives in that call's file
     // under `presence/`, so this file does not depend on them.
+}
+
+impl PubNubBuilder {
+    /// Checks the configuration and creates the client. No I/O happens here.
+    pub fn build(self) -> Result<PubNub> {
+        PubNub::from_config(self.into_config()?)
+    }
 }
 
 /// What each attempt sends: a parsed URL reused as is, or (with a secret

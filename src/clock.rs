@@ -45,3 +45,32 @@ pub(crate) fn random_u64() -> u64 {
     x ^= x << 17;
     x
 }
+
+/// Sleeps until `until`, or until `deadline` if that comes first;
+/// whether `until` was reached.
+pub(crate) fn sleep_until(until: Instant, deadline: Option<Instant>) -> bool {
+    let now = crate::clock::now();
+    match deadline {
+        Some(d) if d < until => {
+            crate::clock::sleep(d.saturating_duration_since(now));
+            false
+        }
+        _ => {
+            crate::clock::sleep(until.saturating_duration_since(now));
+            true
+        }
+    }
+}
+
+/// `now + timeout`, or `None` ("no deadline") when that overflows.
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
+    crate::clock::now().checked_add(timeout)
+}
+
+/// The earlier of two deadlines, where `None` is "no deadline".
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}

@@ -1,6 +1,5 @@
 //! Client configuration and its builder.
 
-use crate::client::PubNub;
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
 use std::fmt;
@@ -143,7 +142,8 @@ impl fmt::Debug for Config {
     }
 }
 
-/// Builds a [`PubNub`] client. Obtain one with [`PubNub::builder`].
+/// Builds a [`PubNub`](crate::PubNub) client. Obtain one with
+/// [`PubNub::builder`](crate::PubNub::builder).
 ///
 /// ```
 /// use pubnub_presence::PubNub;
@@ -296,8 +296,9 @@ impl PubNubBuilder {
         self
     }
 
-    /// Checks the configuration and creates the client. No I/O happens here.
-    pub fn build(self) -> Result<PubNub> {
+    /// Checks the configuration; `build()` (next to the client it creates,
+    /// in `client.rs`) turns it into a [`PubNub`](crate::PubNub).
+    pub(crate) fn into_config(self) -> Result<Config> {
         let subscribe_key = self
             .subscribe_key
             .filter(|k| !k.is_empty())
@@ -368,7 +369,7 @@ impl PubNubBuilder {
             presence_timeout,
             heartbeat_interval,
         };
-        PubNub::from_config(config)
+        Ok(config)
     }
 }
 
@@ -408,6 +409,7 @@ fn check_origin(origin: &str, given: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PubNub;
 
     fn base() -> PubNubBuilder {
         PubNub::builder()

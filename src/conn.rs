@@ -1163,10 +1163,7 @@ mod tests {
         assert!(conn.resolve(None).unwrap());
         conn.open(clock::now()).unwrap();
         let _accepted = live.accept().unwrap();
-        let Sock::Tcp(tcp) = &conn.wire.as_ref().unwrap().sock else {
-            panic!("not a tcp socket")
-        };
-        let sock = socket2::SockRef::from(tcp);
+        let sock = socket2::SockRef::from(conn.wire.as_ref().unwrap().sock.tcp().unwrap());
         assert!(sock.keepalive().unwrap());
         assert_eq!(sock.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
         assert_eq!(sock.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);

@@ -229,6 +229,17 @@ fn read_strings(c: &mut Cursor<'_>, out: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
+/// The error a response reports by its status: `None` for a 2xx, else
+/// [`error_from_response`]. Every response the client takes in is checked
+/// through this one rule.
+pub(crate) fn status_error(http_status: u16, body: &[u8]) -> Option<Error> {
+    if (200..300).contains(&http_status) {
+        None
+    } else {
+        Some(error_from_response(http_status, body))
+    }
+}
+
 /// The error for a response whose HTTP status is not 2xx: from its JSON
 /// body when it has one, else with a short excerpt of the body as message.
 pub fn error_from_response(http_status: u16, body: &[u8]) -> Error {

@@ -139,7 +139,7 @@ impl Error {
     /// exist ([`TransportErrorKind::NameNotFound`]), an oversized or
     /// malformed body, other 4xx.
     pub fn is_retryable(&self) -> bool {
-        crate::retry::is_retryable(self)
+        is_retryable(self)
     }
 
     pub(crate) fn kind_mut(&mut self) -> &mut ErrorKind {
@@ -220,7 +220,7 @@ impl fmt::Display for ErrorKind {
             }
             ErrorKind::Decode { offset, reason } => {
                 f.write_str("malformed response body at byte ")?;
-                f.write_str(crate::presence::here_now::itoa64(*offset as u64).as_str())?;
+                f.write_str(crate::num::itoa64(*offset as u64).as_str())?;
                 f.write_str(": ")?;
                 f.write_str(reason)
             }
@@ -231,7 +231,7 @@ impl fmt::Display for ErrorKind {
 impl fmt::Display for ServerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("server error ")?;
-        f.write_str(crate::presence::here_now::itoa(u32::from(self.status)).as_str())?;
+        f.write_str(crate::num::itoa(u32::from(self.status)).as_str())?;
         for (label, text) in [(" from ", &self.service), (": ", &self.message)] {
             if !text.is_empty() {
                 f.write_str(label)?;
@@ -256,10 +256,25 @@ impl fmt::Display for ServerError {
         }
         if self.attempts > 1 {
             f.write_str(" (after ")?;
-            f.write_str(crate::presence::here_now::itoa(self.attempts).as_str())?;
+            f.write_str(crate::num::itoa(self.attempts).as_str())?;
             f.write_str(" attempts)")?;
         }
         Ok(())
+    }
+}
+
+/// Whether an error is worth another attempt.
+pub(crate) fn is_retryable(e: &Error) -> bool {
+    match e.kind() {
+        ErrorKind::Transport { kind, .. } => matches!(
+            kind,
+            TransportErrorKind::Connect
+                | TransportErrorKind::Timeout
+                | TransportErrorKind::Io
+                | TransportErrorKind::Dns
+        ),
+        ErrorKind::Server(s) => s.status >= 500 || s.status == 429,
+        _ => false,
     }
 }
 

@@ -119,9 +119,9 @@
 //!   [`PubNubBuilder::request_timeout`].
 //! - **Sans-IO core.** Each builder's `request()` returns the URL (path
 //!   and query available apart) without sending anything; [`decode`] turns response bytes into
-//!   results. Only the connection code (the `transport` and `conn` modules)
+//!   results. Only the connection code (the `conn` and `pool` modules)
 //!   touches the network.
-//! - **Compact parser.** A non-recursive JSON cursor ([`json`]) that borrows
+//! - **Compact parser.** A non-recursive JSON cursor that borrows
 //!   strings from the body; results borrow too (`HereNowResult<'a>`) and
 //!   `into_owned()` detaches them. `execute()` returns the owned form, named
 //!   without a lifetime: [`HereNow`], [`WhereNow`], [`SetState`],
@@ -169,6 +169,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[doc(hidden)]
+#[path = "internal.rs"]
+pub mod __internal;
+mod backoff;
 mod client;
 mod clock;
 mod config;
@@ -177,10 +181,12 @@ pub mod decode;
 mod dns;
 #[cfg(feature = "emulator")]
 pub mod emulator;
-pub mod encode;
+mod encode;
 mod envelope;
 mod error;
-pub mod json;
+mod json;
+mod num;
+mod pool;
 pub mod presence;
 pub mod request;
 pub mod retry;
@@ -211,8 +217,6 @@ pub use presence::where_now::{WhereNow, WhereNowResult};
 pub use request::Request;
 pub use retry::RetryPolicy;
 pub use state::State;
-#[doc(hidden)]
-pub use transport::fuzz_response;
 pub use transport::Response;
 
 /// The README's Rust examples, compiled as doctests so they stay true.

@@ -19,7 +19,7 @@
 //! carry statuses and transport error kinds only: never the URL, keys,
 //! tokens, signatures, or the server's message text.
 
-use crate::error::{Error, ErrorKind, TransportErrorKind};
+use crate::error::{Error, ErrorKind};
 use std::fmt;
 use std::time::Duration;
 
@@ -79,21 +79,7 @@ impl RetryPolicy {
 }
 
 pub(crate) use crate::clock::random_u64;
-
-/// Whether an error is worth another attempt.
-pub(crate) fn is_retryable(e: &Error) -> bool {
-    match e.kind() {
-        ErrorKind::Transport { kind, .. } => matches!(
-            kind,
-            TransportErrorKind::Connect
-                | TransportErrorKind::Timeout
-                | TransportErrorKind::Io
-                | TransportErrorKind::Dns
-        ),
-        ErrorKind::Server(s) => s.status >= 500 || s.status == 429,
-        _ => false,
-    }
-}
+pub(crate) use crate::error::is_retryable;
 
 /// What to do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,6 +218,8 @@ pub(crate) fn with_attempts(e: Error, attempts: u32) -> Error {
 /// Parses a `Retry-After` value in seconds (the HTTP-date form is not
 /// used by PubNub's front end and is ignored). A number too large for a
 /// `u64` saturates: it is still a request to wait longer than any deadline.
+/// Public for the fuzz targets (`__internal`); not part of the API.
+#[doc(hidden)]
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let digits = value.trim();
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -244,7 +232,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ServerError;
+    use crate::error::{ServerError, TransportErrorKind};
 
     #[test]
     fn delays_grow_capped_and_jittered() {

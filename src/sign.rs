@@ -87,10 +87,7 @@ pub(crate) fn sign(
     publish_key: &str,
     unix_secs: u64,
 ) {
-    request.push_param(
-        "timestamp",
-        crate::presence::here_now::itoa64(unix_secs).as_str(),
-    );
+    request.push_param("timestamp", crate::num::itoa64(unix_secs).as_str());
     let sig = signature_v2(secret_key, publish_key, request.path(), request.query());
     request.push_param("signature", &sig);
 }

@@ -61,6 +61,16 @@ pub(crate) fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     Ok((host, port).to_socket_addrs()?.collect())
 }
 
+/// The resolver configuration to use instead of the system's: the
+/// simulation's name server, under a simulation; otherwise `None`.
+pub(crate) fn resolv_conf_override() -> Option<String> {
+    #[cfg(feature = "sim")]
+    if let Some(text) = crate::sim::hook::resolv_conf() {
+        return Some(text);
+    }
+    None
+}
+
 impl Sock {
     /// Starts a non-blocking connect to `addr`.
     pub(crate) fn connect(addr: SocketAddr) -> io::Result<Sock> {

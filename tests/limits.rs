@@ -227,8 +227,8 @@ fn a_414_is_a_clear_server_error_and_is_not_retried() {
 #[cfg(feature = "emulator")]
 mod against_the_emulator {
     use super::*;
+    use pubnub_presence::__internal::encode::{encode, QUERY_VALUE};
     use pubnub_presence::emulator::Server;
-    use pubnub_presence::encode::{encode, QUERY_VALUE};
     use std::io::{Read, Write};
 
     fn client(server: &pubnub_presence::emulator::ServerHandle, user: &str) -> PubNub {

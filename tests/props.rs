@@ -2,7 +2,8 @@
 //! decoding that agrees with serde_json, and hostile nesting.
 
 use proptest::prelude::*;
-use pubnub_presence::{decode, encode, json::Cursor};
+use pubnub_presence::__internal::{encode, json::Cursor};
+use pubnub_presence::decode;
 
 /// Hand-written bodies of every kind (the recorded corpus is added, see
 /// `seeds`).
@@ -48,7 +49,7 @@ fn all_decoders(body: &[u8]) {
     let _ = decode::events(body);
     let _ = decode::ack(body);
     let _ = decode::error(403, body);
-    let _ = pubnub_presence::json::validate(body);
+    let _ = pubnub_presence::__internal::json::validate(body);
 }
 
 proptest! {
@@ -124,7 +125,7 @@ proptest! {
             Err(_) => prop_assert_eq!(ours.as_deref().ok(), Some(lossy.as_str()), "{}", json),
         }
         // skip_value accepts every one of them (valid JSON text).
-        prop_assert!(pubnub_presence::json::validate(json.as_bytes()).is_ok(), "{}", json);
+        prop_assert!(pubnub_presence::__internal::json::validate(json.as_bytes()).is_ok(), "{}", json);
     }
 }
 

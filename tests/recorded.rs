@@ -9,7 +9,8 @@
 //! Expected values are computed from each body with `serde_json` as an
 //! independent oracle, plus hand-checked facts from the index.
 
-use pubnub_presence::{decode, encode, PresenceEvent, State};
+use pubnub_presence::__internal::encode;
+use pubnub_presence::{decode, PresenceEvent, State};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

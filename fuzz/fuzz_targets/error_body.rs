@@ -5,5 +5,5 @@ use pubnub_presence::decode;
 fuzz_target!(|data: &[u8]| {
     let _ = decode::error(403, data);
     let _ = decode::ack(data);
-    let _ = pubnub_presence::json::validate(data);
+    let _ = pubnub_presence::__internal::json::validate(data);
 });

@@ -326,8 +326,7 @@ impl Resolver {
     /// drive.
     fn start(&self, now: Instant, limit: Duration) -> std::result::Result<Outcome, Box<Resolving>> {
         let host = self.0.host.as_str();
-        #[cfg(feature = "sim")]
-        if let Some(text) = crate::sim::hook::resolv_conf() {
+        if let Some(text) = crate::sock::resolv_conf_override() {
             // The simulation's name server; no /etc/hosts.
             let c = parse_resolv_conf(&text);
             return match Lookup::new(host, &c, limit, now, crate::retry::random_u64()) {

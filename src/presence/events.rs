@@ -2,20 +2,28 @@
 //! from subscribe v2 long-poll responses on `-pnpres` channels
 //! (docs/PROTOCOL.md §5), and a blocking stream over them.
 
+use crate::backoff::Backoff;
 use crate::client::PubNub;
+use crate::clock::{deadline_after, sleep_until};
 use crate::conn::Conn;
 use crate::encode::{encode_names_into, push_param};
 use crate::envelope::{self, Field};
 use crate::error::{Error, ErrorKind, Result};
 use crate::json::{digits_u64, string_list, Cursor, Kind};
-use crate::presence::here_now::itoa;
-use crate::presence::link::{Link, LinkState};
+use crate::num::itoa;
+use crate::presence::link::{FailureLog, Link, LinkState};
 use crate::presence::targets::{target_setters, Targets};
 use crate::request::{self, Request};
 use crate::state::{self, State};
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+/// How a failed request is logged.
+const FAILURE_LOG: FailureLog = FailureLog {
+    target: "pubnub_presence::events",
+    message: "event stream request failed, next in",
+};
 
 const PNPRES: &str = "-pnpres";
 
@@ -638,79 +646,6 @@ impl<'p> PresenceEventsBuilder<'p> {
 /// How many recent events are remembered to drop duplicates.
 const SEEN_CAPACITY: usize = 256;
 
-/// The longest wait between attempts after failures, and the longest
-/// `Retry-After` honoured.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// Exponential backoff after failures: 0.5 s doubling to 30 s. Every
-/// failure, of any kind, waits before the next request, so a loop that
-/// logs errors and polls again never hammers the server.
-#[derive(Debug, Default)]
-pub(crate) struct Backoff {
-    failures: u32,
-    /// No request before this instant.
-    until: Option<Instant>,
-}
-
-impl Backoff {
-    fn delay(&self) -> Duration {
-        let ms = 500u64.saturating_mul(1 << self.failures.min(6));
-        Duration::from_millis(ms).min(MAX_BACKOFF)
-    }
-
-    /// Records a failure at `now`; a server's `Retry-After` lengthens the
-    /// wait (up to 30 s).
-    pub(crate) fn fail(&mut self, now: Instant, retry_after: Option<Duration>) -> Duration {
-        let wait = self
-            .delay()
-            .max(retry_after.unwrap_or_default().min(MAX_BACKOFF));
-        self.failures = self.failures.saturating_add(1);
-        self.until = now.checked_add(wait);
-        wait
-    }
-
-    /// When the next attempt may go out, as last set.
-    pub(crate) fn until(&self) -> Option<Instant> {
-        self.until
-    }
-
-    /// Sets when the next attempt may go out.
-    pub(crate) fn retry_at(&mut self, at: Option<Instant>) {
-        self.until = at;
-    }
-
-    pub(crate) fn succeed(&mut self) {
-        self.failures = 0;
-        self.until = None;
-    }
-
-    /// When the next attempt may go out, if later than now.
-    pub(crate) fn waiting(&self, now: Instant) -> Option<Instant> {
-        self.until.filter(|u| *u > now)
-    }
-}
-
-/// Sleeps until `until`, or until `deadline` if that comes first;
-/// whether `until` was reached.
-pub(crate) fn sleep_until(until: Instant, deadline: Option<Instant>) -> bool {
-    let now = crate::clock::now();
-    match deadline {
-        Some(d) if d < until => {
-            crate::clock::sleep(d.saturating_duration_since(now));
-            false
-        }
-        _ => {
-            crate::clock::sleep(until.saturating_duration_since(now));
-            true
-        }
-    }
-}
-
-/// `now + timeout`, or `None` ("no deadline") when that overflows.
-pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
-    crate::clock::now().checked_add(timeout)
-}
-
 /// A kept response body whose events are decoded one at a time.
 struct Batch {
     body: String,
@@ -920,11 +855,7 @@ impl PresenceEvents {
         encode_names_into(&mut path, &self.channels);
         path.push_str("/0");
         let mut query = request::base_query(path, config, &self.groups);
-        push_param(
-            &mut query,
-            "tt",
-            crate::presence::here_now::itoa64(cursor.t).as_str(),
-        );
+        push_param(&mut query, "tt", crate::num::itoa64(cursor.t).as_str());
         if cursor.t != 0 {
             push_param(&mut query, "tr", itoa(cursor.r).as_str());
         }
@@ -1002,15 +933,8 @@ impl PresenceEvents {
     fn failed(&mut self, e: Error, retry_after: Option<Duration>) -> Error {
         self.failures = self.failures.saturating_add(1);
         let now = crate::clock::now();
-        let wait = self.backoff.fail(now, retry_after);
-        self.link.down(now, &e, self.backoff.until);
-        let why = crate::retry::Why {
-            error: &e,
-            in_body: false,
-            retry_after,
-        };
-        log::warn!(target: "pubnub_presence::events",
-            "event stream request failed, next in {} ms: {why}", wait.as_millis());
+        self.link
+            .failed(&mut self.backoff, now, &e, retry_after, None, &FAILURE_LOG);
         e
     }
 
@@ -1049,11 +973,8 @@ impl PresenceEvents {
         let quick = self
             .sent_at
             .is_some_and(|at| now.saturating_duration_since(at) < MIN_HOLD);
-        if !(200..300).contains(&resp.status) {
-            return Err((
-                envelope::error_from_response(resp.status, &resp.body),
-                resp.retry_after,
-            ));
+        if let Some(e) = resp.error() {
+            return Err((e, resp.retry_after));
         }
         let body = String::from_utf8(resp.body).map_err(|e| {
             (
@@ -1356,15 +1277,5 @@ mod tests {
         assert!(!answer(&mut ev, 6, true), "a moved cursor is progress");
         assert_eq!(ev.backoff.failures, 0);
         assert_eq!(ev.gaps(), 0);
-    }
-
-    #[test]
-    fn backoff_caps() {
-        let mut b = Backoff::default();
-        assert_eq!(b.delay(), Duration::from_millis(500));
-        b.failures = 3;
-        assert_eq!(b.delay(), Duration::from_millis(4000));
-        b.failures = 100;
-        assert_eq!(b.delay(), Duration::from_secs(30));
     }
 }

@@ -4,7 +4,7 @@ use crate::client::PubNub;
 use crate::encode::push_param;
 use crate::envelope::decode_ack;
 use crate::error::Result;
-use crate::presence::here_now::itoa;
+use crate::num::itoa;
 use crate::presence::targets::{target_setters, Targets};
 use crate::request::{self, Request};
 use crate::state;

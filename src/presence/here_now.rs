@@ -11,6 +11,7 @@ use crate::encode::push_param;
 use crate::envelope;
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::json::{count_elements, Cursor, Kind};
+use crate::num::itoa;
 use crate::presence::targets::{target_setters, Targets};
 use crate::request::{self, Request};
 use crate::state::{self, State};
@@ -291,35 +292,6 @@ fn push_flags(query: &mut String, include_state: bool, include_user_ids: bool) {
         if include_user_ids { "0" } else { "1" },
     );
     push_param(query, "state", if include_state { "1" } else { "0" });
-}
-
-/// An unsigned integer in decimal, without allocating.
-pub(crate) struct Itoa {
-    buf: [u8; 20],
-    start: usize,
-}
-impl Itoa {
-    pub(crate) fn as_str(&self) -> &str {
-        std::str::from_utf8(self.buf.get(self.start..).unwrap_or_default()).unwrap_or("0")
-    }
-}
-pub(crate) fn itoa(v: u32) -> Itoa {
-    itoa64(u64::from(v))
-}
-pub(crate) fn itoa64(mut v: u64) -> Itoa {
-    let mut buf = [b'0'; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        if let Some(slot) = buf.get_mut(i) {
-            *slot = b'0' + (v % 10) as u8;
-        }
-        v /= 10;
-        if v == 0 || i == 0 {
-            break;
-        }
-    }
-    Itoa { buf, start: i }
 }
 
 /// Decodes a here_now or global here_now body.
@@ -681,16 +653,6 @@ mod tests {
                 Err(crate::ErrorKind::Decode { reason: r, .. }) => assert_eq!(r, reason),
                 other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
             }
-        }
-    }
-
-    #[test]
-    fn itoa_values() {
-        for v in [0, 7, 10, 1000, u32::MAX] {
-            assert_eq!(itoa(v).as_str(), v.to_string());
-        }
-        for v in [0, 17302026156815862, u64::MAX] {
-            assert_eq!(itoa64(v).as_str(), v.to_string());
         }
     }
 }

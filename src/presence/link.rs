@@ -9,8 +9,19 @@
 //! next attempt goes out. Each transition is logged once (at `info`,
 //! target `pubnub_presence::link`), not once per call.
 
+use crate::backoff::Backoff;
 use crate::error::Error;
-use std::time::Instant;
+use crate::retry::Why;
+use std::time::{Duration, Instant};
+
+/// How a link's failed requests are logged (at `warn`).
+pub(crate) struct FailureLog {
+    /// The `log` target.
+    pub target: &'static str,
+    /// What failed and what comes next, the delay and why follow:
+    /// `"heartbeat failed, next attempt in"`.
+    pub message: &'static str,
+}
 
 /// What a kept connection is doing, as of the last request that ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +148,37 @@ impl Link {
                 self.state = LinkState::Connected { since: now };
             }
         }
+    }
+
+    /// A request failed at `now`: backs off (a server's `Retry-After`
+    /// lengthens the wait, `cap` shortens it), marks the link down until
+    /// the next attempt and logs why; returns the wait. The one failure →
+    /// backoff → log rule of the event stream, the heartbeats and the
+    /// mirror.
+    pub(crate) fn failed(
+        &mut self,
+        backoff: &mut Backoff,
+        now: Instant,
+        e: &Error,
+        retry_after: Option<Duration>,
+        cap: Option<Duration>,
+        log: &FailureLog,
+    ) -> Duration {
+        let mut wait = backoff.fail(now, retry_after);
+        if let Some(i) = cap {
+            if wait > i {
+                wait = i;
+                backoff.retry_at(now.checked_add(i));
+            }
+        }
+        self.down(now, e, backoff.until());
+        let why = Why {
+            error: e,
+            in_body: false,
+            retry_after,
+        };
+        log::warn!(target: log.target, "{} {} ms: {why}", log.message, wait.as_millis());
+        wait
     }
 
     /// A request failed at `now`; the next goes out at `next_attempt`.

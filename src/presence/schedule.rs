@@ -10,17 +10,25 @@
 //! again after a backoff (0.5 s doubling to 30 s, never beyond the
 //! heartbeat interval), not at every call.
 
+use crate::backoff::Backoff;
 use crate::client::PubNub;
+use crate::clock::{deadline_after, earliest};
 use crate::conn::Conn;
 use crate::error::{Error, Result};
-use crate::presence::events::{deadline_after, Backoff, PresenceEvent, PresenceEvents};
-use crate::presence::link::{Link, LinkState};
+use crate::presence::events::{PresenceEvent, PresenceEvents};
+use crate::presence::link::{FailureLog, Link, LinkState};
 use crate::state;
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// How a failed request is logged.
+const FAILURE_LOG: FailureLog = FailureLog {
+    target: "pubnub_presence::heartbeat",
+    message: "heartbeat failed, next attempt in",
+};
 
 /// Keeps a user present on channels and groups: holds what was joined and
 /// the per-channel state, knows when the next heartbeat is due, and sends
@@ -327,10 +335,7 @@ impl Heartbeater {
         let give_up = self
             .sent_at
             .and_then(|at| at.checked_add(self.in_flight_bound()));
-        let until = match (deadline, give_up) {
-            (Some(d), Some(g)) => Some(d.min(g)),
-            (d, g) => d.or(g),
-        };
+        let until = earliest(deadline, give_up);
         let Some(conn) = self.conn.as_mut() else {
             return Ok(false);
         };
@@ -364,13 +369,9 @@ impl Heartbeater {
             Ok(Some(resp)) => {
                 self.in_flight = None;
                 self.sent_at = None;
-                let result = if (200..300).contains(&resp.status) {
-                    crate::envelope::decode_ack(&resp.body)
-                } else {
-                    Err(crate::envelope::error_from_response(
-                        resp.status,
-                        &resp.body,
-                    ))
+                let result = match resp.error() {
+                    None => crate::envelope::decode_ack(&resp.body),
+                    Some(e) => Err(e),
                 };
                 let now = crate::clock::now();
                 match result {
@@ -483,22 +484,10 @@ impl Heartbeater {
     }
 
     fn failed_after(&mut self, e: Error, now: Instant, retry_after: Option<Duration>) -> Error {
-        let mut wait = self.backoff.fail(now, retry_after);
         // Never wait longer than the interval: presence must not lapse.
-        if let Some(i) = self.interval {
-            if wait > i {
-                wait = i;
-                self.backoff.retry_at(now.checked_add(i));
-            }
-        }
-        self.link.down(now, &e, self.backoff.until());
-        let why = crate::retry::Why {
-            error: &e,
-            in_body: false,
-            retry_after,
-        };
-        log::warn!(target: "pubnub_presence::heartbeat",
-            "heartbeat failed, next attempt in {} ms: {why}", wait.as_millis());
+        let cap = self.interval;
+        self.link
+            .failed(&mut self.backoff, now, &e, retry_after, cap, &FAILURE_LOG);
         e
     }
 
@@ -595,14 +584,10 @@ impl Heartbeater {
                 "leave did not complete in time",
             ));
         };
-        if (200..300).contains(&resp.status) {
-            crate::envelope::decode_ack(&resp.body)?;
-        } else {
-            return Err(crate::envelope::error_from_response(
-                resp.status,
-                &resp.body,
-            ));
+        if let Some(e) = resp.error() {
+            return Err(e);
         }
+        crate::envelope::decode_ack(&resp.body)?;
         self.forget(&channels, &groups);
         Ok(())
     }
@@ -759,10 +744,7 @@ impl PresenceLoop {
             } else {
                 self.heartbeater.next_due(now)
             };
-            let until = match (deadline, hb_at) {
-                (Some(d), Some(h)) => Some(d.min(h)),
-                (d, h) => d.or(h),
-            };
+            let until = earliest(deadline, hb_at);
             let got = match &mut self.events {
                 Some(events) => events.wait(until)?,
                 None => {

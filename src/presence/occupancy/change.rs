@@ -1,8 +1,8 @@
 //! What the mirror reports: each change ([`Change`]), why it re-synced
 //! ([`Resync`]), and one occupant as read back ([`Occupant`]).
 
-use super::roster::Scope;
 use crate::state::State;
+use std::collections::BTreeSet;
 use std::fmt;
 
 /// What changed in the mirror: what [`Occupancy::poll`](super::Occupancy::poll) returns, in the
@@ -181,4 +181,43 @@ pub struct Occupant<'a> {
     /// The user's state on the channel; `null` when none is set or state
     /// is not kept (`include_state(false)`).
     pub state: &'a State<'static>,
+}
+
+/// What a re-sync covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Every channel and group of the mirror.
+    All,
+    /// These channels only (by name, even when reached through a group).
+    Channels(BTreeSet<String>),
+}
+
+impl Scope {
+    pub(crate) fn one(channel: &str) -> Scope {
+        Scope::Channels(BTreeSet::from([channel.to_string()]))
+    }
+
+    pub(crate) fn contains(&self, channel: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Channels(set) => set.contains(channel),
+        }
+    }
+
+    /// Whether every channel of `other` is in this scope.
+    pub(crate) fn covers(&self, other: &Scope) -> bool {
+        match (self, other) {
+            (Scope::All, _) => true,
+            (Scope::Channels(_), Scope::All) => false,
+            (Scope::Channels(a), Scope::Channels(b)) => b.is_subset(a),
+        }
+    }
+
+    pub(crate) fn merge(&mut self, other: Scope) {
+        match (&mut *self, other) {
+            (Scope::All, _) => {}
+            (_, Scope::All) => *self = Scope::All,
+            (Scope::Channels(a), Scope::Channels(b)) => a.extend(b),
+        }
+    }
 }

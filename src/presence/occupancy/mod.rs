@@ -110,18 +110,27 @@ mod roster;
 
 pub use change::{Change, Occupant, Resync};
 
+use crate::backoff::Backoff;
 use crate::client::PubNub;
+use crate::clock::{deadline_after, earliest};
 use crate::conn::Conn;
 use crate::error::{Error, ErrorKind, Result};
-use crate::presence::events::{deadline_after, Backoff, PresenceEvent, PresenceEvents};
+use crate::presence::events::{PresenceEvent, PresenceEvents};
 use crate::presence::here_now;
-use crate::presence::link::{Link, LinkState};
+use crate::presence::link::{FailureLog, Link, LinkState};
 use crate::presence::schedule::{Heartbeater, PresenceLoop};
 use crate::presence::targets::{target_setters, Targets};
 use crate::state::State;
-use roster::{Roster, Scope};
+use change::Scope;
+use roster::Roster;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+/// How a failed request is logged.
+const FAILURE_LOG: FailureLog = FailureLog {
+    target: "pubnub_presence::mirror",
+    message: "here_now for a re-sync failed, next in",
+};
 
 /// Events handled per call at most.
 const MAX_EVENTS_PER_POLL: usize = 256;
@@ -859,15 +868,8 @@ impl Occupancy {
             }
             Err((e, retry_after)) => {
                 let now = crate::clock::now();
-                let wait = self.backoff.fail(now, retry_after);
-                self.link.down(now, &e, self.backoff.until());
-                let why = crate::retry::Why {
-                    error: &e,
-                    in_body: false,
-                    retry_after,
-                };
-                log::warn!(target: "pubnub_presence::mirror",
-                    "here_now for a re-sync failed, next in {} ms: {why}", wait.as_millis());
+                self.link
+                    .failed(&mut self.backoff, now, &e, retry_after, None, &FAILURE_LOG);
                 Err(e)
             }
         }
@@ -969,11 +971,8 @@ impl Occupancy {
                 "here_now URL too long for the server (414): splitting the request");
             return Ok(None);
         }
-        if !(200..300).contains(&resp.status) {
-            return Err((
-                crate::envelope::error_from_response(resp.status, &resp.body),
-                resp.retry_after,
-            ));
+        if let Some(e) = resp.error() {
+            return Err((e, resp.retry_after));
         }
         Ok(Some(resp.body))
     }
@@ -1156,13 +1155,6 @@ fn restart(sync: &mut Sync, conn: &mut Option<Conn>, not_before: Instant) {
     sync.due = not_before;
 }
 
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 /// Reading the mirror.
 impl Occupancy {
     /// Every channel the mirror knows: those named when it was opened
@@ -1231,9 +1223,8 @@ impl Occupancy {
     }
 
     /// Applies one event as if the stream had delivered it, with no IO.
-    /// For benches; not part of the stable API.
-    #[doc(hidden)]
-    pub fn apply_event(&mut self, event: PresenceEvent<'static>) -> Vec<Change> {
+    /// For benches, through `__internal::apply_event`.
+    pub(crate) fn apply_event(&mut self, event: PresenceEvent<'static>) -> Vec<Change> {
         let mut out = Vec::new();
         self.on_event(event, &mut out);
         out

@@ -10,11 +10,12 @@
 //! as the channel empties, when the map is shrunk. BENCHMARKS.md has the
 //! measured figure.
 
+use super::change::Scope;
 use super::{Change, Resync};
 use crate::presence::events::{IntervalEvent, PresenceEvent, UserEvent};
 use crate::presence::here_now::HereNowUser;
 use crate::state::{self, State};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 /// One occupant's record.
 #[derive(Debug)]
@@ -85,45 +86,6 @@ impl Room {
 
 /// Tables this small are never shrunk.
 const MIN_SHRINK: usize = 64;
-
-/// What a re-sync covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Scope {
-    /// Every channel and group of the mirror.
-    All,
-    /// These channels only (by name, even when reached through a group).
-    Channels(BTreeSet<String>),
-}
-
-impl Scope {
-    pub(crate) fn one(channel: &str) -> Scope {
-        Scope::Channels(BTreeSet::from([channel.to_string()]))
-    }
-
-    pub(crate) fn contains(&self, channel: &str) -> bool {
-        match self {
-            Scope::All => true,
-            Scope::Channels(set) => set.contains(channel),
-        }
-    }
-
-    /// Whether every channel of `other` is in this scope.
-    pub(crate) fn covers(&self, other: &Scope) -> bool {
-        match (self, other) {
-            (Scope::All, _) => true,
-            (Scope::Channels(_), Scope::All) => false,
-            (Scope::Channels(a), Scope::Channels(b)) => b.is_subset(a),
-        }
-    }
-
-    pub(crate) fn merge(&mut self, other: Scope) {
-        match (&mut *self, other) {
-            (Scope::All, _) => {}
-            (_, Scope::All) => *self = Scope::All,
-            (Scope::Channels(a), Scope::Channels(b)) => a.extend(b),
-        }
-    }
-}
 
 /// Every mirrored channel.
 #[derive(Debug)]
@@ -546,6 +508,7 @@ impl Roster {
 mod tests {
     use super::*;
     use std::borrow::Cow;
+    use std::collections::BTreeSet;
 
     fn user(channel: &str, user: &str, occupancy: u32) -> UserEvent<'static> {
         UserEvent {
