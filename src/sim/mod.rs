@@ -354,6 +354,8 @@ struct World {
     next_sweep: Duration,
     served: Vec<Served>,
     lookups: u64,
+    /// When the client opened each connection.
+    connect_log: Vec<Duration>,
     /// Bytes the server wrote to the clients (all connections).
     bytes_down: u64,
     /// Something went wrong with the simulation itself (a client that
@@ -444,6 +446,7 @@ impl Sim {
                 next_sweep: SWEEP_EVERY,
                 served: Vec::new(),
                 lookups: 0,
+                connect_log: Vec::new(),
                 bytes_down: 0,
                 trouble: Vec::new(),
                 log_mark: (0, 0),
@@ -559,6 +562,16 @@ impl Sim {
     /// Connections the client opened.
     pub fn connections(&self) -> u64 {
         lock(&self.world).next_link.saturating_sub(1)
+    }
+
+    /// Connections the client opened (tried to open) from `from` until
+    /// `to`.
+    pub fn connects_between(&self, from: Duration, to: Duration) -> usize {
+        lock(&self.world)
+            .connect_log
+            .iter()
+            .filter(|t| **t >= from && **t < to)
+            .count()
     }
 
     /// Connections open now (not closed by either side).
@@ -1174,6 +1187,7 @@ impl World {
         let now = self.now;
         let id = self.next_link;
         self.next_link = self.next_link.saturating_add(1);
+        self.connect_log.push(now);
         let rtt = self.cfg.latency.saturating_mul(2);
         let (established, refused) = if addr.ip() != SERVER_IP {
             (None, Some(now.saturating_add(rtt)))
