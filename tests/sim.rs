@@ -44,6 +44,9 @@ mod bounds {
     /// An outage is reported (a poll returns an error) within this long
     /// of its start.
     pub const REPORT: Duration = Duration::from_secs(60);
+    /// Connections the loop holds open at once (events, heartbeats, and
+    /// one being replaced): what its memory is made of stays bounded.
+    pub const MAX_OPEN_CONNECTIONS: usize = 3;
 }
 
 /// What can go wrong in a scenario besides the network's settings.
@@ -247,6 +250,11 @@ fn run(s: &Scenario) -> Outcome {
                     Err(e) => format!("error: {e}"),
                 }
             ));
+        }
+        let open = sim.open_connections();
+        if open > bounds::MAX_OPEN_CONNECTIONS {
+            out.broken
+                .push(format!("t={t0:?}: {open} connections open at once"));
         }
         if start_cursor.is_none() {
             let c = device.events().map_or(0, |e| e.cursor().t);
