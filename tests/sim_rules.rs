@@ -93,11 +93,11 @@ fn a_trickling_answer_ends_at_the_call_deadline() {
         });
         let t0 = sim.now();
         let r = p.where_now().execute();
-        let took = sim.now() - t0;
+        let spent = sim.now() - t0;
         assert!(r.as_ref().is_err_and(is_timeout), "seed {seed}: {r:?}");
-        assert!(took <= ms(1100) + CALL_SLACK, "seed {seed}: took {took:?}");
+        assert!(spent <= ms(1100) + CALL_SLACK, "seed {seed}: spent {spent:?}");
         // Not cut early either: the first attempt ran until its bound.
-        assert!(took >= secs(1), "seed {seed}: took {took:?}");
+        assert!(spent >= secs(1), "seed {seed}: spent {spent:?}");
     }
 }
 
@@ -130,10 +130,10 @@ fn a_connect_completing_during_a_poll_keeps_the_budget() {
         let budget = ms(1500);
         let t0 = sim.now();
         let got = ev.poll(budget);
-        let took = sim.now() - t0;
+        let spent = sim.now() - t0;
         assert!(matches!(got, Ok(None)), "seed {seed}: {got:?}");
-        assert!(took <= budget + SLACK, "seed {seed}: took {took:?}");
-        assert!(took >= budget, "seed {seed}: returned early, {took:?}");
+        assert!(spent <= budget + SLACK, "seed {seed}: spent {spent:?}");
+        assert!(spent >= budget, "seed {seed}: returned early, {spent:?}");
         assert_eq!(count(&sim, "/subscribe/"), 1, "seed {seed}");
         assert!(sim.trouble().is_empty(), "{:?}", sim.trouble());
     }
@@ -172,8 +172,8 @@ fn the_loop_stays_within_its_budget_while_the_server_is_silent() {
                 Ok(None) => {}
                 Err(_) => failures += 1,
             }
-            let took = sim.now() - t0;
-            assert!(took <= budget + SLACK, "seed {seed}: a poll took {took:?}");
+            let spent = sim.now() - t0;
+            assert!(spent <= budget + SLACK, "seed {seed}: a poll spent {spent:?}");
             polls += 1;
         }
         let beats = count(&sim, "/heartbeat");
@@ -213,11 +213,11 @@ fn a_silent_long_poll_is_cut_at_its_bound() {
                 Ok(_) => assert!(sim.now() - t0 < secs(10), "seed {seed}: never cut"),
             }
         };
-        let took = sim.now() - t0;
+        let spent = sim.now() - t0;
         assert!(is_timeout(&err), "seed {seed}: {err:?}");
         assert!(
-            took >= ms(400) && took <= ms(400) + ms(200),
-            "seed {seed}: cut after {took:?}"
+            spent >= ms(400) && spent <= ms(400) + ms(200),
+            "seed {seed}: cut after {spent:?}"
         );
     }
 }
@@ -342,8 +342,8 @@ fn a_long_loop_budget_keeps_heartbeating() {
         let t0 = sim.now();
         let budget = ms(3500);
         assert!(device.poll(budget).unwrap().is_none(), "seed {seed}");
-        let took = sim.now() - t0;
-        assert!(took <= budget + SLACK, "seed {seed}: took {took:?}");
+        let spent = sim.now() - t0;
+        assert!(spent <= budget + SLACK, "seed {seed}: spent {spent:?}");
         let beats = count(&sim, "/heartbeat") - before;
         assert!(
             beats >= 3,
@@ -451,17 +451,17 @@ fn resync_waits_out_the_here_now_cache() {
                 assert!(sim.now() - t0 < secs(10), "seed {seed}: {changes:?}");
                 changes.extend(m.poll(ms(20)).unwrap());
             }
-            let took = sim.now() - t0;
+            let spent = sim.now() - t0;
             let mut present: Vec<&str> = m.occupants("hall").map(|o| o.user_id).collect();
             present.sort();
             if delay.is_zero() {
                 assert!(
-                    took < secs(1),
-                    "seed {seed}: the refresh came after {took:?}"
+                    spent < secs(1),
+                    "seed {seed}: the refresh came after {spent:?}"
                 );
                 assert!(present.len() < 2, "seed {seed}: {present:?} {changes:?}");
             } else {
-                assert!(took >= delay, "seed {seed}: {took:?}");
+                assert!(spent >= delay, "seed {seed}: {spent:?}");
                 assert_eq!(present, ["a", "b"], "seed {seed}: {changes:?}");
             }
         }

@@ -273,26 +273,7 @@ impl Server {
         }
         let listener = TcpListener::bind(addr)?;
         let local = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            store: Mutex::new(store::Store::new(store::Settings {
-                announce_max: options.announce_max,
-                interval_secs: options.interval_secs,
-                max_entries: options.max_entries,
-                max_keysets: options.max_keysets,
-                interval_delta_limit: options.interval_delta_limit,
-                event_log: options.event_log,
-            })),
-            changed: Condvar::new(),
-            clock: Clock::default(),
-            options,
-            waiters: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
-            connections: AtomicUsize::new(0),
-            open: Mutex::new(Vec::new()),
-            served: AtomicU64::new(0),
-            here_now_cache: Mutex::default(),
-            here_now_calls: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::detached(options, false));
         let accept = {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
