@@ -147,6 +147,10 @@ fn link_state_says_reconnecting_during_a_backoff() {
 fn heartbeats_back_restart_a_stuck_long_poll() {
     let long_polls = Arc::new(AtomicUsize::new(0));
     let polls = long_polls.clone();
+    // Heartbeats fail until the first long-poll is in and two have failed
+    // (on a loaded machine the first heartbeat can reach the server after
+    // the long-poll: it must fail all the same).
+    let failed_heartbeats = Arc::new(AtomicUsize::new(0));
     let server = Server::start(move |target| {
         if target.contains("/v2/subscribe/") {
             if target.contains("tt=0") {
@@ -160,7 +164,10 @@ fn heartbeats_back_restart_a_stuck_long_poll() {
                 ),
             };
         }
-        if target.contains("/heartbeat") && polls.load(Ordering::SeqCst) == 0 {
+        if target.contains("/heartbeat")
+            && (polls.load(Ordering::SeqCst) == 0 || failed_heartbeats.load(Ordering::SeqCst) < 2)
+        {
+            failed_heartbeats.fetch_add(1, Ordering::SeqCst);
             return Reply::Json(503, r#"{"error":true,"status":503,"message":"x"}"#.into());
         }
         ok_json(r#"{"status":200,"message":"OK","service":"Presence"}"#)
@@ -245,6 +252,8 @@ fn a_trickling_long_poll_is_reported_at_its_total_bound() {
 fn heartbeats_back_resend_a_stuck_here_now() {
     let here_nows = Arc::new(AtomicUsize::new(0));
     let count = here_nows.clone();
+    // As above: heartbeats fail until the here_now is in and two failed.
+    let failed_heartbeats = Arc::new(AtomicUsize::new(0));
     let server = Server::start(move |target| {
         if target.contains("/v2/subscribe/") {
             if target.contains("tt=0") {
@@ -256,7 +265,8 @@ fn heartbeats_back_resend_a_stuck_here_now() {
             );
         }
         if target.contains("/heartbeat") {
-            if count.load(Ordering::SeqCst) == 0 {
+            if count.load(Ordering::SeqCst) == 0 || failed_heartbeats.load(Ordering::SeqCst) < 2 {
+                failed_heartbeats.fetch_add(1, Ordering::SeqCst);
                 return Reply::Json(503, r#"{"error":true,"status":503,"message":"x"}"#.into());
             }
             return ok_json(r#"{"status":200,"message":"OK","service":"Presence"}"#);

@@ -95,7 +95,10 @@ fn a_trickling_answer_ends_at_the_call_deadline() {
         let r = p.where_now().execute();
         let spent = sim.now() - t0;
         assert!(r.as_ref().is_err_and(is_timeout), "seed {seed}: {r:?}");
-        assert!(spent <= ms(1100) + CALL_SLACK, "seed {seed}: spent {spent:?}");
+        assert!(
+            spent <= ms(1100) + CALL_SLACK,
+            "seed {seed}: spent {spent:?}"
+        );
         // Not cut early either: the first attempt ran until its bound.
         assert!(spent >= secs(1), "seed {seed}: spent {spent:?}");
     }
@@ -173,7 +176,10 @@ fn the_loop_stays_within_its_budget_while_the_server_is_silent() {
                 Err(_) => failures += 1,
             }
             let spent = sim.now() - t0;
-            assert!(spent <= budget + SLACK, "seed {seed}: a poll spent {spent:?}");
+            assert!(
+                spent <= budget + SLACK,
+                "seed {seed}: a poll spent {spent:?}"
+            );
             polls += 1;
         }
         let beats = count(&sim, "/heartbeat");
