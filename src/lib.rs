@@ -88,11 +88,11 @@
 //! # Examples and the offline server
 //!
 //! The repository's examples run offline against the local presence server
-//! (feature `emulator`), or against PubNub with `PUBNUB_SUBSCRIBE_KEY` set:
-//! `presence` (the calls, the event stream and the mirror, start to
-//! finish), `watch` (a live roster in the terminal), `presence-server` (the
-//! local server alone, for clients in any language), `soak` and `chaos`
-//! (long runs, under faults). Run one with
+//! (feature `emulator`): `presence` (the calls, the event stream and the
+//! mirror, start to finish) and `watch` (a live roster in the terminal),
+//! both also against PubNub with `PUBNUB_SUBSCRIBE_KEY` set;
+//! `presence-server` (the local server alone, for clients in any
+//! language); `soak` and `chaos` (long runs, under faults). Run one with
 //! `cargo run --example presence --features emulator`.
 //!
 //! The `emulator` module is that server: PubNub's presence semantics

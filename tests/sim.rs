@@ -875,15 +875,28 @@ fn search() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// Replays one seed of the search (`SIM_SEED`) and prints what happened.
+/// Replays one seed of the search (`SIM_SEED`; without it, the search's
+/// first seed) and prints what happened; the run must replay exactly.
 #[test]
 fn replay() {
-    let Some(seed) = std::env::var("SIM_SEED").ok().and_then(|v| v.parse().ok()) else {
-        return;
-    };
+    let seed = std::env::var("SIM_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     let s = random_scenario(seed);
     println!("{s:#?}");
     let out = run(&s);
     println!("{out:#?}");
     assert!(out.broken.is_empty(), "{}", report(&s, &out));
+    let again = run(&s);
+    assert_eq!(
+        (out.events, out.errors.len(), out.requests, out.steps),
+        (
+            again.events,
+            again.errors.len(),
+            again.requests,
+            again.steps
+        ),
+        "seed {seed} did not replay exactly"
+    );
 }
