@@ -932,6 +932,11 @@ impl PresenceEvents {
     /// Counts a failure and backs off; returns it.
     fn failed(&mut self, e: Error, retry_after: Option<Duration>) -> Error {
         self.failures = self.failures.saturating_add(1);
+        if std::mem::take(&mut self.idle_backoff) {
+            // The backoff grew on answers that came at once with nothing
+            // new (not failures): a real failure starts its own from 0.5 s.
+            self.backoff.succeed();
+        }
         let now = crate::clock::now();
         self.link
             .failed(&mut self.backoff, now, &e, retry_after, None, &FAILURE_LOG);

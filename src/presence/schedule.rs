@@ -484,8 +484,12 @@ impl Heartbeater {
     }
 
     fn failed_after(&mut self, e: Error, now: Instant, retry_after: Option<Duration>) -> Error {
-        // Never wait longer than the interval: presence must not lapse.
-        let cap = self.interval;
+        // Presence must not lapse: after a cut, the next attempt comes
+        // within a quarter of the interval (7 s for a 60 s presence
+        // timeout; the 30 s cap for the default 300 s), so a cut shorter
+        // than the timeout less the interval and that keeps the device
+        // present.
+        let cap = self.interval.map(|i| i / 4);
         self.link
             .failed(&mut self.backoff, now, &e, retry_after, cap, &FAILURE_LOG);
         e
