@@ -286,10 +286,10 @@ fn a_429_with_retry_after_is_honoured() {
     );
     assert_eq!(r.unwrap(), ["a"]);
     assert_eq!(n, 2);
-    // The retry waited for the server's Retry-After (1 s), not the
-    // policy's 10 ms: a lower bound, which a loaded machine only makes
-    // easier to meet (the only way to see a wait on real sockets).
-    assert!(t >= Duration::from_millis(950), "waited {t:?}");
+    // That the retry waited for the server's Retry-After (1 s), not the
+    // policy's 10 ms, is checked in virtual time (tests/sim_rules.rs,
+    // `retry_after_is_waited_out`) and measured in benches/timings.rs.
+    let _ = t;
 }
 
 #[test]

@@ -473,3 +473,44 @@ fn resync_waits_out_the_here_now_cache() {
         }
     }
 }
+
+/// A 429 with `Retry-After: 1` is waited out (1 s, not the policy's
+/// 10 ms), then the call succeeds (`faults.rs`, formerly "waited at least
+/// 950 ms" on the wall clock).
+#[test]
+fn retry_after_is_waited_out() {
+    for seed in 1..=10 {
+        let sim = sim(seed);
+        let _on = sim.enter();
+        // The first request arrives within 0.5 s (lookup, connect); the
+        // retry, a second later, gets the server's answer.
+        sim.fault(Fault::Raw {
+            from: Duration::ZERO,
+            to: ms(500),
+            path: "/uuid/",
+            bytes: b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        });
+        let p = client(|b| {
+            b.retry_policy(RetryPolicy {
+                max_attempts: 3,
+                base_delay: ms(10),
+                max_delay: ms(10),
+                deadline: Some(secs(5)),
+            })
+        });
+        let r = p.where_now().execute();
+        assert!(r.is_ok(), "seed {seed}: {r:?}");
+        let at: Vec<Duration> = sim
+            .served()
+            .iter()
+            .filter(|s| s.path.contains("/uuid/"))
+            .map(|s| s.at)
+            .collect();
+        assert_eq!(at.len(), 2, "seed {seed}");
+        // Between the two arrivals: the 429's way back, the 1 s wait, a new
+        // connection and the retry's way out (about 0.1 s here).
+        let apart = at[1] - at[0];
+        assert!(apart >= secs(1), "seed {seed}: retried after {apart:?}");
+        assert!(apart <= secs(1) + ms(250), "seed {seed}: {apart:?}");
+    }
+}

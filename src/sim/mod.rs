@@ -202,6 +202,19 @@ pub enum Fault {
         /// End.
         to: Duration,
     },
+    /// Requests whose path contains `path`, begun between `from` and
+    /// `to`, get these bytes as their answer instead of the server's (a
+    /// status the local server never sends, say a 429 with `Retry-After`).
+    Raw {
+        /// Start.
+        from: Duration,
+        /// End.
+        to: Duration,
+        /// A part of the request path.
+        path: &'static str,
+        /// The whole response, head and body.
+        bytes: &'static [u8],
+    },
     /// The device is suspended from `at` for `span`: the network and the
     /// server go on, the client does not run; on resume its clock has
     /// jumped.
@@ -1080,9 +1093,22 @@ impl World {
     fn answer(&mut self, id: u64, req: &HttpRequest, held: Option<Duration>) -> Busy {
         let final_answer = held.is_some_and(|u| self.now >= u);
         let (status, body) = routes::handle(&self.server, req);
+        let now = self.now;
+        let raw = self.faults.iter().find_map(|f| match f {
+            Fault::Raw {
+                from,
+                to,
+                path,
+                bytes,
+            } if *from <= now && now < *to && req.path.contains(path) => Some(*bytes),
+            _ => None,
+        });
+        if let Some(bytes) = raw {
+            self.send(id, bytes.to_vec());
+            return self.after_answer(id, true);
+        }
         let long_poll = req.path.contains("/subscribe/")
             && req.param("tt").is_some_and(|t| !t.is_empty() && t != "0");
-        let now = self.now;
         let empty_at_once = long_poll
             && self.faults.iter().any(
                 |f| matches!(f, Fault::EmptyBatches { from, to } if *from <= now && now < *to),
