@@ -226,6 +226,25 @@ pub enum Fault {
     },
 }
 
+impl Fault {
+    /// Whether the fault is in force at `now` for a request to `req_path`
+    /// (faults without a path: for any request).
+    fn covers(&self, now: Duration, req_path: &str) -> bool {
+        match self {
+            Fault::Trickle { from, to, path, .. }
+            | Fault::EndlessContinue { from, to, path }
+            | Fault::ExtraResponse { from, to, path }
+            | Fault::Raw { from, to, path, .. } => {
+                *from <= now && now < *to && req_path.contains(path)
+            }
+            Fault::EmptyBatches { from, to }
+            | Fault::SlowDns { from, to, .. }
+            | Fault::Outage { from, to, .. } => *from <= now && now < *to,
+            _ => false,
+        }
+    }
+}
+
 /// What other users do, at a virtual time (straight into the server's
 /// state, not over the network).
 #[derive(Debug, Clone)]
@@ -663,6 +682,14 @@ impl World {
         Duration::from_micros(self.random() % max.saturating_add(1))
     }
 
+    /// How long a name lookup takes now (`SlowDns`), if slowed.
+    fn slow_dns(&self) -> Option<Duration> {
+        self.faults.iter().find_map(|f| match f {
+            Fault::SlowDns { delay, .. } if f.covers(self.now, "") => Some(*delay),
+            _ => None,
+        })
+    }
+
     /// The outage in force at `at`: (end, refuse, dns).
     fn outage_at(&self, at: Duration) -> Option<(Duration, bool, bool)> {
         self.faults.iter().find_map(|f| match f {
@@ -1057,17 +1084,18 @@ impl World {
                     uuid: req.param("uuid").unwrap_or_default(),
                 });
                 let now = self.now;
-                let matches = |from: &Duration, to: &Duration, path: &str| {
-                    *from <= now && now < *to && req.path.contains(path)
-                };
-                if self.faults.iter().any(|f| {
-                    matches!(f, Fault::EndlessContinue { from, to, path } if matches(from, to, path))
-                }) {
+                let on = |f: &Fault| f.covers(now, &req.path);
+                if self
+                    .faults
+                    .iter()
+                    .any(|f| matches!(f, Fault::EndlessContinue { .. }) && on(f))
+                {
                     return Busy::Continue { next: now };
                 }
-                let extra = self.faults.iter().any(|f| {
-                    matches!(f, Fault::ExtraResponse { from, to, path } if matches(from, to, path))
-                });
+                let extra = self
+                    .faults
+                    .iter()
+                    .any(|f| matches!(f, Fault::ExtraResponse { .. }) && on(f));
                 if let Some(l) = self.links.get_mut(&id) {
                     l.extra = extra;
                 }
@@ -1092,15 +1120,11 @@ impl World {
     /// new) until `held` (a new hold when `None`), then answers anyway.
     fn answer(&mut self, id: u64, req: &HttpRequest, held: Option<Duration>) -> Busy {
         let final_answer = held.is_some_and(|u| self.now >= u);
-        let (status, body) = routes::handle(&self.server, req);
         let now = self.now;
+        let on = |f: &Fault| f.covers(now, &req.path);
+        // A fault that answers instead of the server leaves its state alone.
         let raw = self.faults.iter().find_map(|f| match f {
-            Fault::Raw {
-                from,
-                to,
-                path,
-                bytes,
-            } if *from <= now && now < *to && req.path.contains(path) => Some(*bytes),
+            Fault::Raw { bytes, .. } if on(f) => Some(*bytes),
             _ => None,
         });
         if let Some(bytes) = raw {
@@ -1110,9 +1134,10 @@ impl World {
         let long_poll = req.path.contains("/subscribe/")
             && req.param("tt").is_some_and(|t| !t.is_empty() && t != "0");
         let empty_at_once = long_poll
-            && self.faults.iter().any(
-                |f| matches!(f, Fault::EmptyBatches { from, to } if *from <= now && now < *to),
-            );
+            && self
+                .faults
+                .iter()
+                .any(|f| matches!(f, Fault::EmptyBatches { .. }) && on(f));
         if empty_at_once {
             let tt = req.param("tt").unwrap_or_default();
             let body = format!("{{\"m\":[],\"t\":{{\"r\":1,\"t\":\"{tt}\"}}}}");
@@ -1121,6 +1146,7 @@ impl World {
             self.send(id, out);
             return self.after_answer(id, req.close);
         }
+        let (status, body) = routes::handle(&self.server, req);
         if long_poll && status == 200 && body.starts_with("{\"m\":[]") && !final_answer {
             let until = held.unwrap_or_else(|| self.now.saturating_add(self.cfg.hold));
             return Busy::Hold {
@@ -1143,14 +1169,8 @@ impl World {
                 false,
             );
         }
-        let now = self.now;
         let trickle = self.faults.iter().find_map(|f| match f {
-            Fault::Trickle {
-                from,
-                to,
-                path,
-                every,
-            } if *from <= now && now < *to && req.path.contains(path) => Some(*every),
+            Fault::Trickle { every, .. } if on(f) => Some(*every),
             _ => None,
         });
         if let Some(every) = trickle {
@@ -1435,12 +1455,7 @@ impl World {
         let Some(answer) = dns_answer(packet) else {
             return;
         };
-        let slow = self.faults.iter().find_map(|f| match f {
-            Fault::SlowDns { from, to, delay } if *from <= self.now && self.now < *to => {
-                Some(*delay)
-            }
-            _ => None,
-        });
+        let slow = self.slow_dns();
         let at = self
             .now
             .saturating_add(self.cfg.latency.saturating_mul(2))
@@ -1485,12 +1500,7 @@ impl World {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
-        let slow = self.faults.iter().find_map(|f| match f {
-            Fault::SlowDns { from, to, delay } if *from <= self.now && self.now < *to => {
-                Some(*delay)
-            }
-            _ => None,
-        });
+        let slow = self.slow_dns();
         if let Some((_, _, true)) = self.outage_at(self.now) {
             // The system resolver waits for servers that do not answer.
             let until = self.now.saturating_add(RESOLVER_TIMEOUT);
