@@ -187,8 +187,9 @@ impl PubNub {
     }
 
     /// The URL to send for `request` now: signed with the current time
-    /// when a secret key is configured.
-    pub(crate) fn url_for(&self, request: Request) -> Result<String> {
+    /// when a secret key is configured (sans-IO: sign a request an
+    /// [`engine`](crate::engine) asks for as it goes out).
+    pub fn url_for(&self, request: Request) -> Result<String> {
         #[cfg(feature = "tls")]
         if let Some(secret) = self.config.secret_key.as_deref() {
             let mut signed = request;

@@ -179,9 +179,11 @@ mod config;
 mod conn;
 pub mod decode;
 mod dns;
+mod driver;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 mod encode;
+pub mod engine;
 mod envelope;
 mod error;
 mod json;

@@ -4,9 +4,10 @@
 
 use crate::backoff::Backoff;
 use crate::client::PubNub;
-use crate::clock::{deadline_after, sleep_until};
-use crate::conn::Conn;
+use crate::clock::deadline_after;
+use crate::driver::Lane;
 use crate::encode::{encode_names_into, push_param};
+use crate::engine::{Engine, Step, Transmit};
 use crate::envelope::{self, Field};
 use crate::error::{Error, ErrorKind, Result};
 use crate::json::{digits_u64, string_list, Cursor, Kind};
@@ -15,6 +16,7 @@ use crate::presence::link::{FailureLog, Link, LinkState};
 use crate::presence::targets::{target_setters, Targets};
 use crate::request::{self, Request};
 use crate::state::{self, State};
+use crate::transport::Response;
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -603,6 +605,18 @@ impl<'p> PresenceEventsBuilder<'p> {
     /// [`request::MAX_URL_LEN`] (with the longest cursor) is an input
     /// error here.
     pub fn open(self) -> Result<PresenceEvents> {
+        let pubnub = self.pubnub.clone();
+        Ok(PresenceEvents {
+            engine: self.engine()?,
+            pubnub,
+            lane: Lane::default(),
+        })
+    }
+
+    /// Checks the arguments like [`open`](Self::open) and returns the
+    /// stream's sans-IO engine, for a program that does its own IO: see
+    /// [`EventStream`].
+    pub fn engine(self) -> Result<EventStream> {
         self.targets.check()?;
         crate::config::check_duration("long_poll_timeout", self.long_poll_timeout, false)?;
         let Targets {
@@ -614,13 +628,13 @@ impl<'p> PresenceEventsBuilder<'p> {
         for name in channels.iter_mut().chain(&mut groups) {
             name.push_str(PNPRES);
         }
-        let events = PresenceEvents {
+        let events = EventStream {
             pubnub: self.pubnub.clone(),
             channels,
             groups,
             cursor: Timetoken::default(),
             long_poll_timeout: self.long_poll_timeout,
-            conn: None,
+            fresh: false,
             batch: None,
             pending: VecDeque::new(),
             seen: Vec::new(),
@@ -730,12 +744,67 @@ impl std::fmt::Debug for Batch {
 /// ```
 #[derive(Debug)]
 pub struct PresenceEvents {
+    /// The client, for the driver (signing, the endpoint).
+    pubnub: PubNub,
+    engine: EventStream,
+    lane: Lane,
+}
+
+/// The event stream's sans-IO engine: the subscribe long-poll's cursor,
+/// the duplicate filter, the backoff and the link state, with no socket
+/// and no clock. [`PresenceEvents`] is this engine pumped over one kept
+/// connection; a program with its own IO gets one from
+/// [`PresenceEventsBuilder::engine`] and drives it through
+/// [`Engine`](crate::engine::Engine) (see [`crate::engine`]), taking
+/// events out with [`EventStream::poll_event`].
+///
+/// ```text
+///              poll: backoff over, nothing in flight
+///   Idle ───────────────────────────────────────────▶ InFlight
+///    ▲ ▲            Send(subscribe at the cursor)        │
+///    │ │                                                 │ handle_response
+///    │ │ handle_failure / error status / bad body        ▼
+///    │ └──────────── BackingOff ◀─────────────────── Batch (events
+///    │    (0.5 s doubling to 30 s,   nothing new,     decoded one at a
+///    │     or Retry-After)           answered at once  time by poll_event)
+///    └─────────────────────────────────────────────────  │
+///              progress (cursor moved, new events,       │
+///              or a long-poll held and ended idle)  ◀────┘
+/// ```
+///
+/// [`EventStream::restart`] (the path works again after an outage) sends
+/// the next request at once, on a new connection.
+///
+/// ```
+/// use pubnub_presence::engine::{Engine, Step};
+/// use pubnub_presence::{PubNub, Response};
+/// # fn main() -> Result<(), pubnub_presence::Error> {
+/// let pubnub = PubNub::builder()
+///     .subscribe_key("demo")
+///     .user_id("own-io")
+///     .origin("http://127.0.0.1:9")
+///     .build()?;
+/// let mut stream = pubnub.presence_events().channels(vec!["lobby".into()]).engine()?;
+/// let now = std::time::Instant::now();
+/// let Step::Send(t) = stream.poll(now, false)? else { unreachable!() };
+/// let url = pubnub.url_for(t.request)?; // send it with your own IO, then:
+/// # let _ = url;
+/// let body = br#"{"t":{"t":"17000000000000000","r":1},"m":[{"a":"1","f":0,"p":{"t":"17000000000000000","r":1},
+///   "k":"demo","c":"lobby-pnpres","d":{"action":"join","uuid":"ann","timestamp":1700000000,"occupancy":1}}]}"#;
+/// stream.handle_response(now, Response { status: 200, body: body.to_vec(), retry_after: None })?;
+/// let event = stream.poll_event(now)?.expect("one join");
+/// println!("{event:?}");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct EventStream {
     pubnub: PubNub,
     channels: Vec<String>,
     groups: Vec<String>,
     cursor: Timetoken,
     long_poll_timeout: Duration,
-    conn: Option<Conn>,
+    /// The next request goes out at once, on a new connection.
+    fresh: bool,
     batch: Option<Batch>,
     pending: VecDeque<PresenceEvent<'static>>,
     seen: Vec<(u64, u64)>,
@@ -757,7 +826,7 @@ pub struct PresenceEvents {
 impl PresenceEvents {
     /// The cursor the next request starts from.
     pub fn cursor(&self) -> Timetoken {
-        self.cursor
+        self.engine.cursor
     }
 
     /// How many times the stream may have missed events: each failed
@@ -768,14 +837,112 @@ impl PresenceEvents {
     /// (the occupancy mirror) compares this count between calls and
     /// re-syncs when it moved; one outage may count more than once.
     pub fn gaps(&self) -> u64 {
-        self.failures
-            .saturating_add(self.resets)
+        self.engine
+            .gaps()
             .saturating_add(self.connections_opened().saturating_sub(1))
     }
 
     /// What the stream's kept connection is doing: see [`LinkState`].
     /// A `poll` during a backoff returns `Ok(None)`; this says
     /// `Reconnecting`, with the last error and the next attempt.
+    pub fn link_state(&self) -> LinkState {
+        self.engine.link_state()
+    }
+
+    /// The path is known to work again: see [`EventStream::restart`].
+    pub(crate) fn restart(&mut self, since: Instant) {
+        if self.engine.restart(since) && self.lane.in_use() {
+            log::info!(target: "pubnub_presence::events",
+                "the service answers again: restarting the long-poll from cursor {} on a new connection",
+                self.engine.cursor.t);
+        }
+    }
+
+    /// How many responses had a cursor behind the one they were asked
+    /// from (counted in [`PresenceEvents::gaps`] too).
+    pub fn cursor_resets(&self) -> u64 {
+        self.engine.resets
+    }
+
+    /// How many connections the stream has opened so far: 1 while the
+    /// kept connection holds.
+    pub fn connections_opened(&self) -> u64 {
+        self.lane.connects()
+    }
+
+    /// The subscribe request for the current cursor (sans-IO). Its length
+    /// was checked against [`request::MAX_URL_LEN`] by `open()`, for any
+    /// cursor.
+    pub fn request(&self) -> Request {
+        self.engine.request()
+    }
+
+    /// Feeds a decoded batch into the stream: advances the cursor and queues
+    /// events not seen before. Public for sans-IO use.
+    pub fn accept(&mut self, batch: EventBatch<'_>) {
+        self.engine.accept(batch);
+    }
+
+    /// Waits at most `timeout` for the next event: `Ok(None)` when none
+    /// came (the request stays in flight for the next call). Errors are
+    /// returned by the call in which they happen, then backed off; see
+    /// the type's docs. For single-threaded loops: the call never blocks
+    /// much longer than `timeout`, a name lookup included (it goes on in
+    /// the next call; only a name left to the system resolver can block
+    /// longer, see the README).
+    pub fn poll(&mut self, timeout: Duration) -> Result<Option<PresenceEvent<'static>>> {
+        self.wait(deadline_after(timeout))
+    }
+
+    /// Blocks until the next event. Failures that may clear by themselves
+    /// ([`crate::Error::is_retryable`]: connection failures, timeouts,
+    /// resets, name lookups without an answer, 5xx, 429) are retried from
+    /// the same cursor after the backoff; the others (TLS verification, a
+    /// name that does not exist, body too large, other 4xx, a malformed
+    /// body) are returned.
+    pub fn next_event(&mut self) -> Result<PresenceEvent<'static>> {
+        loop {
+            match self.wait(None) {
+                Ok(Some(e)) => return Ok(e),
+                Ok(None) => {}
+                Err(e) if e.is_retryable() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The engine pumped on the kept connection until an event is there
+    /// or `deadline` passes.
+    pub(crate) fn wait(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<PresenceEvent<'static>>> {
+        loop {
+            if let Some(e) = self.engine.poll_event(crate::clock::now())? {
+                return Ok(Some(e));
+            }
+            if !self.lane.pump(&self.pubnub, &mut self.engine, deadline)? {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+impl EventStream {
+    /// The cursor the next request starts from.
+    pub fn cursor(&self) -> Timetoken {
+        self.cursor
+    }
+
+    /// Failed requests and responses whose cursor went back: the times
+    /// the stream may have missed events (a driver adds the connections
+    /// it opened again; see [`PresenceEvents::gaps`]).
+    pub fn gaps(&self) -> u64 {
+        self.failures.saturating_add(self.resets)
+    }
+
+    /// Connected, connecting, or backing off with the last error and the
+    /// next attempt: see [`LinkState`].
     pub fn link_state(&self) -> LinkState {
         self.link.state_with(self.backoff.until)
     }
@@ -784,26 +951,15 @@ impl PresenceEvents {
     /// service, failing since `since`, was just answered. Unless the
     /// stream had an answer since then, the long-poll in flight (or the
     /// kept connection) may be dead on a path that dropped it silently:
-    /// it is dropped, and the next call resumes from the cursor at once.
-    pub(crate) fn restart(&mut self, since: Instant) {
+    /// the next [`poll`](Engine::poll) sends the request again at once, on
+    /// a new connection. Whether it does.
+    pub fn restart(&mut self, since: Instant) -> bool {
         if self.answered_at.is_some_and(|at| at >= since) {
-            return;
+            return false;
         }
-        if let Some(conn) = &mut self.conn {
-            if conn.busy() || conn.is_open() {
-                log::info!(target: "pubnub_presence::events",
-                    "the service answers again: restarting the long-poll from cursor {} on a new connection",
-                    self.cursor.t);
-            }
-            conn.abort();
-        }
+        self.fresh = true;
         self.backoff.retry_at(None);
-    }
-
-    /// How many responses had a cursor behind the one they were asked
-    /// from (counted in [`PresenceEvents::gaps`] too).
-    pub fn cursor_resets(&self) -> u64 {
-        self.resets
+        true
     }
 
     /// Takes a response's cursor; one behind the current cursor is a gap.
@@ -817,14 +973,8 @@ impl PresenceEvents {
         self.cursor = next;
     }
 
-    /// How many connections the stream has opened so far: 1 while the
-    /// kept connection holds.
-    pub fn connections_opened(&self) -> u64 {
-        self.conn.as_ref().map_or(0, |c| c.connects)
-    }
-
-    /// The subscribe request for the current cursor (sans-IO). Its length
-    /// was checked against [`request::MAX_URL_LEN`] by `open()`, for any
+    /// The subscribe request for the current cursor. Its length was
+    /// checked against [`request::MAX_URL_LEN`] by `open()`, for any
     /// cursor.
     pub fn request(&self) -> Request {
         let config = self.pubnub.config();
@@ -862,8 +1012,8 @@ impl PresenceEvents {
         query
     }
 
-    /// Feeds a decoded batch into the stream: advances the cursor and queues
-    /// events not seen before. Public for sans-IO use.
+    /// Feeds a decoded batch into the stream: advances the cursor and
+    /// queues events not seen before.
     pub fn accept(&mut self, batch: EventBatch<'_>) {
         self.take_cursor(batch.next);
         for e in batch.events {
@@ -873,106 +1023,38 @@ impl PresenceEvents {
         }
     }
 
-    /// Waits at most `timeout` for the next event: `Ok(None)` when none
-    /// came (the request stays in flight for the next call). Errors are
-    /// returned by the call in which they happen, then backed off; see
-    /// the type's docs. For single-threaded loops: the call never blocks
-    /// much longer than `timeout`, a name lookup included (it goes on in
-    /// the next call; only a name left to the system resolver can block
-    /// longer, see the README).
-    pub fn poll(&mut self, timeout: Duration) -> Result<Option<PresenceEvent<'static>>> {
-        self.wait(deadline_after(timeout))
-    }
-
-    /// Blocks until the next event. Failures that may clear by themselves
-    /// ([`crate::Error::is_retryable`]: connection failures, timeouts,
-    /// resets, name lookups without an answer, 5xx, 429) are retried from
-    /// the same cursor after the backoff; the others (TLS verification, a
-    /// name that does not exist, body too large, other 4xx, a malformed
-    /// body) are returned.
-    pub fn next_event(&mut self) -> Result<PresenceEvent<'static>> {
-        loop {
-            match self.wait(None) {
-                Ok(Some(e)) => return Ok(e),
-                Ok(None) => {}
-                Err(e) if e.is_retryable() => {}
-                Err(e) => return Err(e),
-            }
+    /// The next new event of what came in, decoded now; `Ok(None)` when
+    /// there is none (poll the engine). A body malformed as a whole is an
+    /// error here, once, after the events before its break (counted and
+    /// backed off).
+    pub fn poll_event(&mut self, now: Instant) -> Result<Option<PresenceEvent<'static>>> {
+        if let Some(e) = self.pending.pop_front() {
+            return Ok(Some(e));
         }
-    }
-
-    pub(crate) fn wait(
-        &mut self,
-        deadline: Option<Instant>,
-    ) -> Result<Option<PresenceEvent<'static>>> {
-        loop {
-            if let Some(e) = self.pending.pop_front() {
-                return Ok(Some(e));
-            }
-            match self.next_from_batch() {
-                Ok(Some(e)) => return Ok(Some(e)),
-                Ok(None) => {}
-                Err(e) => return Err(self.failed(e, None)),
-            }
-            if let Some(until) = self.backoff.waiting(crate::clock::now()) {
-                if !sleep_until(until, deadline) {
-                    return Ok(None);
-                }
-            }
-            match self.step(deadline) {
-                // The backoff is reset once the response proved to be
-                // progress (see `next_from_batch`).
-                Ok(true) => {}
-                Ok(false) => return Ok(None),
-                Err((e, retry_after)) => return Err(self.failed(e, retry_after)),
-            }
-        }
+        self.next_from_batch(now)
+            .map_err(|e| self.failed(now, e, None))
     }
 
     /// Counts a failure and backs off; returns it.
-    fn failed(&mut self, e: Error, retry_after: Option<Duration>) -> Error {
+    fn failed(&mut self, now: Instant, e: Error, retry_after: Option<Duration>) -> Error {
         self.failures = self.failures.saturating_add(1);
         if std::mem::take(&mut self.idle_backoff) {
             // The backoff grew on answers that came at once with nothing
             // new (not failures): a real failure starts its own from 0.5 s.
             self.backoff.succeed();
         }
-        let now = crate::clock::now();
         self.link
             .failed(&mut self.backoff, now, &e, retry_after, None, &FAILURE_LOG);
         e
     }
 
-    /// Drives the long-poll until `deadline`: `Ok(true)` when a response
-    /// was taken in.
-    fn step(
+    /// Takes a response in (any status): the error it reports, or its
+    /// batch, kept for [`EventStream::poll_event`].
+    fn take(
         &mut self,
-        deadline: Option<Instant>,
-    ) -> std::result::Result<bool, (Error, Option<Duration>)> {
-        let busy = self.conn.as_ref().is_some_and(Conn::busy);
-        // The URL is built (and signed) only when a request goes out.
-        let url = match busy {
-            true => None,
-            false => Some(self.pubnub.url_for(self.request()).map_err(|e| (e, None))?),
-        };
-        let bound = self.silence_bound();
-        let conn = match &mut self.conn {
-            Some(c) => c,
-            None => self.conn.insert(Conn::new(self.pubnub.endpoint())),
-        };
-        if let Some(url) = url {
-            conn.start(url, bound).map_err(|e| (e, None))?;
-            self.sent_at = Some(crate::clock::now());
-        }
-        // However the server trickles bytes, the connection ends the
-        // request at its total bound (`long_poll_timeout` +
-        // `request_timeout`, from when it could go out) with a retryable
-        // timeout: the outage is reported (the server answers a long-poll
-        // within 280 s).
-        let Some(resp) = conn.drive(deadline).map_err(|e| (e, None))? else {
-            return Ok(false);
-        };
-        let now = crate::clock::now();
+        now: Instant,
+        resp: Response,
+    ) -> std::result::Result<(), (Error, Option<Duration>)> {
         // Answered sooner than a long-poll is held: if it brings nothing
         // new at the same cursor, the server is not holding requests.
         let quick = self
@@ -999,7 +1081,7 @@ impl PresenceEvents {
             delivered: false,
             quick,
         });
-        Ok(true)
+        Ok(())
     }
 
     /// The next new event of the kept batch, decoded now. When the batch
@@ -1013,7 +1095,7 @@ impl PresenceEvents {
     /// the next request goes out at once; answered sooner, the server is
     /// not holding requests, and the next one is backed off too (logged
     /// once per run of such answers).
-    fn next_from_batch(&mut self) -> Result<Option<PresenceEvent<'static>>> {
+    fn next_from_batch(&mut self, now: Instant) -> Result<Option<PresenceEvent<'static>>> {
         let Some(batch) = self.batch.as_mut() else {
             return Ok(None);
         };
@@ -1046,12 +1128,12 @@ impl PresenceEvents {
             self.backoff.succeed();
             self.idle_backoff = false;
         } else if items.any {
-            let wait = self.backoff.fail(crate::clock::now(), None);
+            let wait = self.backoff.fail(now, None);
             log::warn!(target: "pubnub_presence::events",
                 "the response repeated cursor {} and brought nothing new, next request in {} ms",
                 self.cursor.t, wait.as_millis());
         } else {
-            let wait = self.backoff.fail(crate::clock::now(), None);
+            let wait = self.backoff.fail(now, None);
             if !std::mem::replace(&mut self.idle_backoff, true) {
                 log::warn!(target: "pubnub_presence::events",
                     "the server answered at once with nothing new at cursor {} (a long-poll is held until something happens): backing off, next request in {} ms (0.5 s doubling to 30 s; not logged again until it holds or moves)",
@@ -1062,6 +1144,38 @@ impl PresenceEvents {
             }
         }
         Ok(None)
+    }
+}
+
+impl Engine for EventStream {
+    /// Sends the subscribe at the cursor when nothing is in flight and no
+    /// backoff runs; a [`restart`](EventStream::restart) sends it again at
+    /// once on a new connection. The long-poll's own bounds (silence, and
+    /// `long_poll_timeout` + `request_timeout` in all) are the
+    /// connection's: the stream sets no timer of its own.
+    fn poll(&mut self, now: Instant, in_flight: bool) -> Result<Step> {
+        let fresh = std::mem::take(&mut self.fresh);
+        if in_flight && !fresh {
+            return Ok(Step::Wait(None));
+        }
+        if let Some(until) = self.backoff.waiting(now) {
+            return Ok(Step::Wait(Some(until)));
+        }
+        self.sent_at = Some(now);
+        Ok(Step::Send(Transmit {
+            request: self.request(),
+            silence: self.silence_bound(),
+            fresh,
+        }))
+    }
+
+    fn handle_response(&mut self, now: Instant, response: Response) -> Result<()> {
+        self.take(now, response)
+            .map_err(|(e, retry_after)| self.failed(now, e, retry_after))
+    }
+
+    fn handle_failure(&mut self, now: Instant, error: Error) -> Error {
+        self.failed(now, error, None)
     }
 }
 
@@ -1257,10 +1371,10 @@ mod tests {
         let mut ev = pubnub
             .presence_events()
             .channels(vec!["c".into()])
-            .open()
+            .engine()
             .unwrap();
         ev.cursor = Timetoken { t: 5, r: 1 };
-        let answer = |ev: &mut PresenceEvents, t: u64, quick: bool| {
+        let answer = |ev: &mut EventStream, t: u64, quick: bool| {
             let body = format!(r#"{{"t":{{"t":"{t}","r":1}},"m":[]}}"#);
             let items = Items::read(&body).unwrap();
             ev.batch = Some(Batch {
@@ -1271,8 +1385,9 @@ mod tests {
                 quick,
             });
             ev.cursor.t = t;
-            assert_eq!(ev.next_from_batch().unwrap(), None);
-            ev.backoff.waiting(crate::clock::now()).is_some()
+            let now = crate::clock::now();
+            assert_eq!(ev.next_from_batch(now).unwrap(), None);
+            ev.backoff.waiting(now).is_some()
         };
         assert!(!answer(&mut ev, 5, false), "held: no wait");
         assert!(answer(&mut ev, 5, true), "at once: backed off");
