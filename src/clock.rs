@@ -3,7 +3,8 @@
 //! simulation installed on the current thread ([`crate::sim`]) replaces
 //! them with its virtual time and its seeded random numbers, so a whole
 //! run of the device loop replays from a seed. Nothing here imports other
-//! modules of the crate but the simulator hook.
+//! modules of the crate but the simulator seam (`seam`), which imports
+//! nothing of ours.
 
 use std::time::{Duration, Instant};
 
@@ -11,8 +12,8 @@ use std::time::{Duration, Instant};
 #[inline]
 pub(crate) fn now() -> Instant {
     #[cfg(feature = "sim")]
-    if let Some(t) = crate::sim::hook::now() {
-        return t;
+    if let Some(w) = crate::seam::current() {
+        return w.now();
     }
     Instant::now()
 }
@@ -20,8 +21,8 @@ pub(crate) fn now() -> Instant {
 /// Sleeps `d` (in a simulation: lets virtual time pass).
 pub(crate) fn sleep(d: Duration) {
     #[cfg(feature = "sim")]
-    if crate::sim::hook::sleep(d) {
-        return;
+    if let Some(w) = crate::seam::current() {
+        return w.sleep(d);
     }
     std::thread::sleep(d);
 }
@@ -30,8 +31,8 @@ pub(crate) fn sleep(d: Duration) {
 /// counter; seeded under a simulation): jitter needs spread, not secrecy.
 pub(crate) fn random_u64() -> u64 {
     #[cfg(feature = "sim")]
-    if let Some(x) = crate::sim::hook::random() {
-        return x;
+    if let Some(w) = crate::seam::current() {
+        return w.random();
     }
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{SystemTime, UNIX_EPOCH};

@@ -192,6 +192,8 @@ mod pool;
 pub mod presence;
 pub mod request;
 pub mod retry;
+#[cfg(feature = "sim")]
+mod seam;
 #[cfg(feature = "tls")]
 pub mod sign;
 #[cfg(feature = "sim")]

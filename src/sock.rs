@@ -1,6 +1,6 @@
 //! The sockets under the kept connections: a TCP stream, or (feature
 //! `sim`) a connection of the network simulator installed on the current
-//! thread ([`crate::sim`]). The connection code reads, writes, waits and
+//! thread (through `crate::seam`). The connection code reads, writes, waits and
 //! looks up names only through here, so a simulation can run it in
 //! virtual time.
 
@@ -24,7 +24,7 @@ pub(crate) enum Sock {
     Tcp(TcpStream),
     /// A simulated one.
     #[cfg(feature = "sim")]
-    Sim(crate::sim::SimSock),
+    Sim(Box<dyn crate::seam::Stream + Send>),
 }
 
 /// TCP keepalive and, on Linux, `TCP_USER_TIMEOUT` (see the module docs):
@@ -55,8 +55,8 @@ fn keep_alive(sock: &socket2::Socket) {
 /// simulation's names).
 pub(crate) fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     #[cfg(feature = "sim")]
-    if let Some(r) = crate::sim::hook::resolve(host, port) {
-        return r;
+    if let Some(w) = crate::seam::current() {
+        return w.resolve(host, port);
     }
     Ok((host, port).to_socket_addrs()?.collect())
 }
@@ -65,8 +65,8 @@ pub(crate) fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 /// simulation's name server, under a simulation; otherwise `None`.
 pub(crate) fn resolv_conf_override() -> Option<String> {
     #[cfg(feature = "sim")]
-    if let Some(text) = crate::sim::hook::resolv_conf() {
-        return Some(text);
+    if let Some(w) = crate::seam::current() {
+        return Some(w.resolv_conf());
     }
     None
 }
@@ -75,8 +75,8 @@ impl Sock {
     /// Starts a non-blocking connect to `addr`.
     pub(crate) fn connect(addr: SocketAddr) -> io::Result<Sock> {
         #[cfg(feature = "sim")]
-        if let Some(s) = crate::sim::hook::connect(addr) {
-            return s.map(|s| {
+        if let Some(w) = crate::seam::current() {
+            return w.connect(addr).map(|s| {
                 s.set_keepalive();
                 Sock::Sim(s)
             });
@@ -177,15 +177,15 @@ pub(crate) enum Udp {
     Real(UdpSocket),
     /// A simulated one.
     #[cfg(feature = "sim")]
-    Sim(crate::sim::SimUdp),
+    Sim(Box<dyn crate::seam::Datagram + Send>),
 }
 
 impl Udp {
     /// A socket of the family (IPv6 or IPv4) bound to an ephemeral port.
     pub(crate) fn bind(v6: bool) -> io::Result<Udp> {
         #[cfg(feature = "sim")]
-        if let Some(s) = crate::sim::hook::udp() {
-            return Ok(Udp::Sim(s));
+        if let Some(w) = crate::seam::current() {
+            return Ok(Udp::Sim(w.udp()));
         }
         let any: SocketAddr = if v6 {
             (Ipv6Addr::UNSPECIFIED, 0).into()

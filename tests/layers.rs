@@ -24,17 +24,13 @@
 //! - `src/lib.rs` itself: it is the table of contents, it names every
 //!   module by design; its re-exports are resolved as above.
 //! - Comments, doc comments and string literals.
-//! - The simulator seam: `src/clock.rs` and `src/sock.rs` name
-//!   `crate::sim::hook` / `crate::sim::SimSock` under the `sim` feature
-//!   (test support: a simulation installed on the thread replaces the
-//!   clock and the sockets). These two edges are allowed exceptions; the
-//!   test checks that no other library file imports `sim` or `emulator`,
-//!   so both stay a top layer above the library.
-//! - `src/emulator/**` and `src/sim/**` (the local presence server and the
-//!   simulator, test support behind features): since nothing in the
-//!   library imports them (checked), they are a top layer and are left out
-//!   of the cycle check; inside, the emulator's `mod.rs` (server state)
-//!   and `routes.rs` (request handling) still refer to each other.
+//!
+//! Every file is in the check, the local presence server (`emulator`) and
+//! the simulator (`sim`) included. Besides, no library file may import
+//! those two (they are test support behind features, a top layer): the
+//! simulator stands in for the clock and the sockets through
+//! `src/seam.rs`, a contract the library defines and the simulator
+//! implements, so the library never names the simulator.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -517,7 +513,6 @@ fn graph(sources: &[Source]) -> Graph {
         None
     };
 
-    let is_seam = |s: &Source| s.rel == "src/clock.rs" || s.rel == "src/sock.rs";
     let mut edges: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
     let mut wrong_way = Vec::new();
     for (k, list) in named.iter().enumerate() {
@@ -532,13 +527,7 @@ fn graph(sources: &[Source]) -> Graph {
                 continue;
             }
             if is_top(target) && !is_top(from) {
-                if is_seam(from) && target.rel == "src/sim/mod.rs" {
-                    continue; // the simulator seam, allowed (see the module docs)
-                }
                 wrong_way.push(format!("{} -> {}", from.rel, target.rel));
-            }
-            if is_top(from) || is_top(target) {
-                continue; // the emulator and the simulator: out of the cycle check
             }
             edges.entry(k).or_default().insert(to);
         }

@@ -2,8 +2,8 @@
 //! 2025 server's form: compact, keys in alphabetical order.
 
 use super::http::HttpRequest;
+use super::shared::Shared;
 use super::store::{json_list, json_str, Store};
-use super::Shared;
 use crate::encode::decode_bytes;
 use crate::json::{Cursor, Kind};
 use std::collections::BTreeSet;
@@ -383,9 +383,6 @@ fn here_now(shared: &Shared, req: &HttpRequest, sub: &str, targets: Option<&Targ
     ));
     (200, b)
 }
-
-/// Cached here_now answers: request key → (clock ms it expires, answer).
-pub(crate) type HereNowCache = std::collections::HashMap<String, (u64, Reply)>;
 
 /// Cached answers kept at most; past it the expired ones go, then all.
 const HERE_NOW_CACHE_ENTRIES: usize = 1024;

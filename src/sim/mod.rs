@@ -432,7 +432,7 @@ impl std::fmt::Debug for Sim {
 /// While alive, the simulation answers the client's clock, sleeps and
 /// sockets on this thread.
 pub struct Entered {
-    previous: Option<Arc<Mutex<World>>>,
+    previous: Option<crate::seam::Installed>,
 }
 
 impl std::fmt::Debug for Entered {
@@ -443,8 +443,7 @@ impl std::fmt::Debug for Entered {
 
 impl Drop for Entered {
     fn drop(&mut self) {
-        let previous = self.previous.take();
-        hook::CURRENT.with(|c| *c.borrow_mut() = previous);
+        crate::seam::install(self.previous.take());
     }
 }
 
@@ -494,7 +493,8 @@ impl Sim {
 
     /// Installs the simulation on this thread until the guard drops.
     pub fn enter(&self) -> Entered {
-        let previous = hook::CURRENT.with(|c| c.borrow_mut().replace(Arc::clone(&self.world)));
+        let world: crate::seam::Installed = Arc::new(Installed(Arc::clone(&self.world)));
+        let previous = crate::seam::install(Some(world));
         Entered { previous }
     }
 
@@ -1560,17 +1560,13 @@ pub(crate) struct SimUdp {
     id: u64,
 }
 
-impl SimUdp {
-    pub(crate) fn send_to(&self, packet: &[u8], to: SocketAddr) -> io::Result<usize> {
+impl crate::seam::Datagram for SimUdp {
+    fn send_to(&self, packet: &[u8], to: SocketAddr) -> io::Result<usize> {
         lock(&self.world).dns_query(self.id, packet, to);
         Ok(packet.len())
     }
 
-    pub(crate) fn recv_from(
-        &self,
-        buf: &mut [u8],
-        wait: Duration,
-    ) -> io::Result<(usize, SocketAddr)> {
+    fn recv_from(&self, buf: &mut [u8], wait: Duration) -> io::Result<(usize, SocketAddr)> {
         lock(&self.world).udp_recv(self.id, buf, wait)
     }
 }
@@ -1587,28 +1583,28 @@ pub(crate) struct SimSock {
     id: u64,
 }
 
-impl SimSock {
-    pub(crate) fn set_wait(&self, wait: Option<Duration>) {
+impl crate::seam::Stream for SimSock {
+    fn set_wait(&self, wait: Option<Duration>) {
         if let Some(l) = lock(&self.world).links.get_mut(&self.id) {
             l.wait = wait;
         }
     }
 
-    pub(crate) fn set_keepalive(&self) {
+    fn set_keepalive(&self) {
         if let Some(l) = lock(&self.world).links.get_mut(&self.id) {
             l.keepalive = true;
         }
     }
 
-    pub(crate) fn stale(&self) -> bool {
+    fn stale(&self) -> bool {
         lock(&self.world).stale(self.id)
     }
 
-    pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         lock(&self.world).read(self.id, buf)
     }
 
-    pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         lock(&self.world).write(self.id, buf)
     }
 }
@@ -1620,55 +1616,35 @@ impl Drop for SimSock {
 }
 
 /// What the crate's `clock` and `sock` seams ask.
-pub(crate) mod hook {
-    use super::{lock, SimSock, World};
-    use std::cell::RefCell;
-    use std::io;
-    use std::net::SocketAddr;
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
+/// The simulation as the crate's seam sees it (`crate::seam`): what the
+/// `clock` and `sock` modules ask, answered from the world.
+struct Installed(Arc<Mutex<World>>);
 
-    thread_local! {
-        pub(super) static CURRENT: RefCell<Option<Arc<Mutex<World>>>> = const { RefCell::new(None) };
+impl crate::seam::World for Installed {
+    fn now(&self) -> Instant {
+        let w = lock(&self.0);
+        w.base + w.now
     }
 
-    fn current() -> Option<Arc<Mutex<World>>> {
-        CURRENT.with(|c| c.borrow().clone())
-    }
-
-    pub(crate) fn now() -> Option<Instant> {
-        let w = current()?;
-        let w = lock(&w);
-        Some(w.base + w.now)
-    }
-
-    pub(crate) fn sleep(d: Duration) -> bool {
-        let Some(w) = current() else {
-            return false;
-        };
-        let mut w = lock(&w);
+    fn sleep(&self, d: Duration) {
+        let mut w = lock(&self.0);
         let until = w.now.saturating_add(d);
         w.advance_to(until);
         if let Some(end) = w.suspended_until(w.now) {
             w.advance_to(end);
         }
-        true
     }
 
-    pub(crate) fn random() -> Option<u64> {
-        let w = current()?;
-        let mut w = lock(&w);
-        Some(w.random())
+    fn random(&self) -> u64 {
+        lock(&self.0).random()
     }
 
-    pub(crate) fn resolve(host: &str, port: u16) -> Option<io::Result<Vec<SocketAddr>>> {
-        let w = current()?;
-        let mut w = lock(&w);
-        Some(w.resolve(host, port))
+    fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        lock(&self.0).resolve(host, port)
     }
 
-    pub(crate) fn udp() -> Option<super::SimUdp> {
-        let world = current()?;
+    fn udp(&self) -> Box<dyn crate::seam::Datagram + Send> {
+        let world = Arc::clone(&self.0);
         let id = {
             let mut w = lock(&world);
             let id = w.next_udp;
@@ -1676,18 +1652,18 @@ pub(crate) mod hook {
             w.udp.insert(id, Default::default());
             id
         };
-        Some(super::SimUdp { world, id })
+        Box::new(SimUdp { world, id })
     }
 
     /// The resolver configuration under a simulation: its name server.
-    pub(crate) fn resolv_conf() -> Option<String> {
-        current().map(|_| "nameserver 10.0.0.53\noptions timeout:2 attempts:2\n".to_string())
+    fn resolv_conf(&self) -> String {
+        "nameserver 10.0.0.53\noptions timeout:2 attempts:2\n".to_string()
     }
 
-    pub(crate) fn connect(addr: SocketAddr) -> Option<io::Result<SimSock>> {
-        let world = current()?;
-        let id = lock(&world).connect(addr);
-        Some(id.map(|id| SimSock { world, id }))
+    fn connect(&self, addr: SocketAddr) -> io::Result<Box<dyn crate::seam::Stream + Send>> {
+        let world = Arc::clone(&self.0);
+        let id = lock(&world).connect(addr)?;
+        Ok(Box::new(SimSock { world, id }))
     }
 }
 
