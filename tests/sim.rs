@@ -15,6 +15,56 @@ use pubnub_presence::{Heartbeater, Occupancy, PresenceEvent, PresenceLoop, PubNu
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+/// Live heap bytes, counted per thread: a scenario runs the device loop
+/// and the simulated server on its test's thread, so this is what that
+/// run holds (client and server), whatever other tests run beside.
+mod heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static LIVE: Cell<isize> = const { Cell::new(0) };
+    }
+
+    fn add(n: usize, sign: isize) {
+        let n = isize::try_from(n).unwrap_or(isize::MAX);
+        // `try_with`: nothing is counted while the thread is torn down.
+        let _ = LIVE.try_with(|l| l.set(l.get().saturating_add(n.saturating_mul(sign))));
+    }
+
+    /// The bytes this thread allocated and has not freed.
+    pub fn live() -> isize {
+        LIVE.try_with(Cell::get).unwrap_or(0)
+    }
+
+    pub struct Counting;
+
+    // SAFETY: every call goes to the system allocator unchanged; the
+    // counter is a const-initialized thread-local `Cell` (no allocation).
+    #[allow(unsafe_code)]
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            add(layout.size(), 1);
+            // SAFETY: the caller's contract is passed on as it is.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            add(layout.size(), -1);
+            // SAFETY: as above.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+            add(layout.size(), -1);
+            add(new, 1);
+            // SAFETY: as above.
+            unsafe { System.realloc(ptr, layout, new) }
+        }
+    }
+}
+
+#[global_allocator]
+static HEAP: heap::Counting = heap::Counting;
+
 const SUB: &str = "demo";
 const CHANNEL: &str = "lobby";
 const DEVICE: &str = "device";
@@ -47,6 +97,10 @@ mod bounds {
     /// Connections the loop holds open at once (events, heartbeats, and
     /// one being replaced): what its memory is made of stays bounded.
     pub const MAX_OPEN_CONNECTIONS: usize = 3;
+    /// Heap the run holds at any step beyond what it held when it began
+    /// (the device loop, its connections and buffers, and the simulated
+    /// server's state, all on the test's thread).
+    pub const MAX_HEAP_GROWTH: isize = 512 << 10;
 }
 
 /// What can go wrong in a scenario besides the network's settings.
@@ -180,6 +234,8 @@ struct Outcome {
     steps: u64,
     /// Longest poll seen.
     worst_poll: Duration,
+    /// Most heap held beyond the start, in bytes.
+    heap_peak: isize,
 }
 
 fn world(s: &Scenario) -> Sim {
@@ -230,6 +286,7 @@ fn client(s: &Scenario) -> PubNub {
 /// Runs the device loop (heartbeats and events) through the scenario
 /// and checks every property.
 fn run(s: &Scenario) -> Outcome {
+    let heap_start = heap::live();
     let sim = world(s);
     let _on = sim.enter();
     let mut out = Outcome::default();
@@ -273,6 +330,14 @@ fn run(s: &Scenario) -> Outcome {
         if open > bounds::MAX_OPEN_CONNECTIONS {
             out.broken
                 .push(format!("t={t0:?}: {open} connections open at once"));
+        }
+        let held = heap::live().saturating_sub(heap_start);
+        if held > out.heap_peak {
+            out.heap_peak = held;
+            if held > bounds::MAX_HEAP_GROWTH {
+                out.broken
+                    .push(format!("t={t0:?}: the run holds {held} bytes of heap"));
+            }
         }
         if start_cursor.is_none() {
             let c = device.events().map_or(0, |e| e.cursor().t);
@@ -757,6 +822,7 @@ fn mirror_matches_the_server() {
 }
 
 fn run_mirror(s: &Scenario) -> Outcome {
+    let heap_start = heap::live();
     let sim = world(s);
     let _on = sim.enter();
     let mut out = Outcome::default();
@@ -776,6 +842,14 @@ fn run_mirror(s: &Scenario) -> Outcome {
         }
         if let Err(e) = got {
             out.errors.push((t0, e.to_string(), e.is_retryable()));
+        }
+        let held = heap::live().saturating_sub(heap_start);
+        if held > out.heap_peak {
+            out.heap_peak = held;
+            if held > bounds::MAX_HEAP_GROWTH {
+                out.broken
+                    .push(format!("t={t0:?}: the run holds {held} bytes of heap"));
+            }
         }
         if took < ms(1) {
             sim.run_for(ms(1));
@@ -889,9 +963,11 @@ fn search() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     let mut failures = Vec::new();
+    let mut heap_peak = 0;
     for seed in first..first + search_runs() {
         let s = random_scenario(seed);
         let out = run(&s);
+        heap_peak = heap_peak.max(out.heap_peak);
         if !out.broken.is_empty() {
             failures.push(report(&s, &out));
             if failures.len() >= 3 {
@@ -899,6 +975,7 @@ fn search() {
             }
         }
     }
+    println!("most heap a run held beyond its start: {heap_peak} bytes");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
