@@ -697,13 +697,8 @@ fn extreme_clock_and_options_do_not_overflow() {
     // The timeout and the re-join are there; nothing wrapped or panicked.
     let first = events.poll(Duration::from_secs(5)).unwrap();
     assert!(first.is_some(), "{first:?}");
-    let start = std::time::Instant::now();
+    // Stopping returns (a hang would hang the test).
     server.stop();
-    // A generous bound: it only fails if `stop` hangs.
-    assert!(
-        start.elapsed() < Duration::from_secs(30),
-        "stop did not hang"
-    );
 }
 
 /// Names are capped (`Options::max_name_length`, 92 by default): an

@@ -514,3 +514,37 @@ fn retry_after_is_waited_out() {
         assert!(apart <= secs(1) + ms(250), "seed {seed}: {apart:?}");
     }
 }
+
+/// A `Retry-After` longer than what is left of the call's deadline (or
+/// too large to add to an instant at all: it once overflowed) ends the
+/// call at once with the server's error, after one attempt: no sleep.
+#[test]
+fn a_retry_after_past_the_deadline_ends_the_call_at_once() {
+    for value in [
+        "18446744073709551615",
+        "99999999999999999999999999999",
+        "31",
+    ] {
+        let sim = sim(7);
+        let _on = sim.enter();
+        let head = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {value}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        sim.fault(Fault::Raw {
+            from: Duration::ZERO,
+            to: secs(3600),
+            path: "/uuid/",
+            bytes: Box::leak(head.into_bytes().into_boxed_slice()),
+        });
+        // The default policy: 3 attempts, a 30 s deadline.
+        let p = client(|b| b);
+        let t0 = sim.now();
+        let e = p.where_now().execute().unwrap_err();
+        let took = sim.now() - t0;
+        let server = e.server().unwrap_or_else(|| panic!("{value}: {e:?}"));
+        assert_eq!((server.status, server.attempts), (503, 1), "{value}");
+        // A name lookup, a connect and one exchange: well under a second
+        // of virtual time, nowhere near the Retry-After or the deadline.
+        assert!(took < secs(1), "{value}: the call took {took:?}");
+    }
+}
