@@ -14,6 +14,7 @@ pub mod encode {
     pub use crate::encode::*;
 }
 
+pub use crate::dns::fuzz_dns;
 pub use crate::retry::parse_retry_after;
 pub use crate::transport::fuzz_response;
 

@@ -208,8 +208,6 @@ pub use config::{
     DEFAULT_PRESENCE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, MAX_DURATION, MAX_PRESENCE_TIMEOUT,
     MIN_PRESENCE_TIMEOUT,
 };
-#[doc(hidden)]
-pub use dns::fuzz_dns;
 pub use error::{Error, ErrorKind, Result, ServerError, TransportErrorKind};
 pub use presence::events::{IntervalEvent, PresenceEvent, PresenceEvents, SkippedEvent, UserEvent};
 pub use presence::here_now::{HereNow, HereNowChannel, HereNowResult, HereNowUser};
