@@ -45,6 +45,12 @@
 //! - [`EventStream`](crate::presence::events::EventStream): the subscribe
 //!   long-poll, its cursor, the duplicate filter and the backoff; events
 //!   come out of `poll_event`.
+//! - [`HeartbeatSchedule`](crate::presence::schedule::HeartbeatSchedule):
+//!   what is joined and its per-channel state, the drift-free heartbeat
+//!   schedule, the heartbeat in flight and its bound (suspends
+//!   included), the backoff (at most a quarter of the interval) and
+//!   whether the user is still present; its [`Phase`](crate::presence::schedule::Phase)
+//!   says where it stands.
 //!
 //! Time is only ever an argument: a test runs any engine in virtual time
 //! by passing made-up instants, and the crate's simulator runs the whole

@@ -276,6 +276,45 @@ fn a_trickling_heartbeat_is_abandoned_at_its_bound() {
     }
 }
 
+/// The in-flight bound of a later heartbeat counts from its own sending,
+/// not from the last poll of the heartbeat before it: the third heartbeat
+/// (sent at 4 s, its answer trickling) is abandoned 400 ms later, not
+/// after the idle interval was added to its bound (the connection's own
+/// limit, silence plus `request_timeout`, would have ended it at 4.8 s).
+#[test]
+fn a_later_heartbeat_gets_its_own_bound() {
+    for seed in 1..=10 {
+        let sim = sim(seed);
+        let _on = sim.enter();
+        sim.fault(Fault::Trickle {
+            from: secs(3),
+            to: secs(3600),
+            path: "/heartbeat",
+            every: ms(50),
+        });
+        let p = client(|b| {
+            b.request_timeout(ms(400))
+                .heartbeat_interval(2)
+                .origin(Sim::ORIGIN_IP)
+        });
+        let mut hb = Heartbeater::new(&p);
+        hb.join(vec!["lobby".into()]).unwrap();
+        let mut errors = Vec::new();
+        while sim.now() < ms(5500) {
+            if let Err(e) = hb.poll(ms(100)) {
+                errors.push((sim.now(), e));
+            }
+            sim.run_for(ms(10));
+        }
+        let (at, first) = errors.first().expect("the third heartbeat timed out");
+        assert!(is_timeout(first), "seed {seed}: {first:?}");
+        assert!(
+            *at >= ms(4400) && *at <= ms(4400) + ms(100) + SLACK,
+            "seed {seed}: abandoned at {at:?}"
+        );
+    }
+}
+
 /// Heartbeats keep to their schedule when answers are slow: the next one
 /// is due an interval after the previous was sent, not after its answer
 /// (`device_loop.rs`, formerly gaps of 0.9..1.15 s on the wall clock).

@@ -1,23 +1,27 @@
-//! Staying present without a runtime: a heartbeat schedule driven by the
-//! caller's own loop ([`Heartbeater`]), the device loop that keeps a user
-//! present and watches events in one bounded call ([`PresenceLoop`]), and
-//! an optional helper that runs the schedule on one background thread
-//! ([`HeartbeatThread`]).
+//! Staying present without a runtime: the heartbeat schedule as a sans-IO
+//! engine ([`HeartbeatSchedule`]), the same schedule driven by the
+//! caller's own loop on a kept connection ([`Heartbeater`]), the device
+//! loop that keeps a user present and watches events in one bounded call
+//! ([`PresenceLoop`]), and an optional helper that runs the schedule on
+//! one background thread ([`HeartbeatThread`]).
 //!
 //! Everything here waits at most the budget its caller gives: a heartbeat
 //! that cannot complete in time stays in flight on its kept connection and
 //! is finished by a later call; a failed one is reported once and tried
-//! again after a backoff (0.5 s doubling to 30 s, never beyond the
-//! heartbeat interval), not at every call.
+//! again after a backoff (0.5 s doubling to 30 s, never beyond a quarter
+//! of the heartbeat interval), not at every call.
 
 use crate::backoff::Backoff;
 use crate::client::PubNub;
 use crate::clock::{deadline_after, earliest};
-use crate::conn::Conn;
+use crate::driver::Lane;
+use crate::engine::{Engine, Step, Transmit};
 use crate::error::{Error, Result};
 use crate::presence::events::{PresenceEvent, PresenceEvents};
 use crate::presence::link::{FailureLog, Link, LinkState};
+use crate::request::Request;
 use crate::state;
+use crate::transport::Response;
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -30,57 +34,139 @@ const FAILURE_LOG: FailureLog = FailureLog {
     message: "heartbeat failed, next attempt in",
 };
 
-/// Keeps a user present on channels and groups: holds what was joined and
-/// the per-channel state, knows when the next heartbeat is due, and sends
-/// it (state included, every time).
+/// Where a [`HeartbeatSchedule`] stands (see the state graph in its
+/// docs), from [`HeartbeatSchedule::phase`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Nothing to send on its own: nothing is joined, or automatic
+    /// heartbeats are off (interval 0).
+    Idle,
+    /// The next heartbeat is due at this instant, one interval after the
+    /// previous one was due.
+    Scheduled(Instant),
+    /// A heartbeat is due now: the next [`poll`](Engine::poll) sends it.
+    Due,
+    /// A heartbeat is in flight.
+    InFlight {
+        /// When it was due (the next is due one interval after this).
+        due: Instant,
+        /// When it was sent, moved on by a suspend: it is ended with a
+        /// timeout at `sent` + [`HeartbeatSchedule::in_flight_bound`].
+        sent: Instant,
+    },
+    /// The last heartbeat failed: the next attempt goes out at this
+    /// instant (0.5 s doubling, at most a quarter of the interval, or the
+    /// server's `Retry-After` within that).
+    BackingOff(Instant),
+}
+
+/// The heartbeat in flight.
+#[derive(Debug, Clone, Copy)]
+struct Flight {
+    /// The instant it was due: the next is due one interval after it.
+    due: Instant,
+    /// When it was sent: it is ended once it has been in flight for
+    /// [`HeartbeatSchedule::in_flight_bound`]. A suspend moves this on.
+    sent_at: Instant,
+    /// The last poll while it was in flight: a gap longer than the bound
+    /// since (the device or the caller did not run: a suspend) moves the
+    /// bound on by the gap, so what arrived meanwhile is read before the
+    /// bound applies again, from the resume.
+    polled_at: Instant,
+    /// The instant the last poll asked to be woken at: a poll that comes
+    /// more than [`SUSPENDED`] after it overran its wait by far (the device
+    /// was suspended in it), and the bound moves on by the overrun.
+    wake: Option<Instant>,
+    /// The bound had passed at the last poll, which asked for one more
+    /// read of what arrived: the next poll past the bound ends it.
+    overdue: bool,
+}
+
+/// The heartbeat schedule as a sans-IO engine: what is joined, the
+/// per-channel state, when the next heartbeat is due, the one in flight
+/// and its bound, the backoff and the link state, with no socket and no
+/// clock. [`Heartbeater`] is this engine pumped over one kept connection;
+/// a program with its own IO makes one with [`HeartbeatSchedule::new`]
+/// and drives it through [`Engine`] (see [`crate::engine`]).
 ///
-/// Two ways to drive it:
-/// - [`poll(budget)`](Heartbeater::poll): on a kept connection of its own,
-///   never blocking longer than `budget`; what is not done stays in flight
-///   for the next call. For single-threaded loops (see [`PresenceLoop`]).
-/// - [`tick(now)`](Heartbeater::tick): a blocking heartbeat through the
-///   client's ordinary calls (with its retry policy), time passed in, so a
-///   test can drive the schedule with its own clock.
+/// ```text
+///              join / join_groups / set_state: a change
+///   Idle ───────────────────────────────────────────────▶ Due ◀──────────┐
+///   (nothing joined,                                       │             │
+///    or interval 0)                poll: Send(heartbeat    │             │
+///     ▲                             with every state)      ▼             │
+///     │ forget: nothing           ┌─────────────────── InFlight ───────▶─┤
+///     │ joined any more           │ 2xx                    │   2xx, but  │
+///     │                           ▼                        │   a change  │
+///     │              Scheduled(due + interval)             │   came      │
+///     │              (drift-free: counted from the         │   meanwhile │
+///     │               previous due instant) ── at it ──────┼──────────▶──┤
+///     │                                                    │             │
+///     │         handle_failure, an error status, a bad     │             │
+///     │         body, or the in-flight bound (poll: Err)   ▼             │
+///     │                                               BackingOff ──▶─────┘
+///     │                                        (0.5 s doubling, at  at its
+///     │                                         most interval / 4)  instant
+/// ```
+///
+/// The in-flight bound ([`in_flight_bound`](HeartbeatSchedule::in_flight_bound):
+/// `request_timeout`, or the interval if shorter) holds however the server
+/// trickles bytes or repeats 1xx heads: past it, [`poll`](Engine::poll)
+/// returns a timeout error (after one more read of what arrived) and the
+/// driver drops the request. A poll far later than the engine asked to be
+/// woken at (by more than 1 s), or than its previous poll (by more than
+/// the bound), is a suspended device or loop: the bound moves on by that
+/// much, so what arrived meanwhile is read before it applies again.
 ///
 /// The schedule does not drift: the next heartbeat is due one interval
-/// after the previous one was due, however long the request took.
+/// after the previous one was due, however long the request took. A
+/// change of what is joined or of a state makes a heartbeat due at once
+/// (from `Scheduled` or `BackingOff` too: the backoff is cut short); while
+/// one is in flight, the next is due as soon as that one ends.
+/// [`forget`](HeartbeatSchedule::forget) (a leave was acknowledged) ends
+/// the one in flight, which still names what was left.
 ///
-/// ```no_run
-/// # use pubnub_presence::{PubNub, presence::schedule::Heartbeater};
-/// # use std::time::Duration;
+/// ```
+/// use pubnub_presence::engine::{Engine, Step};
+/// use pubnub_presence::presence::schedule::{HeartbeatSchedule, Phase};
+/// use pubnub_presence::{PubNub, Response};
+/// use std::time::{Duration, Instant};
 /// # fn main() -> Result<(), pubnub_presence::Error> {
-/// let pubnub = PubNub::builder().subscribe_key("demo").user_id("device-42").build()?;
-/// let mut online = Heartbeater::new(&pubnub);
-/// online.join(vec!["lobby".into()])?;
-/// online.set_state_json("lobby", r#"{"battery":87}"#)?;
-/// loop {
-///     // ... the device's own work ...
-///     if let Err(e) = online.poll(Duration::from_millis(100)) {
-///         eprintln!("heartbeat failed, tried again after a backoff: {e}");
-///     }
-///     std::thread::sleep(Duration::from_secs(1));
-/// }
-/// # }
+/// let pubnub = PubNub::builder()
+///     .subscribe_key("demo")
+///     .user_id("own-io")
+///     .heartbeat_interval(60)
+///     .origin("http://127.0.0.1:9")
+///     .build()?;
+/// let mut schedule = HeartbeatSchedule::new(&pubnub);
+/// schedule.join(vec!["lobby".into()])?;
+/// schedule.set_state_json("lobby", r#"{"battery":87}"#)?;
+/// let t0 = Instant::now(); // any instant: the engine never reads the clock
+/// let Step::Send(t) = schedule.poll(t0, false)? else { unreachable!() };
+/// let url = pubnub.url_for(t.request)?; // send it with your own IO, then:
+/// # let _ = url;
+/// let t1 = t0 + Duration::from_millis(80);
+/// let ok = br#"{"status":200,"message":"OK","service":"Presence"}"#;
+/// schedule.handle_response(t1, Response { status: 200, body: ok.to_vec(), retry_after: None })?;
+/// assert!(schedule.is_present(t1));
+/// // The next one is due an interval after this one was.
+/// let next = t0 + Duration::from_secs(60);
+/// assert_eq!(schedule.phase(t1), Phase::Scheduled(next));
+/// assert!(matches!(schedule.poll(t1, false)?, Step::Wait(Some(at)) if at == next));
+/// # Ok(()) }
 /// ```
 #[derive(Debug)]
-pub struct Heartbeater {
+pub struct HeartbeatSchedule {
+    /// The client, for its configuration and the request builders.
     pubnub: PubNub,
     channels: Vec<String>,
     groups: Vec<String>,
     state: BTreeMap<String, String>,
     interval: Option<Duration>,
     next_due: Option<Instant>,
-    conn: Option<Conn>,
-    /// The heartbeat in flight on `conn`, and the instant it was due.
-    in_flight: Option<Instant>,
-    /// When the heartbeat in flight was sent: it is abandoned once it has
-    /// been in flight for [`Heartbeater::in_flight_bound`].
-    sent_at: Option<Instant>,
-    /// The last call that drove the heartbeat in flight: a gap longer than
-    /// the bound since (the device or the caller did not run: a suspend)
-    /// moves the bound on by the gap, so what arrived meanwhile is read
-    /// before the bound applies again, from the resume.
-    polled_at: Option<Instant>,
+    /// The heartbeat in flight.
+    flight: Option<Flight>,
     /// Joined channels or state changed while a heartbeat was in flight.
     changed: bool,
     backoff: Backoff,
@@ -88,22 +174,19 @@ pub struct Heartbeater {
     link: Link,
 }
 
-impl Heartbeater {
+impl HeartbeatSchedule {
     /// A schedule using the client's `heartbeat_interval` (0 = never due on
-    /// its own; [`Heartbeater::heartbeat_now`] still works).
+    /// its own), with nothing joined.
     pub fn new(pubnub: &PubNub) -> Self {
         let secs = pubnub.config().heartbeat_interval();
-        Heartbeater {
+        HeartbeatSchedule {
             pubnub: pubnub.clone(),
             channels: Vec::new(),
             groups: Vec::new(),
             state: BTreeMap::new(),
             interval: (secs > 0).then(|| Duration::from_secs(u64::from(secs))),
             next_due: None,
-            conn: None,
-            in_flight: None,
-            sent_at: None,
-            polled_at: None,
+            flight: None,
             changed: false,
             backoff: Backoff::default(),
             last_success: None,
@@ -130,7 +213,8 @@ impl Heartbeater {
     }
 
     /// Adds channel groups; when any is new, the next heartbeat is due at
-    /// once. Fails, joining none of them, as [`Heartbeater::join`] does.
+    /// once. Fails, joining none of them, as [`HeartbeatSchedule::join`]
+    /// does.
     pub fn join_groups(&mut self, groups: Vec<String>) -> Result<()> {
         crate::request::check_names("channel_groups", &groups)?;
         let before = self.groups.len();
@@ -145,15 +229,8 @@ impl Heartbeater {
     }
 
     /// Sets the state sent for `channel` with every heartbeat; a change is
-    /// sent at once, the same state again sends nothing. Takes the value or
-    /// a reference to it, like
-    /// [`PubNub::set_presence_state`](crate::PubNub::set_presence_state).
-    ///
-    /// Fails, keeping the state set before, when the value does not
-    /// serialize to a JSON object of at most 127 levels (each heartbeat
-    /// sends it inside the map of per-channel states; see
-    /// [`crate::state`]), or when the heartbeat would no longer fit in
-    /// [`MAX_URL_LEN`](crate::request::MAX_URL_LEN).
+    /// sent at once, the same state again sends nothing. Fails as
+    /// [`Heartbeater::set_state`] does.
     pub fn set_state<T: state::Serialize>(&mut self, channel: &str, value: T) -> Result<()> {
         let json = state::to_json_object(&value, "state", state::MAX_CHANNEL_STATE_DEPTH)?;
         self.put_state(channel, json)
@@ -195,11 +272,37 @@ impl Heartbeater {
     }
 
     /// The next heartbeat is due now; one in flight (which carries the old
-    /// list or state) is abandoned on the kept connection's next use.
+    /// list or state) is finished first, and the new one sent as soon as
+    /// it ends.
     fn due_now(&mut self) {
         self.next_due = None;
-        self.changed = self.in_flight.is_some();
+        self.changed = self.flight.is_some();
         self.backoff.succeed();
+    }
+
+    /// Stops heartbeating some channels and groups (and forgets the
+    /// states of those channels): call it once a `leave` for them was
+    /// acknowledged. A heartbeat in flight still names them: it is
+    /// forgotten, and its driver should drop it (as [`Heartbeater`] does).
+    pub fn forget(&mut self, channels: &[String], groups: &[String]) {
+        self.channels.retain(|c| !channels.contains(c));
+        self.groups.retain(|g| !groups.contains(g));
+        for c in channels {
+            self.state.remove(c);
+        }
+        self.flight = None;
+        if self.channels.is_empty() && self.groups.is_empty() {
+            self.next_due = None;
+        }
+    }
+
+    /// The driver dropped the heartbeat in flight without its answer (its
+    /// connection was needed for something else): it is forgotten without
+    /// counting a failure, and sent again when due. A
+    /// [`poll`](Engine::poll) that says nothing is in flight does the
+    /// same.
+    pub fn abandon(&mut self) {
+        self.flight = None;
     }
 
     /// The channels currently joined.
@@ -217,7 +320,7 @@ impl Heartbeater {
         self.last_success
     }
 
-    /// What the heartbeat's connection is doing: see [`LinkState`]
+    /// What the heartbeats' connection is doing: see [`LinkState`]
     /// (`Connecting` until a heartbeat has ended; while backing off after
     /// a failure, `Reconnecting` with the error and the next attempt).
     pub fn link_state(&self) -> LinkState {
@@ -234,7 +337,7 @@ impl Heartbeater {
     }
 
     /// Whether the user is present on the server as far as this schedule
-    /// knows at `now` (see [`Heartbeater::present_until`]).
+    /// knows at `now` (see [`HeartbeatSchedule::present_until`]).
     pub fn is_present(&self, now: Instant) -> bool {
         self.present_until().is_some_and(|until| now < until)
     }
@@ -249,9 +352,9 @@ impl Heartbeater {
         self.link.used()
     }
 
-    /// Whether a heartbeat is in flight on the kept connection.
+    /// Whether a heartbeat is in flight.
     pub fn in_flight(&self) -> bool {
-        self.in_flight.is_some()
+        self.flight.is_some()
     }
 
     /// When the next heartbeat is due: `None` when nothing is joined or
@@ -271,149 +374,112 @@ impl Heartbeater {
         })
     }
 
-    /// Sends a heartbeat if one is due at `now`, blocking (with the
-    /// client's retry policy). Returns whether one was sent. A failure is
-    /// returned and the heartbeat tried again after a backoff.
-    pub fn tick(&mut self, now: Instant) -> Result<bool> {
+    /// Where the schedule stands at `now`: see [`Phase`].
+    pub fn phase(&self, now: Instant) -> Phase {
+        if let Some(f) = &self.flight {
+            return Phase::InFlight {
+                due: f.due,
+                sent: f.sent_at,
+            };
+        }
         match self.next_due(now) {
-            Some(due) if due <= now => {
-                self.heartbeat_now(now)?;
-                Ok(true)
-            }
-            _ => Ok(false),
+            None => Phase::Idle,
+            Some(at) if at <= now => Phase::Due,
+            Some(at) if self.backoff.waiting(now).is_some() => Phase::BackingOff(at),
+            Some(at) => Phase::Scheduled(at),
         }
     }
 
-    /// Sends a heartbeat now, whatever the schedule (blocking, with the
-    /// client's retry policy).
-    pub fn heartbeat_now(&mut self, now: Instant) -> Result<()> {
-        let due = self.next_due.unwrap_or(now).min(now);
-        match self.heartbeat_call().execute() {
-            Ok(()) => {
-                self.succeeded(due, now);
-                Ok(())
-            }
-            Err(e) => Err(self.failed(e, now)),
-        }
-    }
-
-    /// Drives the heartbeat schedule on the kept connection for at most
-    /// `budget`: sends a due heartbeat, or goes on with the one in flight.
-    /// `Ok(true)` when a heartbeat completed in this call. A failure is
-    /// returned once; the heartbeat is tried again after a backoff. A
-    /// heartbeat in flight longer than [`Heartbeater::in_flight_bound`]
-    /// in all (a server trickling its answer, or sending 1xx heads without
-    /// end) is abandoned with a timeout error.
-    pub fn poll(&mut self, budget: Duration) -> Result<bool> {
-        self.poll_until(deadline_after(budget))
-    }
-
-    pub(crate) fn poll_until(&mut self, deadline: Option<Instant>) -> Result<bool> {
-        let now = crate::clock::now();
-        let due = match self.in_flight {
-            Some(due) => due,
-            None => match self.next_due(now) {
-                Some(due) if due <= now => {
-                    let due = self.next_due.unwrap_or(now).min(now);
-                    if let Err(e) = self.start(due) {
-                        return Err(self.failed(e, now));
-                    }
-                    due
-                }
-                _ => return Ok(false),
-            },
-        };
-        if let (Some(last), Some(sent)) = (self.polled_at, self.sent_at) {
-            let gap = now.saturating_duration_since(last);
-            if gap > self.in_flight_bound() {
-                self.sent_at = sent.checked_add(gap).or(Some(sent));
-            }
-        }
-        self.polled_at = Some(now);
-        // However the server trickles bytes (or repeats 1xx heads), a
-        // heartbeat is not in flight longer than its bound.
-        let give_up = self
-            .sent_at
-            .and_then(|at| at.checked_add(self.in_flight_bound()));
-        let until = earliest(deadline, give_up);
-        let Some(conn) = self.conn.as_mut() else {
-            return Ok(false);
-        };
-        match conn.drive(until) {
-            Ok(None)
-                if until.is_some_and(|u| {
-                    crate::clock::now().saturating_duration_since(u) > SUSPENDED
-                }) =>
-            {
-                // The call overran its wait by far: the device was
-                // suspended in it. The bound runs again from the resume.
-                let now = crate::clock::now();
-                let over = until.map_or(Duration::ZERO, |u| now.saturating_duration_since(u));
-                self.sent_at = self.sent_at.map(|t| t.checked_add(over).unwrap_or(t));
-                self.polled_at = Some(now);
-                Ok(false)
-            }
-            Ok(None) => match give_up {
-                Some(g) if crate::clock::now() >= g => {
-                    conn.abort();
-                    self.in_flight = None;
-                    self.sent_at = None;
-                    let e = Error::transport(
-                        crate::TransportErrorKind::Timeout,
-                        "heartbeat did not complete within its bound (request_timeout, at most the heartbeat interval)",
-                    );
-                    Err(self.failed(e, crate::clock::now()))
-                }
-                _ => Ok(false),
-            },
-            Ok(Some(resp)) => {
-                self.in_flight = None;
-                self.sent_at = None;
-                let result = match resp.error() {
-                    None => crate::envelope::decode_ack(&resp.body),
-                    Some(e) => Err(e),
-                };
-                let now = crate::clock::now();
-                match result {
-                    Ok(()) => {
-                        self.succeeded(due, now);
-                        Ok(true)
-                    }
-                    Err(e) => Err(self.failed_after(e, now, resp.retry_after)),
-                }
-            }
-            Err(e) => {
-                self.in_flight = None;
-                self.sent_at = None;
-                Err(self.failed(e, crate::clock::now()))
-            }
-        }
-    }
-
-    /// How long a heartbeat sent by [`Heartbeater::poll`] may be in flight
-    /// in all (not only without a byte moving): the client's
-    /// `request_timeout`, or the heartbeat interval if that is shorter (a
-    /// heartbeat older than one interval is late anyway). Past it, the
-    /// connection is dropped, the failure returned once and the heartbeat
-    /// tried again after the backoff.
+    /// How long a heartbeat may be in flight in all (not only without a
+    /// byte moving): the client's `request_timeout`, or the heartbeat
+    /// interval if that is shorter (a heartbeat older than one interval is
+    /// late anyway). Past it, [`poll`](Engine::poll) ends it with a
+    /// timeout error (counted and backed off) and the heartbeat is tried
+    /// again after the backoff.
     pub fn in_flight_bound(&self) -> Duration {
         let timeout = self.pubnub.config().request_timeout;
         self.interval.map_or(timeout, |i| timeout.min(i))
     }
 
-    /// Starts the heartbeat request on the kept connection.
-    fn start(&mut self, due: Instant) -> Result<()> {
-        let url = self.pubnub.url_for(self.heartbeat_call().request()?)?;
-        let timeout = self.pubnub.config().request_timeout;
-        self.idle_conn()?.start(url, timeout)?;
-        self.in_flight = Some(due);
-        self.sent_at = Some(crate::clock::now());
+    /// The instant a heartbeat sent at `now` counts as due: the schedule's
+    /// due instant, or `now` when nothing was scheduled.
+    pub(crate) fn due_at(&self, now: Instant) -> Instant {
+        self.next_due.unwrap_or(now).min(now)
+    }
+
+    /// Sends the heartbeat that is due: the request, and the flight.
+    fn send(&mut self, now: Instant) -> Result<Step> {
+        let request = match self.heartbeat_call().request() {
+            Ok(request) => request,
+            Err(e) => return Err(self.failed(e, now)),
+        };
+        self.flight = Some(Flight {
+            due: self.due_at(now),
+            sent_at: now,
+            polled_at: now,
+            wake: None,
+            overdue: false,
+        });
         self.changed = false;
-        Ok(())
+        Ok(Step::Send(Transmit {
+            request,
+            silence: self.pubnub.config().request_timeout,
+            fresh: false,
+        }))
+    }
+
+    /// The heartbeat in flight at `now`: wait for its answer until its
+    /// bound, then end it with a timeout.
+    fn poll_in_flight(&mut self, now: Instant) -> Result<Step> {
+        let bound = self.in_flight_bound();
+        let Some(f) = self.flight.as_mut() else {
+            return Ok(Step::Wait(None));
+        };
+        let gap = now.saturating_duration_since(f.polled_at);
+        let over = f
+            .wake
+            .map_or(Duration::ZERO, |w| now.saturating_duration_since(w));
+        // A gap since the last poll longer than the bound, or a wait
+        // overrun by far: the device (or the caller) was suspended. The
+        // bound runs again from the resume.
+        let moved = if gap > bound {
+            gap
+        } else if over > SUSPENDED {
+            over
+        } else {
+            Duration::ZERO
+        };
+        if !moved.is_zero() {
+            f.sent_at = f.sent_at.checked_add(moved).unwrap_or(f.sent_at);
+            f.overdue = false;
+            log::debug!(target: "pubnub_presence::heartbeat",
+                "no poll for {} ms (suspended?): the heartbeat in flight gets its bound again from now",
+                moved.as_millis());
+        }
+        f.polled_at = now;
+        // However the server trickles bytes (or repeats 1xx heads), a
+        // heartbeat is not in flight longer than its bound.
+        let give_up = f.sent_at.checked_add(bound);
+        f.wake = give_up;
+        match give_up {
+            // What arrived is read once more before the bound applies.
+            Some(g) if now >= g && !std::mem::replace(&mut f.overdue, true) => {
+                Ok(Step::Wait(Some(g)))
+            }
+            Some(g) if now >= g => {
+                self.flight = None;
+                let e = Error::transport(
+                    crate::TransportErrorKind::Timeout,
+                    "heartbeat did not complete within its bound (request_timeout, at most the heartbeat interval)",
+                );
+                Err(self.failed(e, now))
+            }
+            _ => Ok(Step::Wait(give_up)),
+        }
     }
 
     /// The heartbeat for everything joined, with the per-channel states.
-    fn heartbeat_call(&self) -> crate::presence::heartbeat::HeartbeatBuilder<'_> {
+    pub(crate) fn heartbeat_call(&self) -> crate::presence::heartbeat::HeartbeatBuilder<'_> {
         let hb = self
             .pubnub
             .heartbeat()
@@ -426,24 +492,8 @@ impl Heartbeater {
         hb.state_checked(self.state_map())
     }
 
-    /// The kept connection, opened on first use, with nothing in flight (a
-    /// request in flight is abandoned).
-    fn idle_conn(&mut self) -> Result<&mut Conn> {
-        if self.conn.is_none() {
-            self.conn = Some(Conn::new(self.pubnub.endpoint()));
-        }
-        let conn = self
-            .conn
-            .as_mut()
-            .ok_or_else(|| Error::input("heartbeat", "no connection"))?;
-        if conn.busy() {
-            conn.abort();
-        }
-        Ok(conn)
-    }
-
     /// Of the given channels and groups, those joined; `None` if none is.
-    fn joined(
+    pub(crate) fn joined(
         &self,
         channels: Vec<String>,
         groups: Vec<String>,
@@ -459,7 +509,8 @@ impl Heartbeater {
         (!channels.is_empty() || !groups.is_empty()).then_some((channels, groups))
     }
 
-    fn succeeded(&mut self, due: Instant, now: Instant) {
+    /// A heartbeat that was due at `due` succeeded at `now`.
+    pub(crate) fn succeeded(&mut self, due: Instant, now: Instant) {
         self.backoff.succeed();
         self.last_success = Some(now);
         self.link.up(now);
@@ -479,7 +530,8 @@ impl Heartbeater {
         };
     }
 
-    fn failed(&mut self, e: Error, now: Instant) -> Error {
+    /// A heartbeat failed at `now`: counted, backed off, logged; returned.
+    pub(crate) fn failed(&mut self, e: Error, now: Instant) -> Error {
         self.failed_after(e, now, None)
     }
 
@@ -509,13 +561,269 @@ impl Heartbeater {
         out.push('}');
         out
     }
+}
+
+impl Engine for HeartbeatSchedule {
+    /// Sends the heartbeat when it is due; with one in flight, waits for
+    /// its answer until the in-flight bound, then ends it (`Err`, a
+    /// timeout). `in_flight` false while the engine has one in flight: the
+    /// driver lost it (as [`HeartbeatSchedule::abandon`]). Otherwise waits
+    /// until the next heartbeat is due (`Wait(None)`: nothing will be due
+    /// until something is joined).
+    fn poll(&mut self, now: Instant, in_flight: bool) -> Result<Step> {
+        if !in_flight && self.flight.take().is_some() {
+            log::debug!(target: "pubnub_presence::heartbeat",
+                "the heartbeat in flight was dropped without an answer: sent again when due");
+        }
+        match self.phase(now) {
+            Phase::InFlight { .. } => self.poll_in_flight(now),
+            Phase::Due => self.send(now),
+            Phase::Scheduled(at) | Phase::BackingOff(at) => Ok(Step::Wait(Some(at))),
+            Phase::Idle => Ok(Step::Wait(None)),
+        }
+    }
+
+    /// The heartbeat's answer: a 2xx acknowledgement schedules the next
+    /// one an interval after this one was due; anything else is a failure,
+    /// backed off (a server's `Retry-After` within the cap). An answer
+    /// with no heartbeat in flight (one forgotten or abandoned) is
+    /// ignored.
+    fn handle_response(&mut self, now: Instant, response: Response) -> Result<()> {
+        let Some(flight) = self.flight.take() else {
+            return Ok(());
+        };
+        let result = match response.error() {
+            None => crate::envelope::decode_ack(&response.body),
+            Some(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                self.succeeded(flight.due, now);
+                Ok(())
+            }
+            Err(e) => Err(self.failed_after(e, now, response.retry_after)),
+        }
+    }
+
+    fn handle_failure(&mut self, now: Instant, error: Error) -> Error {
+        self.flight = None;
+        self.failed(error, now)
+    }
+}
+
+/// Keeps a user present on channels and groups: holds what was joined and
+/// the per-channel state, knows when the next heartbeat is due, and sends
+/// it (state included, every time). The schedule is a
+/// [`HeartbeatSchedule`] (the sans-IO engine) pumped over a kept
+/// connection of its own.
+///
+/// Two ways to drive it:
+/// - [`poll(budget)`](Heartbeater::poll): on a kept connection of its own,
+///   never blocking longer than `budget`; what is not done stays in flight
+///   for the next call. For single-threaded loops (see [`PresenceLoop`]).
+/// - [`tick(now)`](Heartbeater::tick): a blocking heartbeat through the
+///   client's ordinary calls (with its retry policy), time passed in, so a
+///   test can drive the schedule with its own clock.
+///
+/// The schedule does not drift: the next heartbeat is due one interval
+/// after the previous one was due, however long the request took.
+///
+/// ```no_run
+/// # use pubnub_presence::{PubNub, presence::schedule::Heartbeater};
+/// # use std::time::Duration;
+/// # fn main() -> Result<(), pubnub_presence::Error> {
+/// let pubnub = PubNub::builder().subscribe_key("demo").user_id("device-42").build()?;
+/// let mut online = Heartbeater::new(&pubnub);
+/// online.join(vec!["lobby".into()])?;
+/// online.set_state_json("lobby", r#"{"battery":87}"#)?;
+/// loop {
+///     // ... the device's own work ...
+///     if let Err(e) = online.poll(Duration::from_millis(100)) {
+///         eprintln!("heartbeat failed, tried again after a backoff: {e}");
+///     }
+///     std::thread::sleep(Duration::from_secs(1));
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Heartbeater {
+    /// The client, for the driver (signing, the endpoint) and the
+    /// blocking calls.
+    pubnub: PubNub,
+    engine: HeartbeatSchedule,
+    lane: Lane,
+}
+
+impl Heartbeater {
+    /// A schedule using the client's `heartbeat_interval` (0 = never due on
+    /// its own; [`Heartbeater::heartbeat_now`] still works).
+    pub fn new(pubnub: &PubNub) -> Self {
+        Heartbeater {
+            pubnub: pubnub.clone(),
+            engine: HeartbeatSchedule::new(pubnub),
+            lane: Lane::default(),
+        }
+    }
+
+    /// Adds channels; when any is new, the next heartbeat is due at once.
+    ///
+    /// Fails, joining none of them, when a name is empty or contains `,`,
+    /// or when the heartbeat would no longer fit in
+    /// [`MAX_URL_LEN`](crate::request::MAX_URL_LEN).
+    pub fn join(&mut self, channels: Vec<String>) -> Result<()> {
+        self.engine.join(channels)
+    }
+
+    /// Adds channel groups; when any is new, the next heartbeat is due at
+    /// once. Fails, joining none of them, as [`Heartbeater::join`] does.
+    pub fn join_groups(&mut self, groups: Vec<String>) -> Result<()> {
+        self.engine.join_groups(groups)
+    }
+
+    /// Sets the state sent for `channel` with every heartbeat; a change is
+    /// sent at once, the same state again sends nothing. Takes the value or
+    /// a reference to it, like
+    /// [`PubNub::set_presence_state`](crate::PubNub::set_presence_state).
+    ///
+    /// Fails, keeping the state set before, when the value does not
+    /// serialize to a JSON object of at most 127 levels (each heartbeat
+    /// sends it inside the map of per-channel states; see
+    /// [`crate::state`]), or when the heartbeat would no longer fit in
+    /// [`MAX_URL_LEN`](crate::request::MAX_URL_LEN).
+    pub fn set_state<T: state::Serialize>(&mut self, channel: &str, value: T) -> Result<()> {
+        self.engine.set_state(channel, value)
+    }
+
+    /// Sets the state for `channel` from JSON text (one object); a change
+    /// is sent at once, the same text again sends nothing. Fails as
+    /// [`Heartbeater::set_state`] does.
+    pub fn set_state_json(&mut self, channel: &str, json: impl Into<String>) -> Result<()> {
+        self.engine.set_state_json(channel, json)
+    }
+
+    /// The channels currently joined.
+    pub fn channels(&self) -> &[String] {
+        self.engine.channels()
+    }
+
+    /// The channel groups currently joined.
+    pub fn channel_groups(&self) -> &[String] {
+        self.engine.channel_groups()
+    }
+
+    /// When the last heartbeat succeeded.
+    pub fn last_success(&self) -> Option<Instant> {
+        self.engine.last_success()
+    }
+
+    /// What the heartbeat's connection is doing: see [`LinkState`]
+    /// (`Connecting` until a heartbeat has ended; while backing off after
+    /// a failure, `Reconnecting` with the error and the next attempt).
+    pub fn link_state(&self) -> LinkState {
+        self.engine.link_state()
+    }
+
+    /// Until when the user is present on the server as far as this
+    /// schedule knows: the last heartbeat that succeeded plus the
+    /// client's `presence_timeout` (the server times a user out after
+    /// that long without a heartbeat). `None` before the first success.
+    pub fn present_until(&self) -> Option<Instant> {
+        self.engine.present_until()
+    }
+
+    /// Whether the user is present on the server as far as this schedule
+    /// knows at `now` (see [`Heartbeater::present_until`]).
+    pub fn is_present(&self, now: Instant) -> bool {
+        self.engine.is_present(now)
+    }
+
+    /// Since when heartbeats have been failing, if the last one failed.
+    pub(crate) fn failing_since(&self) -> Option<Instant> {
+        self.engine.failing_since()
+    }
+
+    /// Whether a heartbeat has ended (succeeded or failed) so far.
+    pub(crate) fn link_used(&self) -> bool {
+        self.engine.link_used()
+    }
+
+    /// Whether a heartbeat is in flight on the kept connection.
+    pub fn in_flight(&self) -> bool {
+        self.engine.in_flight()
+    }
+
+    /// When the next heartbeat is due: `None` when nothing is joined or
+    /// automatic heartbeats are off; a past instant means "now". After a
+    /// failure, the retry's instant (backoff).
+    pub fn next_due(&self, now: Instant) -> Option<Instant> {
+        self.engine.next_due(now)
+    }
+
+    /// Sends a heartbeat if one is due at `now`, blocking (with the
+    /// client's retry policy). Returns whether one was sent. A failure is
+    /// returned and the heartbeat tried again after a backoff.
+    pub fn tick(&mut self, now: Instant) -> Result<bool> {
+        match self.next_due(now) {
+            Some(due) if due <= now => {
+                self.heartbeat_now(now)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Sends a heartbeat now, whatever the schedule (blocking, with the
+    /// client's retry policy).
+    pub fn heartbeat_now(&mut self, now: Instant) -> Result<()> {
+        let due = self.engine.due_at(now);
+        match self.engine.heartbeat_call().execute() {
+            Ok(()) => {
+                self.engine.succeeded(due, now);
+                Ok(())
+            }
+            Err(e) => Err(self.engine.failed(e, now)),
+        }
+    }
+
+    /// Drives the heartbeat schedule on the kept connection for at most
+    /// `budget`: sends a due heartbeat, or goes on with the one in flight.
+    /// `Ok(true)` when a heartbeat completed in this call. A failure is
+    /// returned once; the heartbeat is tried again after a backoff. A
+    /// heartbeat in flight longer than [`Heartbeater::in_flight_bound`]
+    /// in all (a server trickling its answer, or sending 1xx heads without
+    /// end) is abandoned with a timeout error.
+    pub fn poll(&mut self, budget: Duration) -> Result<bool> {
+        self.poll_until(deadline_after(budget))
+    }
+
+    /// [`Heartbeater::poll`] up to an instant. Returns `Ok(false)` at
+    /// once when nothing is due and nothing is in flight: it never waits
+    /// for the next due instant.
+    pub(crate) fn poll_until(&mut self, deadline: Option<Instant>) -> Result<bool> {
+        let now = crate::clock::now();
+        match self.engine.phase(now) {
+            Phase::Due | Phase::InFlight { .. } => {}
+            Phase::Idle | Phase::Scheduled(_) | Phase::BackingOff(_) => return Ok(false),
+        }
+        self.lane.pump(&self.pubnub, &mut self.engine, deadline)
+    }
+
+    /// How long a heartbeat sent by [`Heartbeater::poll`] may be in flight
+    /// in all (not only without a byte moving): the client's
+    /// `request_timeout`, or the heartbeat interval if that is shorter (a
+    /// heartbeat older than one interval is late anyway). Past it, the
+    /// connection is dropped, the failure returned once and the heartbeat
+    /// tried again after the backoff.
+    pub fn in_flight_bound(&self) -> Duration {
+        self.engine.in_flight_bound()
+    }
 
     /// Sends `leave` for some channels and groups (blocking, with the
     /// client's retry policy), and stops heartbeating them. On failure
     /// nothing is forgotten: they stay joined (and their state kept), so
     /// the call can be made again.
     pub fn leave_channels(&mut self, channels: Vec<String>, groups: Vec<String>) -> Result<()> {
-        let Some((channels, groups)) = self.joined(channels, groups) else {
+        let Some((channels, groups)) = self.engine.joined(channels, groups) else {
             return Ok(());
         };
         self.pubnub
@@ -528,33 +836,22 @@ impl Heartbeater {
     }
 
     fn forget(&mut self, channels: &[String], groups: &[String]) {
-        self.channels.retain(|c| !channels.contains(c));
-        self.groups.retain(|g| !groups.contains(g));
-        for c in channels {
-            self.state.remove(c);
-        }
+        self.engine.forget(channels, groups);
         // A heartbeat in flight still names them: abandon it.
-        if let Some(conn) = &mut self.conn {
-            conn.abort();
-        }
-        self.in_flight = None;
-        self.sent_at = None;
-        if self.channels.is_empty() && self.groups.is_empty() {
-            self.next_due = None;
-        }
+        self.lane.abort();
     }
 
     /// Sends `leave` for everything joined and forgets it (and its state).
     /// On failure everything stays joined.
     pub fn leave(&mut self) -> Result<()> {
-        let (channels, groups) = (self.channels.clone(), self.groups.clone());
+        let (channels, groups) = (self.channels().to_vec(), self.channel_groups().to_vec());
         self.leave_channels(channels, groups)
     }
 
     /// Sends `leave` for everything joined on the kept connection, waiting
     /// at most `timeout`, once (no retries); forgets it when that worked.
     pub fn leave_within(&mut self, timeout: Duration) -> Result<()> {
-        let (channels, groups) = (self.channels.clone(), self.groups.clone());
+        let (channels, groups) = (self.channels().to_vec(), self.channel_groups().to_vec());
         self.leave_channels_within(channels, groups, timeout)
     }
 
@@ -566,34 +863,67 @@ impl Heartbeater {
         groups: Vec<String>,
         timeout: Duration,
     ) -> Result<()> {
-        let Some((channels, groups)) = self.joined(channels, groups) else {
+        let Some((channels, groups)) = self.engine.joined(channels, groups) else {
             return Ok(());
         };
         let deadline = deadline_after(timeout);
-        let req = self
+        let request = self
             .pubnub
             .leave()
             .channels(channels.clone())
             .channel_groups(groups.clone())
             .request()?;
-        let url = self.pubnub.url_for(req)?;
-        self.in_flight = None;
-        self.sent_at = None;
-        let conn = self.idle_conn()?;
-        conn.start(url, timeout)?;
-        let Some(resp) = conn.drive(deadline)? else {
-            conn.abort();
+        // The leave takes the kept connection: a heartbeat in flight on it
+        // is dropped.
+        self.engine.abandon();
+        let mut leave = LeaveOnce {
+            request: Some(request),
+            silence: timeout,
+        };
+        if !self.lane.pump(&self.pubnub, &mut leave, deadline)? {
+            self.lane.abort();
             return Err(Error::transport(
                 crate::TransportErrorKind::Timeout,
                 "leave did not complete in time",
             ));
-        };
-        if let Some(e) = resp.error() {
-            return Err(e);
         }
-        crate::envelope::decode_ack(&resp.body)?;
         self.forget(&channels, &groups);
         Ok(())
+    }
+}
+
+/// One `leave` on the heartbeat's kept connection, sent once, with no
+/// retry and no backoff: what [`Heartbeater::leave_channels_within`]
+/// pumps. The caller's deadline is its only bound.
+#[derive(Debug)]
+struct LeaveOnce {
+    /// The leave, until it is sent.
+    request: Option<Request>,
+    /// How long it may go without a byte moving.
+    silence: Duration,
+}
+
+impl Engine for LeaveOnce {
+    fn poll(&mut self, _now: Instant, _in_flight: bool) -> Result<Step> {
+        Ok(match self.request.take() {
+            Some(request) => Step::Send(Transmit {
+                request,
+                silence: self.silence,
+                fresh: false,
+            }),
+            None => Step::Wait(None),
+        })
+    }
+
+    fn handle_response(&mut self, _now: Instant, response: Response) -> Result<()> {
+        if let Some(e) = response.error() {
+            return Err(e);
+        }
+        crate::envelope::decode_ack(&response.body)
+    }
+
+    fn handle_failure(&mut self, _now: Instant, error: Error) -> Error {
+        error
     }
 }
 
@@ -872,8 +1202,9 @@ impl HeartbeatThread {
                                         // Stop was asked while this leave
                                         // ran: the final one gets what is
                                         // left of its window.
-                                        leave_budget =
-                                            THREAD_LEAVE_TIMEOUT.saturating_sub(started.elapsed());
+                                        leave_budget = THREAD_LEAVE_TIMEOUT.saturating_sub(
+                                            crate::clock::now().saturating_duration_since(started),
+                                        );
                                     }
                                     r
                                 }
@@ -973,5 +1304,371 @@ fn store(slot: &Mutex<Option<Error>>, e: Error) {
 impl Drop for HeartbeatThread {
     fn drop(&mut self) {
         let _ = self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The schedule driven by hand in virtual time: made-up instants,
+    //! hand-made responses, no socket and no sleep.
+    use super::*;
+    use crate::{ErrorKind, PubNubBuilder, TransportErrorKind};
+
+    fn client(build: impl FnOnce(PubNubBuilder) -> PubNubBuilder) -> PubNub {
+        build(
+            PubNub::builder()
+                .subscribe_key("k")
+                .user_id("u")
+                .origin("http://127.0.0.1:9"),
+        )
+        .build()
+        .unwrap()
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn ack() -> Response {
+        Response {
+            status: 200,
+            body: br#"{"status":200,"message":"OK","service":"Presence"}"#.to_vec(),
+            retry_after: None,
+        }
+    }
+
+    fn joined(build: impl FnOnce(PubNubBuilder) -> PubNubBuilder) -> HeartbeatSchedule {
+        let mut s = HeartbeatSchedule::new(&client(build));
+        s.join(vec!["lobby".into()]).unwrap();
+        s
+    }
+
+    /// The heartbeat `poll` sends at `now`, with nothing in flight.
+    fn send(s: &mut HeartbeatSchedule, now: Instant) -> Transmit {
+        match s.poll(now, false) {
+            Ok(Step::Send(t)) => t,
+            other => panic!("expected a heartbeat to send: {other:?}"),
+        }
+    }
+
+    fn wait(s: &mut HeartbeatSchedule, now: Instant, in_flight: bool) -> Option<Instant> {
+        match s.poll(now, in_flight) {
+            Ok(Step::Wait(at)) => at,
+            other => panic!("expected a wait: {other:?}"),
+        }
+    }
+
+    fn is_timeout(e: &Error) -> bool {
+        matches!(
+            e.kind(),
+            ErrorKind::Transport {
+                kind: TransportErrorKind::Timeout,
+                ..
+            }
+        )
+    }
+
+    /// Due at once on join; the next one an interval after the previous
+    /// was due, however late its answer came (no drift).
+    #[test]
+    fn due_on_join_then_every_interval_without_drift() {
+        let t0 = Instant::now();
+        let mut s = HeartbeatSchedule::new(&client(|b| b.heartbeat_interval(60)));
+        assert_eq!(s.phase(t0), Phase::Idle);
+        assert_eq!(wait(&mut s, t0, false), None);
+        s.join(vec!["lobby".into()]).unwrap();
+        assert_eq!(s.phase(t0), Phase::Due);
+        let t = send(&mut s, t0);
+        assert!(
+            t.request.path().contains("/heartbeat"),
+            "{}",
+            t.request.url()
+        );
+        assert!(!t.fresh);
+        assert_eq!(t.silence, secs(10));
+        assert_eq!(s.phase(t0), Phase::InFlight { due: t0, sent: t0 });
+        assert_eq!(s.in_flight_bound(), secs(10));
+        assert_eq!(wait(&mut s, t0 + secs(1), true), Some(t0 + secs(10)));
+        assert!(!s.is_present(t0 + secs(1)));
+        s.handle_response(t0 + secs(3), ack()).unwrap();
+        assert_eq!(s.last_success(), Some(t0 + secs(3)));
+        assert_eq!(s.present_until(), Some(t0 + secs(303)));
+        assert!(s.is_present(t0 + secs(302)) && !s.is_present(t0 + secs(303)));
+        assert!(s.link_state().is_connected());
+        assert_eq!(s.phase(t0 + secs(3)), Phase::Scheduled(t0 + secs(60)));
+        assert_eq!(wait(&mut s, t0 + secs(3), false), Some(t0 + secs(60)));
+        // Sent late (the loop came back 2 s after it was due) and answered
+        // slowly: the next is still due at 120 s.
+        send(&mut s, t0 + secs(62));
+        // Its bound counts from its own sending, not from the last poll
+        // of the heartbeat before it (a minute ago).
+        assert_eq!(wait(&mut s, t0 + secs(63), true), Some(t0 + secs(72)));
+        s.handle_response(t0 + secs(65), ack()).unwrap();
+        assert_eq!(s.next_due(t0 + secs(65)), Some(t0 + secs(120)));
+        // An outage longer than an interval: counted from the answer.
+        send(&mut s, t0 + secs(250));
+        s.handle_response(t0 + secs(251), ack()).unwrap();
+        assert_eq!(s.next_due(t0 + secs(251)), Some(t0 + secs(311)));
+    }
+
+    /// A heartbeat unanswered at its bound gets one more read of what
+    /// arrived, then is ended with a timeout, counted and backed off; the
+    /// retry goes out after the backoff.
+    #[test]
+    fn the_in_flight_bound_ends_a_heartbeat_after_one_more_read() {
+        let t0 = Instant::now();
+        let mut s = joined(|b| b.request_timeout(secs(2)).heartbeat_interval(60));
+        assert_eq!(s.in_flight_bound(), secs(2));
+        send(&mut s, t0);
+        assert_eq!(wait(&mut s, t0 + ms(500), true), Some(t0 + secs(2)));
+        // The bound passed: read what arrived once more.
+        assert_eq!(wait(&mut s, t0 + secs(2), true), Some(t0 + secs(2)));
+        let at = t0 + secs(2) + ms(10);
+        let e = s.poll(at, true).unwrap_err();
+        assert!(is_timeout(&e), "{e:?}");
+        assert!(!s.in_flight());
+        assert_eq!(s.failing_since(), Some(at));
+        assert_eq!(s.phase(at), Phase::BackingOff(at + ms(500)));
+        match s.link_state() {
+            LinkState::Reconnecting {
+                failures,
+                next_attempt,
+                ..
+            } => assert_eq!((failures, next_attempt), (1, Some(at + ms(500)))),
+            other => panic!("{other:?}"),
+        }
+        // Nothing goes out during the backoff.
+        assert_eq!(wait(&mut s, at + ms(100), false), Some(at + ms(500)));
+        let retry = at + ms(500);
+        send(&mut s, retry);
+        s.handle_response(retry + ms(50), ack()).unwrap();
+        assert_eq!(s.failing_since(), None);
+        assert_eq!(s.phase(retry + ms(50)), Phase::Scheduled(retry + secs(60)));
+    }
+
+    /// The bound is the interval when that is shorter than
+    /// `request_timeout`; polls before it only wait, and an answer just in
+    /// time succeeds.
+    #[test]
+    fn the_bound_is_set_by_the_interval_when_shorter() {
+        let t0 = Instant::now();
+        let mut s = joined(|b| b.heartbeat_interval(1));
+        assert_eq!(s.in_flight_bound(), secs(1));
+        send(&mut s, t0);
+        for i in 1..10 {
+            assert_eq!(wait(&mut s, t0 + ms(i * 100), true), Some(t0 + secs(1)));
+        }
+        s.handle_response(t0 + ms(990), ack()).unwrap();
+        assert_eq!(s.phase(t0 + ms(990)), Phase::Scheduled(t0 + secs(1)));
+    }
+
+    /// A poll far later than the engine asked to be woken at (a wait
+    /// overrun by more than 1 s), or than the previous poll (by more than
+    /// the bound), is a suspend: the bound moves on by that much, and what
+    /// arrived is read before it applies again.
+    #[test]
+    fn a_suspend_moves_the_bound_on() {
+        let t0 = Instant::now();
+        // A gap longer than the bound (2 s) since the last poll.
+        let mut s = joined(|b| b.request_timeout(secs(2)).heartbeat_interval(60));
+        send(&mut s, t0);
+        assert_eq!(wait(&mut s, t0 + ms(100), true), Some(t0 + secs(2)));
+        let resume = t0 + secs(7);
+        // Moved on by the 6.9 s gap: sent "at" 6.9 s, bound at 8.9 s.
+        assert_eq!(wait(&mut s, resume, true), Some(t0 + ms(8900)));
+        assert_eq!(
+            s.phase(resume),
+            Phase::InFlight {
+                due: t0,
+                sent: t0 + ms(6900)
+            }
+        );
+        s.handle_response(resume + ms(20), ack()).unwrap();
+        assert_eq!(s.failing_since(), None);
+
+        // A wait overrun by 2 s (> 1 s), with a gap shorter than the
+        // bound (10 s).
+        let mut s = joined(|b| b.heartbeat_interval(60));
+        send(&mut s, t0);
+        assert_eq!(wait(&mut s, t0 + secs(9), true), Some(t0 + secs(10)));
+        let resume = t0 + secs(12);
+        // Moved on by the 2 s overrun: the bound is now, and what arrived
+        // is read once before it applies.
+        assert_eq!(wait(&mut s, resume, true), Some(resume));
+        let e = s.poll(resume + ms(10), true).unwrap_err();
+        assert!(is_timeout(&e), "{e:?}");
+
+        // Overrun by less than 1 s: no suspend, the bound holds.
+        let mut s = joined(|b| b.heartbeat_interval(60));
+        send(&mut s, t0);
+        assert_eq!(wait(&mut s, t0 + secs(5), true), Some(t0 + secs(10)));
+        assert_eq!(wait(&mut s, t0 + ms(10_500), true), Some(t0 + secs(10)));
+        assert!(s.poll(t0 + ms(10_600), true).is_err());
+    }
+
+    /// A change of what is joined or of a state while a heartbeat is in
+    /// flight: that one is finished, and the next is sent as soon as it
+    /// ends, with the change.
+    #[test]
+    fn a_change_in_flight_is_sent_next() {
+        let t0 = Instant::now();
+        let mut s = joined(|b| b.heartbeat_interval(60));
+        let first = send(&mut s, t0);
+        assert!(!first.request.url().contains("state="));
+        s.set_state_json("lobby", r#"{"mood":"ok"}"#).unwrap();
+        assert!(s.in_flight(), "the one in flight is finished first");
+        assert_eq!(wait(&mut s, t0 + ms(10), true), Some(t0 + secs(10)));
+        s.handle_response(t0 + ms(50), ack()).unwrap();
+        assert_eq!(s.phase(t0 + ms(50)), Phase::Due);
+        let second = send(&mut s, t0 + ms(50));
+        assert!(
+            second.request.url().contains("state="),
+            "{}",
+            second.request.url()
+        );
+        // The same state again sends nothing.
+        s.handle_response(t0 + ms(90), ack()).unwrap();
+        s.set_state_json("lobby", r#"{"mood":"ok"}"#).unwrap();
+        assert_eq!(
+            s.phase(t0 + ms(90)),
+            Phase::Scheduled(t0 + ms(50) + secs(60))
+        );
+    }
+
+    /// After a failure, the next attempt comes within a quarter of the
+    /// interval, whatever the backoff or the server's `Retry-After` says.
+    #[test]
+    fn the_backoff_is_capped_at_a_quarter_of_the_interval() {
+        let t0 = Instant::now();
+        let mut s = joined(|b| b.heartbeat_interval(1));
+        send(&mut s, t0);
+        let busy = Response {
+            status: 503,
+            body: b"busy".to_vec(),
+            retry_after: Some(secs(20)),
+        };
+        let e = s.handle_response(t0 + ms(10), busy).unwrap_err();
+        assert_eq!(e.status(), Some(503));
+        assert_eq!(s.phase(t0 + ms(10)), Phase::BackingOff(t0 + ms(260)));
+        // Without a cap (interval 60 s: 15 s) the Retry-After is honoured.
+        let mut s = joined(|b| b.heartbeat_interval(60));
+        send(&mut s, t0);
+        let busy = Response {
+            status: 429,
+            body: Vec::new(),
+            retry_after: Some(secs(12)),
+        };
+        assert!(s.handle_response(t0, busy).is_err());
+        assert_eq!(s.phase(t0), Phase::BackingOff(t0 + secs(12)));
+        // A join (a change) cuts the backoff short.
+        s.join(vec!["hall".into()]).unwrap();
+        assert_eq!(s.phase(t0 + ms(1)), Phase::Due);
+    }
+
+    /// A failed request (no answer) is counted and backed off; a body that
+    /// is not an acknowledgement is a failure too.
+    #[test]
+    fn failures_are_counted_and_backed_off() {
+        let t0 = Instant::now();
+        let mut s = joined(|b| b.heartbeat_interval(60));
+        send(&mut s, t0);
+        let cut = Error::transport(TransportErrorKind::Io, "connection reset");
+        let e = s.handle_failure(t0 + ms(5), cut);
+        assert!(e.is_retryable());
+        assert!(!s.in_flight());
+        assert_eq!(s.phase(t0 + ms(5)), Phase::BackingOff(t0 + ms(505)));
+        send(&mut s, t0 + ms(505));
+        let garbled = Response {
+            status: 200,
+            body: b"{\"status\":".to_vec(),
+            retry_after: None,
+        };
+        assert!(s.handle_response(t0 + ms(600), garbled).is_err());
+        // The second failure in a row waits 1 s.
+        assert_eq!(s.phase(t0 + ms(600)), Phase::BackingOff(t0 + ms(1600)));
+        assert_eq!(s.failing_since(), Some(t0 + ms(5)));
+    }
+
+    /// Leaving forgets the channels and the heartbeat in flight (which
+    /// still names them); a request the driver lost is sent again; an
+    /// answer with nothing in flight changes nothing.
+    #[test]
+    fn forget_abandon_and_a_lost_request() {
+        let t0 = Instant::now();
+        let mut s = joined(|b| b.heartbeat_interval(60));
+        s.join(vec!["hall".into()]).unwrap();
+        s.set_state_json("lobby", "{}").unwrap();
+        send(&mut s, t0);
+        s.forget(&["lobby".into()], &[]);
+        assert!(!s.in_flight());
+        assert_eq!(s.channels(), ["hall"]);
+        // The driver still holds the old request: the new one replaces it.
+        let again = match s.poll(t0 + ms(1), true) {
+            Ok(Step::Send(t)) => t,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            !again.request.url().contains("lobby"),
+            "{}",
+            again.request.url()
+        );
+        // The driver lost it: sent again at once, still due.
+        assert!(s.in_flight());
+        send(&mut s, t0 + ms(2));
+        s.abandon();
+        assert_eq!(s.phase(t0 + ms(3)), Phase::Due);
+        send(&mut s, t0 + ms(3));
+        s.forget(&["hall".into()], &[]);
+        assert_eq!(s.phase(t0 + ms(4)), Phase::Idle);
+        assert_eq!(wait(&mut s, t0 + ms(4), true), None);
+        s.handle_response(t0 + ms(5), ack()).unwrap();
+        assert_eq!(s.last_success(), None);
+        assert!(!s.link_used());
+    }
+
+    /// Interval 0: never due on its own, even on join; the in-flight bound
+    /// is the request timeout.
+    #[test]
+    fn interval_zero_is_never_due() {
+        let t0 = Instant::now();
+        let mut s = joined(|b| b.heartbeat_interval(0));
+        assert_eq!(s.next_due(t0), None);
+        assert_eq!(s.phase(t0), Phase::Idle);
+        assert_eq!(wait(&mut s, t0, false), None);
+        assert_eq!(s.in_flight_bound(), secs(10));
+    }
+
+    /// The one-shot leave: sent once, then waits; its answer's status
+    /// decides.
+    #[test]
+    fn the_leave_is_sent_once() {
+        let t0 = Instant::now();
+        let p = client(|b| b);
+        let mut leave = LeaveOnce {
+            request: Some(p.leave().channels(vec!["a".into()]).request().unwrap()),
+            silence: secs(2),
+        };
+        match leave.poll(t0, false) {
+            Ok(Step::Send(t)) => {
+                assert!(t.request.path().contains("/leave"));
+                assert_eq!(t.silence, secs(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(leave.poll(t0, true), Ok(Step::Wait(None))));
+        assert!(leave.handle_response(t0, ack()).is_ok());
+        let denied = Response {
+            status: 403,
+            body: br#"{"status":403,"error":true,"message":"Forbidden"}"#.to_vec(),
+            retry_after: None,
+        };
+        assert_eq!(
+            leave.handle_response(t0, denied).unwrap_err().status(),
+            Some(403)
+        );
     }
 }
