@@ -9,7 +9,12 @@ use crate::clock;
 use crate::conn::Conn;
 use crate::engine::{Engine, Step};
 use crate::error::Result;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// A wait overrun by more than this was a suspension of the device (or a
+/// stopped process), not a slow answer: the engine is told
+/// ([`Engine::resumed`]).
+const SUSPENDED: Duration = Duration::from_secs(1);
 
 /// One kept connection, driven for one engine.
 #[derive(Debug, Default)]
@@ -102,7 +107,12 @@ impl Lane {
             match conn.drive(until) {
                 Ok(Some(resp)) => return engine.handle_response(clock::now(), resp).map(|()| true),
                 Ok(None) => {
-                    if deadline.is_some_and(|d| clock::now() >= d) {
+                    let now = clock::now();
+                    let over = until.map_or(Duration::ZERO, |u| now.saturating_duration_since(u));
+                    if over > SUSPENDED {
+                        engine.resumed(now, over);
+                    }
+                    if deadline.is_some_and(|d| now >= d) {
                         return Ok(false);
                     }
                 }

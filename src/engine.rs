@@ -106,4 +106,14 @@ pub trait Engine {
     /// The request in flight failed without a response (connect, name
     /// lookup, reset, timeout): counted and backed off; returned.
     fn handle_failure(&mut self, now: Instant, error: Error) -> Error;
+
+    /// The driver's wait for the request in flight overran the instant
+    /// it was to end at by `overrun` (far more than a slow machine does:
+    /// the device or the process was suspended in it). An engine that
+    /// bounds its request in flight moves that bound on, so what arrived
+    /// meanwhile is read before the bound applies, from the resume. By
+    /// default nothing.
+    fn resumed(&mut self, now: Instant, overrun: Duration) {
+        let _ = (now, overrun);
+    }
 }

@@ -755,7 +755,7 @@ pub struct PresenceEvents {
 /// and no clock. [`PresenceEvents`] is this engine pumped over one kept
 /// connection; a program with its own IO gets one from
 /// [`PresenceEventsBuilder::engine`] and drives it through
-/// [`Engine`](crate::engine::Engine) (see [`crate::engine`]), taking
+/// [`Engine`] (see [`crate::engine`]), taking
 /// events out with [`EventStream::poll_event`].
 ///
 /// ```text

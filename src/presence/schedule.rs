@@ -74,10 +74,6 @@ struct Flight {
     /// bound on by the gap, so what arrived meanwhile is read before the
     /// bound applies again, from the resume.
     polled_at: Instant,
-    /// The instant the last poll asked to be woken at: a poll that comes
-    /// more than [`SUSPENDED`] after it overran its wait by far (the device
-    /// was suspended in it), and the bound moves on by the overrun.
-    wake: Option<Instant>,
     /// The bound had passed at the last poll, which asked for one more
     /// read of what arrived: the next poll past the bound ends it.
     overdue: bool,
@@ -114,10 +110,11 @@ struct Flight {
 /// `request_timeout`, or the interval if shorter) holds however the server
 /// trickles bytes or repeats 1xx heads: past it, [`poll`](Engine::poll)
 /// returns a timeout error (after one more read of what arrived) and the
-/// driver drops the request. A poll far later than the engine asked to be
-/// woken at (by more than 1 s), or than its previous poll (by more than
-/// the bound), is a suspended device or loop: the bound moves on by that
-/// much, so what arrived meanwhile is read before it applies again.
+/// driver drops the request. A poll later than its previous one by more
+/// than the bound, or a driver's wait that overran by far
+/// ([`Engine::resumed`]: the device was suspended in it), moves the bound
+/// on by that much, so what arrived meanwhile is read before it applies
+/// again, from the resume.
 ///
 /// The schedule does not drift: the next heartbeat is due one interval
 /// after the previous one was due, however long the request took. A
@@ -417,7 +414,6 @@ impl HeartbeatSchedule {
             due: self.due_at(now),
             sent_at: now,
             polled_at: now,
-            wake: None,
             overdue: false,
         });
         self.changed = false;
@@ -436,31 +432,16 @@ impl HeartbeatSchedule {
             return Ok(Step::Wait(None));
         };
         let gap = now.saturating_duration_since(f.polled_at);
-        let over = f
-            .wake
-            .map_or(Duration::ZERO, |w| now.saturating_duration_since(w));
-        // A gap since the last poll longer than the bound, or a wait
-        // overrun by far: the device (or the caller) was suspended. The
-        // bound runs again from the resume.
-        let moved = if gap > bound {
-            gap
-        } else if over > SUSPENDED {
-            over
-        } else {
-            Duration::ZERO
-        };
-        if !moved.is_zero() {
-            f.sent_at = f.sent_at.checked_add(moved).unwrap_or(f.sent_at);
-            f.overdue = false;
-            log::debug!(target: "pubnub_presence::heartbeat",
-                "no poll for {} ms (suspended?): the heartbeat in flight gets its bound again from now",
-                moved.as_millis());
+        // A gap since the last poll longer than the bound: the device (or
+        // the caller) was suspended. The bound runs again from the resume
+        // (a wait the driver saw overrun comes in by `resumed`).
+        if gap > bound {
+            f.move_on(gap);
         }
         f.polled_at = now;
         // However the server trickles bytes (or repeats 1xx heads), a
         // heartbeat is not in flight longer than its bound.
         let give_up = f.sent_at.checked_add(bound);
-        f.wake = give_up;
         match give_up {
             // What arrived is read once more before the bound applies.
             Some(g) if now >= g && !std::mem::replace(&mut f.overdue, true) => {
@@ -608,6 +589,28 @@ impl Engine for HeartbeatSchedule {
     fn handle_failure(&mut self, now: Instant, error: Error) -> Error {
         self.flight = None;
         self.failed(error, now)
+    }
+
+    /// The driver's wait overran by far (the device was suspended in it):
+    /// the heartbeat in flight gets its bound again from the resume, and
+    /// what arrived is read before it applies.
+    fn resumed(&mut self, now: Instant, overrun: Duration) {
+        if let Some(f) = self.flight.as_mut() {
+            f.move_on(overrun);
+            f.polled_at = now;
+        }
+    }
+}
+
+impl Flight {
+    /// The device (or the caller) did not run for `by`: the bound moves on
+    /// by that much.
+    fn move_on(&mut self, by: Duration) {
+        self.sent_at = self.sent_at.checked_add(by).unwrap_or(self.sent_at);
+        self.overdue = false;
+        log::debug!(target: "pubnub_presence::heartbeat",
+            "suspended for {} ms: the heartbeat in flight gets its bound again from the resume",
+            by.as_millis());
     }
 }
 
@@ -1107,10 +1110,6 @@ impl PresenceLoop {
     }
 }
 
-/// A wait overrun by more than this was a suspension of the device (or a
-/// stopped process), not a slow answer.
-const SUSPENDED: Duration = Duration::from_secs(1);
-
 /// How long the loop waits on events at a time while a heartbeat's answer
 /// is awaited.
 const HEARTBEAT_SLICE: Duration = Duration::from_millis(50);
@@ -1466,10 +1465,10 @@ mod tests {
         assert_eq!(s.phase(t0 + ms(990)), Phase::Scheduled(t0 + secs(1)));
     }
 
-    /// A poll far later than the engine asked to be woken at (a wait
-    /// overrun by more than 1 s), or than the previous poll (by more than
-    /// the bound), is a suspend: the bound moves on by that much, and what
-    /// arrived is read before it applies again.
+    /// A poll later than the previous one by more than the bound, or a
+    /// wait the driver saw overrun (`resumed`), is a suspend: the bound
+    /// moves on by that much, and what arrived is read before it applies
+    /// again. A caller that merely polls seldom gets no such grace.
     #[test]
     fn a_suspend_moves_the_bound_on() {
         let t0 = Instant::now();
@@ -1490,12 +1489,13 @@ mod tests {
         s.handle_response(resume + ms(20), ack()).unwrap();
         assert_eq!(s.failing_since(), None);
 
-        // A wait overrun by 2 s (> 1 s), with a gap shorter than the
-        // bound (10 s).
+        // A wait the driver saw overrun by 2 s, with a gap shorter than
+        // the bound (10 s).
         let mut s = joined(|b| b.heartbeat_interval(60));
         send(&mut s, t0);
         assert_eq!(wait(&mut s, t0 + secs(9), true), Some(t0 + secs(10)));
         let resume = t0 + secs(12);
+        s.resumed(resume, secs(2));
         // Moved on by the 2 s overrun: the bound is now, and what arrived
         // is read once before it applies.
         assert_eq!(wait(&mut s, resume, true), Some(resume));
@@ -1508,6 +1508,15 @@ mod tests {
         assert_eq!(wait(&mut s, t0 + secs(5), true), Some(t0 + secs(10)));
         assert_eq!(wait(&mut s, t0 + ms(10_500), true), Some(t0 + secs(10)));
         assert!(s.poll(t0 + ms(10_600), true).is_err());
+
+        // A caller that polls every 5 s, no suspend: past the bound, one
+        // more read, then the timeout.
+        let mut s = joined(|b| b.heartbeat_interval(60));
+        send(&mut s, t0);
+        assert_eq!(wait(&mut s, t0 + secs(5), true), Some(t0 + secs(10)));
+        assert_eq!(wait(&mut s, t0 + secs(15), true), Some(t0 + secs(10)));
+        let e = s.poll(t0 + secs(20), true).unwrap_err();
+        assert!(is_timeout(&e), "{e:?}");
     }
 
     /// A change of what is joined or of a state while a heartbeat is in
