@@ -1034,19 +1034,16 @@ fn io_error(e: io::Error, connecting: bool) -> Error {
     if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         return Error::transport(K::Tls, tls.to_string());
     }
-    let kind = match e.kind() {
-        _ if connecting => K::Connect,
-        io::ErrorKind::ConnectionRefused => K::Connect,
-        _ if dead(&e) => {
-            return Error::transport(
-                K::Timeout,
-                format!("the connection died (no acknowledgment): {e}"),
-            )
-        }
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => K::Timeout,
-        _ => K::Io,
-    };
-    Error::transport(kind, e.to_string())
+    if connecting {
+        return Error::transport(K::Connect, e.to_string());
+    }
+    if dead(&e) {
+        return Error::transport(
+            K::Timeout,
+            format!("the connection died (no acknowledgment): {e}"),
+        );
+    }
+    Error::from(e)
 }
 
 /// The kernel gave up on an established connection (keepalive probes or

@@ -108,6 +108,23 @@ impl From<ErrorKind> for Error {
     }
 }
 
+/// A socket error of a program's own IO (sans-IO use: see
+/// [`crate::engine`]), as a transport error: refused →
+/// [`Connect`](TransportErrorKind::Connect), timed out or would block →
+/// [`Timeout`](TransportErrorKind::Timeout), anything else →
+/// [`Io`](TransportErrorKind::Io). All three are retryable.
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        use std::io::ErrorKind as Io;
+        let kind = match e.kind() {
+            Io::ConnectionRefused => TransportErrorKind::Connect,
+            Io::TimedOut | Io::WouldBlock => TransportErrorKind::Timeout,
+            _ => TransportErrorKind::Io,
+        };
+        Error::transport(kind, e.to_string())
+    }
+}
+
 impl Error {
     /// What went wrong.
     pub fn kind(&self) -> &ErrorKind {
