@@ -118,9 +118,13 @@
 //!   `long_poll_timeout` + `request_timeout`: see
 //!   [`PubNubBuilder::request_timeout`].
 //! - **Sans-IO core.** Each builder's `request()` returns the URL (path
-//!   and query available apart) without sending anything; [`decode`] turns response bytes into
-//!   results. Only the connection code (the `conn` and `pool` modules)
-//!   touches the network.
+//!   and query available apart) without sending anything; [`decode`]
+//!   turns response bytes into results. The stateful parts (the event
+//!   stream, the heartbeat schedule, the occupancy mirror, a call's
+//!   retries) are state machines fed the time and the responses, with no
+//!   socket and no clock of their own ([`engine`]): the blocking types are
+//!   these engines pumped by one driver, and a program with its own IO can
+//!   drive them itself. Only the connection code touches the network.
 //! - **Compact parser.** A non-recursive JSON cursor that borrows
 //!   strings from the body; results borrow too (`HereNowResult<'a>`) and
 //!   `into_owned()` detaches them. `execute()` returns the owned form, named
