@@ -45,6 +45,10 @@
 //! - [`EventStream`](crate::presence::events::EventStream): the subscribe
 //!   long-poll, its cursor, the duplicate filter and the backoff; events
 //!   come out of `poll_event`.
+//! - [`Call`](crate::call::Call): one ordinary call (every `execute()`,
+//!   [`PubNub::send`](crate::PubNub::send)): its attempts, the retry
+//!   policy's delays, `Retry-After` and deadline, and the bound of the
+//!   attempt in flight; the answer comes out of `take_response`.
 //!
 //! Time is only ever an argument: a test runs any engine in virtual time
 //! by passing made-up instants, and the crate's simulator runs the whole

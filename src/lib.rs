@@ -119,8 +119,8 @@
 //!   [`PubNubBuilder::request_timeout`].
 //! - **Sans-IO core.** Each builder's `request()` returns the URL (path
 //!   and query available apart) without sending anything; [`decode`] turns response bytes into
-//!   results. Only the connection code (the `conn` and `pool` modules)
-//!   touches the network.
+//!   results. Only the connection code (the `conn` module, pumped by the
+//!   `driver`) touches the network.
 //! - **Compact parser.** A non-recursive JSON cursor that borrows
 //!   strings from the body; results borrow too (`HereNowResult<'a>`) and
 //!   `into_owned()` detaches them. `execute()` returns the owned form, named
@@ -173,6 +173,7 @@
 #[path = "internal.rs"]
 pub mod __internal;
 mod backoff;
+pub mod call;
 mod client;
 mod clock;
 mod config;
