@@ -5,9 +5,10 @@
 //!
 //! This is what lets a single-threaded loop wait on a long-poll for 100 ms
 //! at a time without abandoning it (a blocking HTTP call drops its
-//! connection when a read times out). The ordinary calls use it too,
-//! driven until their deadline, from the transport's pool of idle
-//! connections. The pieces:
+//! connection when a read times out). The ordinary calls use it too: a
+//! connection from the pool of idle ones (`pool`), driven by the driver
+//! (`driver::Lane`) for the call engine ([`crate::call::Call`]). The
+//! pieces:
 //!
 //! - Names: resolved by `dns` (`/etc/hosts`, then DNS over UDP driven by
 //!   the same calls, with the last good addresses kept and used while
@@ -35,11 +36,11 @@
 //!   longest wait for the next byte while sending or receiving; a body
 //!   that keeps arriving is not cut;
 //! - a total bound: an ordinary call ends by the retry policy's deadline
-//!   (the transport's `deadline`; without one, an attempt by
-//!   `connect_timeout` + 3 × `request_timeout`), a kept connection's
-//!   request (long-poll, heartbeat, here_now page) by its silence bound
-//!   plus `request_timeout` (for the long-poll: `long_poll_timeout` +
-//!   `request_timeout`).
+//!   (the call engine's bound, given as the drive's deadline; without
+//!   one, an attempt by `connect_timeout` + 3 × `request_timeout`), a
+//!   kept connection's request (long-poll, heartbeat, here_now page) by
+//!   its silence bound plus `request_timeout` (for the long-poll:
+//!   `long_poll_timeout` + `request_timeout`).
 //!
 //! Breaking one drops the connection. A bound is applied only after one
 //! more look, without waiting, at what has arrived: a process stopped and
@@ -349,14 +350,6 @@ impl Wire {
     }
 }
 
-/// The nearer of two instants (`None`: no bound).
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 /// How long the next socket operation may block before `until`, and
 /// whether the rest is to be waited out in fine steps (see `drive_inner`).
 fn split_wait(until: Option<Instant>, now: Instant) -> (Option<Duration>, bool) {
@@ -616,7 +609,7 @@ impl Conn {
             } else {
                 self.last_io.checked_add(self.bound)
             };
-            let limit = earliest(own, ex.total);
+            let limit = clock::earliest(own, ex.total);
             let late = ex.total.is_some_and(|t| now >= t);
             if limit.is_some_and(|l| now >= l) {
                 if looked || ex.late > max_late {
@@ -640,7 +633,7 @@ impl Conn {
                     ex.late = ex.late.saturating_add(READ_CHUNK);
                 }
             }
-            let until = earliest(deadline, limit);
+            let until = clock::earliest(deadline, limit);
             // The kernel counts a socket timeout in scheduler ticks and
             // rounds it up (a 5 ms timeout blocked ~15 ms with HZ=250, up to
             // two ticks more), so the socket waits until `TICK_GUARD`

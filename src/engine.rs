@@ -51,6 +51,10 @@
 //!   included), the backoff (at most a quarter of the interval) and
 //!   whether the user is still present; its [`Phase`](crate::presence::schedule::Phase)
 //!   says where it stands.
+//! - [`Call`](crate::call::Call): one ordinary call (every `execute()`,
+//!   [`PubNub::send`](crate::PubNub::send)): its attempts, the retry
+//!   policy's delays, `Retry-After` and deadline, and the bound of the
+//!   attempt in flight; the answer comes out of `take_response`.
 //!
 //! Time is only ever an argument: a test runs any engine in virtual time
 //! by passing made-up instants, and the crate's simulator runs the whole

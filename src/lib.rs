@@ -177,6 +177,7 @@
 #[path = "internal.rs"]
 pub mod __internal;
 mod backoff;
+pub mod call;
 mod client;
 mod clock;
 mod config;

@@ -13,6 +13,10 @@
 //! the call with the server's error at once. Every duration here saturates:
 //! no header value and no policy can overflow it.
 //!
+//! The rules are here, as pure functions of their inputs (the jitter
+//! comes in as a number); the call that follows them, attempt after
+//! attempt, is the sans-IO engine [`Call`](crate::call::Call).
+//!
 //! Each retry is logged at `warn` (target `pubnub_presence::retry`) with
 //! the attempt, why it failed and the delay; a retryable failure that is
 //! not retried (attempts used up, deadline) is logged at `debug`. Records
@@ -65,21 +69,34 @@ impl RetryPolicy {
 
     /// The delay before attempt `attempt + 1` (attempt counts from 1):
     /// `base * 2^(attempt-1)`, capped, then jittered into its upper half so
-    /// that many devices restarting together do not retry in step.
-    pub(crate) fn delay(&self, attempt: u32) -> Duration {
+    /// that many devices restarting together do not retry in step. The
+    /// jitter comes from `random` (any value: the caller's random number),
+    /// so the delay is a pure function of its inputs.
+    pub(crate) fn delay(&self, attempt: u32, random: u64) -> Duration {
         let exp = self
             .base_delay
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
         let full = exp.min(self.max_delay);
         let half = full / 2;
         let span = u64::try_from((full - half).as_nanos()).unwrap_or(u64::MAX);
-        let jitter = if span == 0 { 0 } else { random_u64() % span };
+        let jitter = if span == 0 { 0 } else { random % span };
         half + Duration::from_nanos(jitter)
     }
 }
 
 pub(crate) use crate::clock::random_u64;
 pub(crate) use crate::error::is_retryable;
+
+/// The next number of a splitmix64 sequence whose state is `state`: the
+/// jitter of one call's retries from the one seed it was given, so the
+/// call engine stays a pure function of its inputs.
+pub(crate) fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
 
 /// What to do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,14 +142,16 @@ impl fmt::Display for StopReason {
 }
 
 /// Decides whether attempt number `attempt` (from 1), which failed with
-/// `err` after `elapsed` of the call, is followed by another. Pure and
-/// total: no input overflows or panics.
+/// `err` after `elapsed` of the call, is followed by another; `random`
+/// jitters the backoff delay ([`RetryPolicy::delay`]). Pure and total: no
+/// input overflows or panics.
 pub(crate) fn decide(
     policy: &RetryPolicy,
     attempt: u32,
     err: &Error,
     retry_after: Option<Duration>,
     elapsed: Duration,
+    random: u64,
 ) -> Decision {
     if !is_retryable(err) {
         return Decision::Stop(None);
@@ -145,7 +164,7 @@ pub(crate) fn decide(
         // so a device never sleeps for hours on one header.
         let delay = match retry_after {
             Some(r) => r.min(policy.max_delay),
-            None => policy.delay(attempt),
+            None => policy.delay(attempt, random),
         };
         return Decision::Retry(delay);
     };
@@ -157,7 +176,7 @@ pub(crate) fn decide(
         })),
         Some(r) => Decision::Retry(r),
         None => {
-            let delay = policy.delay(attempt);
+            let delay = policy.delay(attempt, random);
             if delay >= left {
                 Decision::Stop(Some(StopReason::DelayPastDeadline { delay, left }))
             } else {
@@ -238,8 +257,9 @@ mod tests {
     fn delays_grow_capped_and_jittered() {
         let p = RetryPolicy::default();
         for (attempt, full) in [(1, 500), (2, 1000), (3, 2000), (6, 10_000), (40, 10_000)] {
+            let mut rng = u64::from(attempt);
             for _ in 0..50 {
-                let d = p.delay(attempt);
+                let d = p.delay(attempt, next_random(&mut rng));
                 assert!(d >= Duration::from_millis(full / 2), "{attempt}: {d:?}");
                 assert!(d <= Duration::from_millis(full), "{attempt}: {d:?}");
             }
@@ -315,7 +335,7 @@ mod tests {
         let huge = Some(Duration::from_secs(u64::MAX));
         // A Retry-After past the deadline ends the call at once.
         assert!(matches!(
-            decide(&p, 1, &unavailable, huge, Duration::ZERO),
+            decide(&p, 1, &unavailable, huge, Duration::ZERO, 7),
             Decision::Stop(Some(StopReason::RetryAfterPastDeadline { .. }))
         ));
         assert_eq!(
@@ -324,13 +344,14 @@ mod tests {
                 1,
                 &unavailable,
                 Some(Duration::from_secs(2)),
-                Duration::ZERO
+                Duration::ZERO,
+                7
             ),
             Decision::Retry(Duration::from_secs(2))
         );
         // Elapsed past the deadline (or absurd) never underflows.
         assert!(matches!(
-            decide(&p, 1, &unavailable, None, Duration::MAX),
+            decide(&p, 1, &unavailable, None, Duration::MAX, 7),
             Decision::Stop(Some(StopReason::DelayPastDeadline { .. }))
         ));
         // Without a deadline the header is capped at max_delay.
@@ -339,7 +360,7 @@ mod tests {
             ..p
         };
         assert_eq!(
-            decide(&open, 1, &unavailable, huge, Duration::MAX),
+            decide(&open, 1, &unavailable, huge, Duration::MAX, 7),
             Decision::Retry(p.max_delay)
         );
         // Extreme policies: no overflow anywhere.
@@ -350,16 +371,16 @@ mod tests {
             deadline: Some(Duration::MAX),
         };
         for attempt in [1, 2, 64, u32::MAX - 1] {
-            let _ = extreme.delay(attempt);
-            let _ = decide(&extreme, attempt, &unavailable, huge, Duration::MAX);
-            let _ = decide(&extreme, attempt, &unavailable, None, Duration::ZERO);
+            let _ = extreme.delay(attempt, u64::MAX);
+            let _ = decide(&extreme, attempt, &unavailable, huge, Duration::MAX, 7);
+            let _ = decide(&extreme, attempt, &unavailable, None, Duration::ZERO, 7);
         }
         assert_eq!(
-            decide(&p, 3, &unavailable, None, Duration::ZERO),
+            decide(&p, 3, &unavailable, None, Duration::ZERO, 7),
             Decision::Stop(Some(StopReason::Attempts(3)))
         );
         assert_eq!(
-            decide(&p, 1, &Error::decode(0, "x"), None, Duration::ZERO),
+            decide(&p, 1, &Error::decode(0, "x"), None, Duration::ZERO, 7),
             Decision::Stop(None)
         );
     }

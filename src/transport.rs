@@ -155,10 +155,22 @@ pub fn fuzz_response(data: &[u8]) {
     let Ok(body) = read_body(body, head.declared, cap) else {
         return;
     };
-    if let Some(err) = crate::envelope::status_error(status, &body) {
+    let response = Response {
+        status,
+        body,
+        retry_after: head.retry_after,
+    };
+    if let Some(err) = response.error() {
         let policy = RetryPolicy::default();
         for elapsed in [Duration::ZERO, Duration::from_secs(29), Duration::MAX] {
-            let _ = decide(&policy, 1, &err, head.retry_after, elapsed);
+            let _ = decide(
+                &policy,
+                1,
+                &err,
+                head.retry_after,
+                elapsed,
+                u64::from(status),
+            );
         }
         let _ = decide(
             &RetryPolicy {
@@ -169,6 +181,7 @@ pub fn fuzz_response(data: &[u8]) {
             &err,
             head.retry_after,
             Duration::ZERO,
+            0,
         );
     }
 }
