@@ -45,6 +45,9 @@
 //! - [`EventStream`](crate::presence::events::EventStream): the subscribe
 //!   long-poll, its cursor, the duplicate filter and the backoff; events
 //!   come out of `poll_event`.
+//! - [`Mirror`](crate::presence::occupancy::Mirror): the occupancy
+//!   mirror's roster, re-sync schedule and here_now paging; events go in
+//!   by `handle_event`, changes come out of `take_changes`.
 //!
 //! Time is only ever an argument: a test runs any engine in virtual time
 //! by passing made-up instants, and the crate's simulator runs the whole
