@@ -55,6 +55,9 @@
 //!   [`PubNub::send`](crate::PubNub::send)): its attempts, the retry
 //!   policy's delays, `Retry-After` and deadline, and the bound of the
 //!   attempt in flight; the answer comes out of `take_response`.
+//! - [`Mirror`](crate::presence::occupancy::Mirror): the occupancy
+//!   mirror's roster, re-sync schedule and here_now paging; events go in
+//!   by `handle_event`, changes come out of `take_changes`.
 //!
 //! Time is only ever an argument: a test runs any engine in virtual time
 //! by passing made-up instants, and the crate's simulator runs the whole
