@@ -827,15 +827,41 @@ fn run_mirror(s: &Scenario) -> Outcome {
     let _on = sim.enter();
     let mut out = Outcome::default();
     let pubnub = client(s);
-    let mut mirror: Occupancy = pubnub
-        .occupancy()
-        .channels(vec![CHANNEL.into()])
-        .open()
-        .expect("open");
-    while sim.now() < s.length {
+    let mut mirror = pubnub.occupancy().channels(vec![CHANNEL.into()]);
+    if let Some(t) = s.long_poll_timeout {
+        mirror = mirror.long_poll_timeout(t);
+    }
+    let mut mirror: Occupancy = mirror.open().expect("open");
+    // Compared with the server once the network has settled: the last
+    // fault over and the recovery bound passed (a kept connection that
+    // died silently is noticed within it), then a re-sync's wait (the
+    // here_now cache) and its answer.
+    let settled = s
+        .faults
+        .iter()
+        .map(|f| Scenario::fault_window(f).1)
+        .max()
+        .unwrap_or_default()
+        .saturating_add(bounds::RECOVERY)
+        .saturating_add(secs(10));
+    // And after the last join or leave of the others, the time an event
+    // takes to arrive.
+    let last_change = s
+        .others
+        .iter()
+        .map(|(_, join, leave)| leave.unwrap_or(*join).max(*join))
+        .max()
+        .unwrap_or_default()
+        .saturating_add(bounds::DELIVERY);
+    let end = s.length.max(settled).max(last_change);
+    while sim.now() < end {
         let t0 = sim.now();
         let got = mirror.poll(s.budget);
-        let took = sim.now().saturating_sub(t0);
+        // Time the device spent suspended is not the call's.
+        let took = sim
+            .now()
+            .saturating_sub(t0)
+            .saturating_sub(sim.suspended_within(t0, sim.now()));
         if took > s.budget + bounds::POLL_SLACK {
             out.broken
                 .push(format!("t={t0:?}: mirror poll took {took:?}"));
@@ -951,7 +977,7 @@ fn search_runs() -> u64 {
     std::env::var("SIM_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(24)
+        .unwrap_or(16)
 }
 
 /// A randomized search over scenarios and seeds (a few seconds here; set
@@ -966,13 +992,16 @@ fn search() {
     let mut heap_peak = 0;
     for seed in first..first + search_runs() {
         let s = random_scenario(seed);
-        let out = run(&s);
-        heap_peak = heap_peak.max(out.heap_peak);
-        if !out.broken.is_empty() {
-            failures.push(report(&s, &out));
-            if failures.len() >= 3 {
-                break;
+        // The device loop, then an occupancy mirror in the same scenario
+        // (it must equal the server's here_now once the network settled).
+        for out in [run(&s), run_mirror(&s)] {
+            heap_peak = heap_peak.max(out.heap_peak);
+            if !out.broken.is_empty() {
+                failures.push(report(&s, &out));
             }
+        }
+        if failures.len() >= 3 {
+            break;
         }
     }
     println!("most heap a run held beyond its start: {heap_peak} bytes");
@@ -1002,5 +1031,15 @@ fn replay() {
             again.steps
         ),
         "seed {seed} did not replay exactly"
+    );
+    // The mirror in the same scenario, twice: the same errors at the same
+    // virtual instants.
+    let mirror = run_mirror(&s);
+    println!("mirror: {mirror:#?}");
+    assert!(mirror.broken.is_empty(), "{}", report(&s, &mirror));
+    assert_eq!(
+        mirror.errors,
+        run_mirror(&s).errors,
+        "seed {seed}: the mirror did not replay exactly"
     );
 }
