@@ -872,6 +872,8 @@ impl Conn {
     }
 
     /// Feeds the received bytes to the HTTP parser.
+    // NOTE(size): out of line, 0.5 KB less than inlined into `drive`.
+    #[inline(never)]
     fn parse(&mut self) -> Result<Option<Response>> {
         let max_body = self.endpoint.max_body;
         let (Some(ex), Some(wire)) = (self.exchange.as_mut(), self.wire.as_mut()) else {

@@ -105,7 +105,8 @@ pub enum Kind {
 #[derive(Clone)]
 pub struct Cursor<'a> {
     text: &'a str,
-    buf: &'a [u8],
+    // NOTE(size): the bytes come from `text` (`buf()`), not a second
+    // field: a smaller cursor to copy.
     pos: usize,
     /// Added to every reported offset, for cursors over a slice of a body.
     base: usize,
@@ -129,12 +130,7 @@ impl<'a> Cursor<'a> {
     /// A cursor over `text` that reports offsets as if it began at `base`
     /// (saturating at `usize::MAX`: any base is accepted).
     pub fn with_base(text: &'a str, base: usize) -> Self {
-        Cursor {
-            text,
-            buf: text.as_bytes(),
-            pos: 0,
-            base,
-        }
+        Cursor { text, pos: 0, base }
     }
 
     /// The text from this cursor's position to `later`'s (same document).
@@ -154,7 +150,7 @@ impl<'a> Cursor<'a> {
 
     /// Bytes left after the current position.
     pub fn remaining(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos)
+        self.buf().len().saturating_sub(self.pos)
     }
 
     /// A decode error at the current position.
@@ -163,9 +159,15 @@ impl<'a> Cursor<'a> {
         Error::decode(self.offset(), reason)
     }
 
+    /// The document's bytes.
+    #[inline]
+    fn buf(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
     #[inline]
     fn peek(&self) -> Option<u8> {
-        self.buf.get(self.pos).copied()
+        self.buf().get(self.pos).copied()
     }
 
     #[inline]
@@ -283,13 +285,13 @@ impl<'a> Cursor<'a> {
         let mut has_escape = false;
         loop {
             // Fast path: run to the next stop byte.
-            let rest = self.buf.get(self.pos..).unwrap_or_default();
+            let rest = self.buf().get(self.pos..).unwrap_or_default();
             let n = rest
                 .iter()
                 .position(|&b| STRING_STOP[usize::from(b)])
                 .ok_or_else(|| {
                     Error::decode(
-                        self.base.saturating_add(self.buf.len()),
+                        self.base.saturating_add(self.buf().len()),
                         "unterminated string",
                     )
                 })?;
@@ -368,7 +370,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn eat_literal(&mut self, lit: &[u8]) -> bool {
-        if self.buf.get(self.pos..self.pos + lit.len()) == Some(lit) {
+        if self.buf().get(self.pos..self.pos + lit.len()) == Some(lit) {
             self.pos += lit.len();
             true
         } else {
@@ -549,7 +551,7 @@ impl<'a> Cursor<'a> {
     /// Checks that only whitespace follows.
     pub fn finish(&mut self) -> Result<()> {
         self.skip_ws();
-        if self.pos < self.buf.len() {
+        if self.pos < self.buf().len() {
             Err(self.err("trailing bytes after the json value"))
         } else {
             Ok(())

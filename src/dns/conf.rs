@@ -8,7 +8,7 @@ use std::time::Duration;
 /// Name servers used from resolv.conf (glibc's MAXNS).
 const MAX_SERVERS: usize = 3;
 /// Files larger than this are read only this far.
-const MAX_FILE: u64 = 64 * 1024;
+const MAX_FILE: usize = 64 * 1024;
 
 /// What resolv.conf says, as used here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,20 @@ pub(super) struct ResolvConf {
     pub(super) ndots: usize,
 }
 
+/// The words of a line (separated by ASCII whitespace, as glibc reads
+/// these files) before a comment (`#`, or `also`).
+///
+/// NOTE(size): bytes and ASCII whitespace, not `lines()`,
+/// `split_whitespace()` and a char-set split (Unicode tables and three
+/// more iterator types).
+fn words(line: &str, also: u8) -> std::str::SplitAsciiWhitespace<'_> {
+    let end = line
+        .bytes()
+        .position(|b| b == b'#' || b == also)
+        .unwrap_or(line.len());
+    line.get(..end).unwrap_or_default().split_ascii_whitespace()
+}
+
 pub(super) fn parse_resolv_conf(text: &str) -> ResolvConf {
     let mut conf = ResolvConf {
         servers: Vec::new(),
@@ -26,9 +40,8 @@ pub(super) fn parse_resolv_conf(text: &str) -> ResolvConf {
         attempts: 2,
         ndots: 1,
     };
-    for line in text.lines() {
-        let line = line.split(['#', ';']).next().unwrap_or_default();
-        let mut words = line.split_whitespace();
+    for line in text.split('\n') {
+        let mut words = words(line, b';');
         match words.next() {
             Some("nameserver") => {
                 let Some(word) = words.next() else { continue };
@@ -69,9 +82,8 @@ pub(super) fn parse_resolv_conf(text: &str) -> ResolvConf {
 pub(super) fn hosts_lookup(text: &str, name: &str) -> Vec<IpAddr> {
     let name = name.strip_suffix('.').unwrap_or(name);
     let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or_default();
-        let mut words = line.split_whitespace();
+    for line in text.split('\n') {
+        let mut words = words(line, b'#');
         let Some(Ok(ip)) = words.next().map(str::parse::<IpAddr>) else {
             continue;
         };
@@ -83,12 +95,24 @@ pub(super) fn hosts_lookup(text: &str, name: &str) -> Vec<IpAddr> {
 }
 
 /// IPv4 first, then alternating, at most [`MAX_ADDRS`].
+///
+/// NOTE(size): two cursors over the list, not `partition` + iterator
+/// chains (their generic copies cost more than this loop).
 pub(super) fn order(addrs: Vec<IpAddr>) -> Vec<IpAddr> {
-    let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = addrs.into_iter().partition(IpAddr::is_ipv4);
+    // The next address of the family from `at` on; `at` moves past it.
+    let next = |at: &mut usize, v4: bool| {
+        while let Some(a) = addrs.get(*at) {
+            *at = at.saturating_add(1);
+            if a.is_ipv4() == v4 {
+                return Some(*a);
+            }
+        }
+        None
+    };
     let mut out = Vec::new();
-    let (mut a, mut b) = (v4.into_iter(), v6.into_iter());
+    let (mut at4, mut at6) = (0, 0);
     while out.len() < MAX_ADDRS {
-        match (a.next(), b.next()) {
+        match (next(&mut at4, true), next(&mut at6, false)) {
             (None, None) => break,
             (x, y) => out.extend(x.into_iter().chain(y)),
         }
@@ -97,13 +121,26 @@ pub(super) fn order(addrs: Vec<IpAddr>) -> Vec<IpAddr> {
     out
 }
 
+/// The file's first [`MAX_FILE`] bytes as text (an error when they are
+/// not UTF-8).
+///
+/// NOTE(size): a plain read loop, not `take` + `read_to_string` (std's
+/// read-to-end machinery, linked for these two small files).
 pub(super) fn read_capped(path: &str) -> io::Result<String> {
     use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(MAX_FILE)
-        .read_to_string(&mut text)?;
-    Ok(text)
+    let mut file = std::fs::File::open(path)?;
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while text.len() < MAX_FILE {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    text.truncate(MAX_FILE);
+    String::from_utf8(text).map_err(|_| io::ErrorKind::InvalidData.into())
 }
 
 #[cfg(test)]
@@ -136,6 +173,41 @@ mod tests {
         );
         assert!(hosts_lookup(hosts, "1.2.3.4").is_empty());
         assert!(hosts_lookup(hosts, "box.").len() == 1);
+    }
+
+    #[test]
+    fn crlf_tabs_and_comments() {
+        let conf =
+            parse_resolv_conf("nameserver\t10.0.0.1\r\noptions ndots:3\r\n;nameserver 10.0.0.2");
+        assert_eq!(conf.servers, ["10.0.0.1:53".parse().unwrap()]);
+        assert_eq!(conf.ndots, 3);
+        // In /etc/hosts only `#` starts a comment.
+        let hosts = "10.0.0.9\tbox ;alias\r\n10.0.0.8 other#box\n";
+        assert_eq!(
+            hosts_lookup(hosts, "box"),
+            vec![IpAddr::from([10, 0, 0, 9])]
+        );
+        assert_eq!(hosts_lookup(hosts, ";alias").len(), 1);
+    }
+
+    #[test]
+    fn files_are_read_up_to_the_cap_and_must_be_utf8() {
+        let dir = std::env::temp_dir();
+        let path = |name: &str| {
+            dir.join(format!(
+                "pubnub-presence-conf-{}-{name}",
+                std::process::id()
+            ))
+        };
+        let (big, bad) = (path("big"), path("bad"));
+        std::fs::write(&big, "# x\n".repeat(MAX_FILE / 2)).unwrap();
+        std::fs::write(&bad, b"nameserver 10.0.0.1\n#\xff\n").unwrap();
+        let text = read_capped(big.to_str().unwrap()).unwrap();
+        assert_eq!(text.len(), MAX_FILE);
+        let err = read_capped(bad.to_str().unwrap()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let _ = (std::fs::remove_file(big), std::fs::remove_file(bad));
+        assert!(read_capped(path("missing").to_str().unwrap()).is_err());
     }
 
     #[test]
