@@ -634,6 +634,7 @@ impl<'p> PresenceEventsBuilder<'p> {
             groups,
             cursor: Timetoken::default(),
             long_poll_timeout: self.long_poll_timeout,
+            in_flight: false,
             fresh: false,
             batch: None,
             pending: VecDeque::new(),
@@ -759,19 +760,20 @@ pub struct PresenceEvents {
 /// events out with [`EventStream::poll_event`].
 ///
 /// ```text
-///              poll: backoff over, nothing in flight
-///   Idle ───────────────────────────────────────────▶ InFlight
-///    ▲ ▲            Send(subscribe at the cursor)        │
-///    │ │                                                 │ handle_response
-///    │ │ handle_failure / error status / bad body        ▼
-///    │ └──────────── BackingOff ◀─────────────────── Batch (events
-///    │    (0.5 s doubling to 30 s,   nothing new,     decoded one at a
-///    │     or Retry-After)           answered at once  time by poll_event)
-///    └─────────────────────────────────────────────────  │
-///              progress (cursor moved, new events,       │
-///              or a long-poll held and ended idle)  ◀────┘
+///             poll: Send(subscribe at the cursor)
+///   Ready ─────────────────────────────────────────▶ InFlight
+///    ▲  ▲                                               │  │
+///    │  │ backoff over        handle_failure, an error  │  │ handle_response
+///    │  └──── BackingOff ◀──── status, a bad body ──────┘  │ (a good body)
+///    │        (0.5 s doubling    ▲                         ▼
+///    │         to 30 s, or       │ nothing new, answered  Batch: events
+///    │         Retry-After)      └──── at once ─────────── taken out one at
+///    │                                                     a time by poll_event
+///    └──── progress (cursor moved, new events, or a held ──┘
+///          long-poll that ended idle): the next goes out at once
 /// ```
 ///
+/// [`EventStream::phase`] names where it stands ([`Phase`]).
 /// [`EventStream::restart`] (the path works again after an outage) sends
 /// the next request at once, on a new connection.
 ///
@@ -799,6 +801,8 @@ pub struct PresenceEvents {
 #[derive(Debug)]
 pub struct EventStream {
     pubnub: PubNub,
+    /// The request it asked for has no outcome yet.
+    in_flight: bool,
     channels: Vec<String>,
     groups: Vec<String>,
     cursor: Timetoken,
@@ -821,6 +825,27 @@ pub struct EventStream {
     /// When the last response was taken in.
     answered_at: Option<Instant>,
     link: Link,
+}
+
+/// Where an [`EventStream`] stands (see the state graph in its docs),
+/// from [`EventStream::phase`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Nothing in flight and no backoff: the next
+    /// [`poll`](Engine::poll) sends the subscribe at the cursor (a
+    /// [`restart`](EventStream::restart) also lands here).
+    Ready,
+    /// The subscribe is in flight (the handshake, or a long-poll the
+    /// server holds until something happens).
+    InFlight,
+    /// A response came in and has events not yet taken out
+    /// ([`EventStream::poll_event`]).
+    Batch,
+    /// The last request failed, or answered at once with nothing new: the
+    /// next goes out at this instant (0.5 s doubling to 30 s, or the
+    /// server's `Retry-After`).
+    BackingOff(Instant),
 }
 
 impl PresenceEvents {
@@ -932,6 +957,20 @@ impl EventStream {
     /// The cursor the next request starts from.
     pub fn cursor(&self) -> Timetoken {
         self.cursor
+    }
+
+    /// Where the stream stands at `now`.
+    pub fn phase(&self, now: Instant) -> Phase {
+        if !self.pending.is_empty() || self.batch.is_some() {
+            return Phase::Batch;
+        }
+        if self.in_flight && !self.fresh {
+            return Phase::InFlight;
+        }
+        match self.backoff.waiting(now) {
+            Some(until) => Phase::BackingOff(until),
+            None => Phase::Ready,
+        }
     }
 
     /// Failed requests and responses whose cursor went back: the times
@@ -1155,6 +1194,7 @@ impl Engine for EventStream {
     /// connection's: the stream sets no timer of its own.
     fn poll(&mut self, now: Instant, in_flight: bool) -> Result<Step> {
         let fresh = std::mem::take(&mut self.fresh);
+        self.in_flight = in_flight;
         if in_flight && !fresh {
             return Ok(Step::Wait(None));
         }
@@ -1162,6 +1202,7 @@ impl Engine for EventStream {
             return Ok(Step::Wait(Some(until)));
         }
         self.sent_at = Some(now);
+        self.in_flight = true;
         Ok(Step::Send(Transmit {
             request: self.request(),
             silence: self.silence_bound(),
@@ -1170,11 +1211,13 @@ impl Engine for EventStream {
     }
 
     fn handle_response(&mut self, now: Instant, response: Response) -> Result<()> {
+        self.in_flight = false;
         self.take(now, response)
             .map_err(|(e, retry_after)| self.failed(now, e, retry_after))
     }
 
     fn handle_failure(&mut self, now: Instant, error: Error) -> Error {
+        self.in_flight = false;
         self.failed(now, error, None)
     }
 }
@@ -1397,5 +1440,80 @@ mod tests {
         assert!(!answer(&mut ev, 6, true), "a moved cursor is progress");
         assert_eq!(ev.backoff.failures, 0);
         assert_eq!(ev.gaps(), 0);
+    }
+
+    /// The engine in virtual time, by its phases: the handshake goes out,
+    /// its answer is a batch, a failure backs off (0.5 s, then 1 s), a
+    /// restart sends at once on a new connection.
+    #[test]
+    fn the_engine_walks_its_phases() {
+        use crate::engine::{Engine, Step};
+        let pubnub = PubNub::builder()
+            .subscribe_key("k")
+            .user_id("u")
+            .origin("http://127.0.0.1:9")
+            .build()
+            .unwrap();
+        let mut ev = pubnub
+            .presence_events()
+            .channels(vec!["c".into()])
+            .engine()
+            .unwrap();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(ev.phase(t0), Phase::Ready);
+        let Ok(Step::Send(t)) = ev.poll(t0, false) else {
+            panic!("no send")
+        };
+        assert!(!t.fresh);
+        assert!(t.request.url().contains("tt=0"), "{}", t.request.url());
+        assert_eq!(ev.phase(t0), Phase::InFlight);
+        assert!(matches!(ev.poll(t0 + ms(10), true), Ok(Step::Wait(None))));
+        let body = br#"{"t":{"t":"17","r":1},"m":[{"a":"1","f":0,"p":{"t":"17","r":1},"k":"k","c":"c-pnpres","d":{"action":"join","uuid":"ann","timestamp":1,"occupancy":1}}]}"#;
+        let ok = |b: &[u8]| crate::transport::Response {
+            status: 200,
+            body: b.to_vec(),
+            retry_after: None,
+        };
+        ev.handle_response(t0 + ms(20), ok(body)).unwrap();
+        assert_eq!(ev.phase(t0 + ms(20)), Phase::Batch);
+        assert!(ev.poll_event(t0 + ms(20)).unwrap().is_some());
+        assert_eq!(ev.poll_event(t0 + ms(20)).unwrap(), None);
+        assert_eq!(ev.cursor().t, 17);
+        // The cursor moved: the long-poll goes out at once.
+        let Ok(Step::Send(t)) = ev.poll(t0 + ms(20), false) else {
+            panic!("no long-poll")
+        };
+        assert!(t.request.url().contains("tt=17"), "{}", t.request.url());
+        // A 503: backed off 0.5 s, then 1 s; the failures count as gaps.
+        let e = ev.handle_response(
+            t0 + ms(30),
+            crate::transport::Response {
+                status: 503,
+                body: b"{}".to_vec(),
+                retry_after: None,
+            },
+        );
+        assert!(e.is_err());
+        assert_eq!(ev.phase(t0 + ms(30)), Phase::BackingOff(t0 + ms(530)));
+        assert!(
+            matches!(ev.poll(t0 + ms(100), false), Ok(Step::Wait(Some(at))) if at == t0 + ms(530))
+        );
+        let Ok(Step::Send(_)) = ev.poll(t0 + ms(530), false) else {
+            panic!("no retry")
+        };
+        let _ = ev.handle_failure(
+            t0 + ms(600),
+            Error::transport(crate::TransportErrorKind::Io, "reset"),
+        );
+        assert_eq!(ev.phase(t0 + ms(600)), Phase::BackingOff(t0 + ms(1600)));
+        assert_eq!(ev.gaps(), 2);
+        // The path works again: at once, on a new connection.
+        assert!(ev.restart(t0 + ms(700)));
+        assert_eq!(ev.phase(t0 + ms(700)), Phase::Ready);
+        let Ok(Step::Send(t)) = ev.poll(t0 + ms(700), false) else {
+            panic!("no restart")
+        };
+        assert!(t.fresh);
     }
 }
