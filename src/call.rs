@@ -245,6 +245,9 @@ impl<'a> Call<'a> {
         Step::Send(Transmit {
             request: self.request.clone(),
             silence: self.silence,
+            // The attempt's bound is the engine's (it covers the name
+            // lookup and the connect too).
+            total: None,
             fresh: false,
         })
     }
@@ -309,8 +312,17 @@ impl Engine for Call<'_> {
             Phase::Ready => Ok(self.send(now)),
             Phase::BackingOff { until } if now >= until => Ok(self.send(now)),
             Phase::BackingOff { until } => Ok(Step::Wait(Some(until))),
+            Phase::InFlight { .. } if !in_flight => {
+                // The driver dropped the attempt without an outcome: it
+                // failed, and is retried (or not) like any other failure.
+                let e = Error::transport(
+                    TransportErrorKind::Io,
+                    "the request was dropped without an answer",
+                );
+                Err(self.failed(now, e, None, false))
+            }
             Phase::InFlight { bound, cut } => match bound {
-                Some(b) if in_flight && now >= b => {
+                Some(b) if now >= b => {
                     let e = Error::transport(TransportErrorKind::Timeout, cut);
                     Err(self.failed(now, e, None, false))
                 }
@@ -748,5 +760,28 @@ mod tests {
             .unwrap_err();
         // Retry-After of u64::MAX seconds: too long to wait for ever.
         assert!(call.is_done(), "{e}");
+    }
+
+    /// A driver that dropped the attempt without an outcome (polls with
+    /// `in_flight` false) gets a failure at once, and the retry after the
+    /// policy's delay: no endless wait on a past instant.
+    #[test]
+    fn an_attempt_the_driver_dropped_is_a_failure() {
+        let secs = Duration::from_secs;
+        let config = config(|b| b.retry_policy(policy(3, Some(secs(30)))));
+        let req = PubNub::from_config(config.clone())
+            .unwrap()
+            .where_now()
+            .request()
+            .unwrap();
+        let mut call = Call::new(&config, req, 7);
+        let t0 = Instant::now();
+        assert!(matches!(call.poll(t0, false), Ok(Step::Send(_))));
+        let e = call.poll(t0 + secs(1), false).unwrap_err();
+        assert!(e.is_retryable(), "{e:?}");
+        assert!(
+            matches!(call.poll(t0 + secs(1), false), Ok(Step::Wait(Some(at))) if at > t0 + secs(1))
+        );
+        assert!(!call.is_done());
     }
 }

@@ -99,9 +99,6 @@ pub(crate) struct Endpoint {
     #[cfg(feature = "tls")]
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     connect_timeout: Duration,
-    /// The silence bound of ordinary calls, and what a kept connection's
-    /// request may take beyond its own silence bound in all.
-    request_timeout: Duration,
     max_body: usize,
     /// The host's addresses, shared by all connections of the client.
     resolver: crate::dns::Resolver,
@@ -141,7 +138,6 @@ impl Endpoint {
                 None
             },
             connect_timeout: config.connect_timeout,
-            request_timeout: config.request_timeout,
             max_body: config.max_response_size,
         })
     }
@@ -498,12 +494,16 @@ impl Conn {
     }
 
     /// Starts a GET of `url` (its origin must be the endpoint's). `silence`
-    /// bounds how long the request may go without a byte moving; the
-    /// request ends, whatever moves, by `silence` plus the client's
-    /// `request_timeout` (for a long-poll: `long_poll_timeout` +
+    /// bounds how long the request may go without a byte moving; `span`
+    /// (when given) how long it may take in all, whatever moves, from
+    /// when it can go out (for a long-poll: `long_poll_timeout` +
     /// `request_timeout`).
-    pub(crate) fn start(&mut self, url: String, silence: Duration) -> Result<()> {
-        let span = silence.checked_add(self.endpoint.request_timeout);
+    pub(crate) fn start(
+        &mut self,
+        url: String,
+        silence: Duration,
+        span: Option<Duration>,
+    ) -> Result<()> {
         self.start_uri(crate::transport::parse_uri(url)?, silence, None)?;
         if let Some(ex) = self.exchange.as_mut() {
             // Counted from when the request can go out: a name lookup and
@@ -1093,8 +1093,12 @@ mod tests {
         ];
         let mut conn = Conn::new(pubnub.endpoint());
         conn.addrs = tried.to_vec();
-        conn.start(format!("{origin}/time/0"), Duration::from_secs(5))
-            .unwrap();
+        conn.start(
+            format!("{origin}/time/0"),
+            Duration::from_secs(5),
+            Duration::from_secs(5).checked_add(Duration::from_secs(5)),
+        )
+        .unwrap();
         let resp = conn.drive(None).unwrap().unwrap();
         assert_eq!((resp.status, resp.body.as_slice()), (200, &b"{}"[..]));
         // The address that worked is tried first from now on.
@@ -1104,8 +1108,12 @@ mod tests {
         // after trying each once.
         let mut conn = Conn::new(pubnub.endpoint());
         conn.addrs = tried[..2].to_vec();
-        conn.start(format!("{origin}/time/0"), Duration::from_secs(5))
-            .unwrap();
+        conn.start(
+            format!("{origin}/time/0"),
+            Duration::from_secs(5),
+            Duration::from_secs(5).checked_add(Duration::from_secs(5)),
+        )
+        .unwrap();
         match conn.drive(None).map_err(Error::into_kind) {
             Err(crate::ErrorKind::Transport { kind, .. }) => assert_eq!(kind, K::Connect),
             other => panic!("{other:?}"),
@@ -1149,8 +1157,12 @@ mod tests {
         let origin = format!("http://{}", live.local_addr().unwrap());
         let pubnub = client(&origin, Duration::from_secs(5));
         let mut conn = Conn::new(pubnub.endpoint());
-        conn.start(format!("{origin}/time/0"), Duration::from_secs(5))
-            .unwrap();
+        conn.start(
+            format!("{origin}/time/0"),
+            Duration::from_secs(5),
+            Duration::from_secs(5).checked_add(Duration::from_secs(5)),
+        )
+        .unwrap();
         conn.addrs = vec![live.local_addr().unwrap()];
         assert!(conn.resolve(None).unwrap());
         conn.open(clock::now()).unwrap();
@@ -1200,7 +1212,12 @@ mod tests {
         let pubnub = client(&origin, Duration::from_secs(5));
         let mut conn = Conn::new(pubnub.endpoint());
         let url = format!("{origin}/time/0?pad={}", "x".repeat(60 * 1024));
-        conn.start(url, Duration::from_secs(5)).unwrap();
+        conn.start(
+            url,
+            Duration::from_secs(5),
+            Duration::from_secs(5).checked_add(Duration::from_secs(5)),
+        )
+        .unwrap();
         let request_len = conn.exchange.as_ref().unwrap().out.len();
         assert!(conn.resolve(None).unwrap());
         conn.open(clock::now()).unwrap();
@@ -1336,7 +1353,12 @@ mod tests {
             .unwrap();
         let mut conn = Conn::new(pubnub.endpoint());
         let url = format!("{origin}/time/0?pad={}", "x".repeat(60 * 1024));
-        conn.start(url, Duration::from_secs(5)).unwrap();
+        conn.start(
+            url,
+            Duration::from_secs(5),
+            Duration::from_secs(5).checked_add(Duration::from_secs(5)),
+        )
+        .unwrap();
         assert!(conn.resolve(None).unwrap());
         conn.open(clock::now()).unwrap();
         socket2::SockRef::from(conn.wire.as_ref().unwrap().sock.tcp().unwrap())
@@ -1407,7 +1429,12 @@ mod tests {
             // Silence bound 50 ms, total bound 100 ms.
             let pubnub = client(&origin, bound);
             let mut conn = Conn::new(pubnub.endpoint());
-            conn.start(format!("{origin}/time/0"), bound).unwrap();
+            conn.start(
+                format!("{origin}/time/0"),
+                bound,
+                bound.checked_add(Duration::from_secs(5)),
+            )
+            .unwrap();
             let soon = || clock::now().checked_add(Duration::from_millis(10));
             assert!(conn.drive(soon()).unwrap().is_none());
             assert_eq!(events.recv_timeout(Duration::from_secs(5)), Ok("request"));

@@ -20,23 +20,13 @@ const SUSPENDED: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub(crate) struct Lane {
     conn: Option<Conn>,
-    /// The engine bounds each of its requests in all itself (an ordinary
-    /// call's attempt bound, which covers the name lookup and the connect
-    /// too): requests start without the kept connection's total bound
-    /// (silence bound + `request_timeout` from the end of the handshakes),
-    /// only with the silence and connect bounds.
-    engine_bounds: bool,
 }
 
 impl Lane {
-    /// A lane on `conn` (a pooled connection of the ordinary calls) for an
-    /// engine that bounds each of its requests in all itself
-    /// ([`Call`](crate::call::Call)): ordinary calls are driven here too.
+    /// A lane on `conn` (a pooled connection of the ordinary calls):
+    /// ordinary calls are driven here too.
     pub(crate) fn pooled(conn: Conn) -> Self {
-        Lane {
-            conn: Some(conn),
-            engine_bounds: true,
-        }
+        Lane { conn: Some(conn) }
     }
 
     /// The connection, to go back to the pool.
@@ -96,17 +86,10 @@ impl Lane {
                         self.abort();
                     }
                     // Signed now, with the time it goes out.
-                    let engine_bounds = self.engine_bounds;
                     let started = pubnub.url_for(t.request).and_then(|url| {
-                        let conn = self
-                            .conn
-                            .get_or_insert_with(|| Conn::new(pubnub.endpoint()));
-                        if engine_bounds {
-                            let uri = crate::transport::parse_uri(url)?;
-                            conn.start_uri(uri, t.silence, None)
-                        } else {
-                            conn.start(url, t.silence)
-                        }
+                        self.conn
+                            .get_or_insert_with(|| Conn::new(pubnub.endpoint()))
+                            .start(url, t.silence, t.total)
                     });
                     if let Err(e) = started {
                         return Err(engine.handle_failure(now, e));

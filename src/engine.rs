@@ -34,11 +34,23 @@
 //! handle_failure(now, error)     -> Error         (counted, backed off)
 //! ```
 //!
-//! A request that has no answer when the bound the engine set passes is
-//! ended by the engine itself: `poll` returns `Err` (a timeout) and the
-//! driver drops the connection. Every error is counted and backed off by
-//! the engine before it is returned, so a loop that logs errors and polls
-//! again never hammers the server.
+//! `in_flight` speaks of the request the engine last asked for: `false`
+//! after a `Send` with no outcome handed back means the driver dropped
+//! it, and the engine takes it as lost (it sends again, or counts a
+//! failure); `true` when the engine asked for nothing is ignored.
+//!
+//! Bounds: the IO's own (how long without a byte, how long in all) come
+//! with the request ([`Transmit::silence`], [`Transmit::total`]); the
+//! driver applies them and hands a timeout to `handle_failure`. A bound
+//! of the engine's own (the heartbeat's in-flight bound, a call's retry
+//! deadline) is ended by the engine itself: `poll` returns `Err` (a
+//! timeout) and the driver drops the connection. Every error is counted
+//! and backed off by the engine before it is returned, so a loop that
+//! logs errors and polls again never hammers the server.
+//!
+//! Outputs (events, changes, a call's answer) are taken out with each
+//! engine's own method; an engine may wait (`Wait(None)`) until they
+//! are, rather than let them pile up.
 //!
 //! # The engines
 //!
@@ -70,6 +82,7 @@ use std::time::{Duration, Instant};
 
 /// A request an engine wants sent.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Transmit {
     /// The request, not yet signed: sign it when it goes out
     /// ([`PubNub::url_for`](crate::PubNub::url_for)), since a signature
@@ -79,6 +92,11 @@ pub struct Transmit {
     /// timeout (the silence bound: `request_timeout`, or the long-poll's
     /// hold time).
     pub silence: Duration,
+    /// How long the whole exchange may take, from when the request can
+    /// go out (after the name lookup and the connect, which have bounds
+    /// of their own), however the server trickles bytes: past it, a
+    /// timeout. `None`: the engine bounds the request itself.
+    pub total: Option<Duration>,
     /// Send it on a new connection: the kept one may be dead on a path
     /// that dropped it silently.
     pub fresh: bool,
@@ -86,6 +104,7 @@ pub struct Transmit {
 
 /// What an engine wants done next (see the [module docs](self)).
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Step {
     /// Send this request. A request of the engine's still in flight is
     /// abandoned first (with its connection).

@@ -773,7 +773,11 @@ pub struct PresenceEvents {
 ///          long-poll that ended idle): the next goes out at once
 /// ```
 ///
-/// [`EventStream::phase`] names where it stands ([`Phase`]).
+/// [`EventStream::phase`] names where it stands ([`Phase`]). Take the
+/// events of an answer out ([`poll_event`](EventStream::poll_event) until
+/// it returns `Ok(None)`) before the next request: until then
+/// [`poll`](Engine::poll) waits (`Wait(None)`), since whether the answer
+/// was progress, which decides the backoff, is known only at its end.
 /// [`EventStream::restart`] (the path works again after an outage) sends
 /// the next request at once, on a new connection.
 ///
@@ -1018,10 +1022,7 @@ impl EventStream {
     pub fn request(&self) -> Request {
         let config = self.pubnub.config();
         let mut req = request::finish_unchecked(config, self.url_at(self.cursor));
-        req.timeout = Some(match self.cursor.t {
-            0 => config.request_timeout,
-            _ => crate::transport::LONG_POLL_TIMEOUT,
-        });
+        req.timeout = Some(self.silence_bound());
         req
     }
 
@@ -1109,6 +1110,15 @@ impl EventStream {
             )
         })?;
         let items = Items::read(&body).map_err(|e| (e, resp.retry_after))?;
+        if let Some(mut old) = self.batch.take() {
+            // An answer handed in before the one before was taken out (a
+            // driver that skipped `poll`): its events are kept, not lost.
+            while let Some(e) = old.items.next_event(&old.body) {
+                if remember(&mut self.seen, (e.timetoken, e.payload_hash)) {
+                    self.pending.push_back(e.event.into_owned());
+                }
+            }
+        }
         self.link.up(now);
         self.answered_at = Some(now);
         let moved = items.next != self.cursor;
@@ -1193,19 +1203,35 @@ impl Engine for EventStream {
     /// `long_poll_timeout` + `request_timeout` in all) are the
     /// connection's: the stream sets no timer of its own.
     fn poll(&mut self, now: Instant, in_flight: bool) -> Result<Step> {
-        let fresh = std::mem::take(&mut self.fresh);
+        // `in_flight` speaks of the request this engine asked for: with
+        // none asked for, there is none (and one dropped by the driver
+        // without an outcome is sent again).
+        let in_flight = in_flight && self.in_flight;
         self.in_flight = in_flight;
-        if in_flight && !fresh {
+        if in_flight && !self.fresh {
             return Ok(Step::Wait(None));
         }
+        if self.batch.is_some() {
+            // The answer before is not taken out yet: the next request
+            // waits for it (its events would be overwritten, and whether
+            // it was progress, which decides the backoff, is known only
+            // at its end). A restart waits for it too.
+            return Ok(Step::Wait(None));
+        }
+        let fresh = std::mem::take(&mut self.fresh);
         if let Some(until) = self.backoff.waiting(now) {
             return Ok(Step::Wait(Some(until)));
         }
         self.sent_at = Some(now);
         self.in_flight = true;
+        let silence = self.silence_bound();
         Ok(Step::Send(Transmit {
             request: self.request(),
-            silence: self.silence_bound(),
+            silence,
+            // However the server trickles bytes, the long-poll ends within
+            // `long_poll_timeout` + `request_timeout` (the outage is
+            // reported: the server answers within 280 s).
+            total: silence.checked_add(self.pubnub.config().request_timeout),
             fresh,
         }))
     }
@@ -1515,5 +1541,78 @@ mod tests {
             panic!("no restart")
         };
         assert!(t.fresh);
+    }
+
+    /// The engine used by a driver of one's own, the wrong way round: a
+    /// second answer handed in before the first was taken out loses
+    /// nothing; `poll` waits while an answer is not taken out (so a server
+    /// answering at once with nothing new is backed off all the same);
+    /// `in_flight` with nothing asked for is ignored; the request's
+    /// timeout is the stream's long-poll timeout.
+    #[test]
+    fn the_engine_keeps_order_with_a_careless_driver() {
+        use crate::engine::{Engine, Step};
+        let pubnub = PubNub::builder()
+            .subscribe_key("k")
+            .user_id("u")
+            .origin("http://127.0.0.1:9")
+            .build()
+            .unwrap();
+        let mut ev = pubnub
+            .presence_events()
+            .channels(vec!["c".into()])
+            .long_poll_timeout(Duration::from_secs(20))
+            .engine()
+            .unwrap();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let join = |t: u64, who: &str| {
+            crate::transport::Response {
+                status: 200,
+                body: format!(r#"{{"t":{{"t":"{t}","r":1}},"m":[{{"a":"1","f":0,"p":{{"t":"{t}","r":1}},"k":"k","c":"c-pnpres","d":{{"action":"join","uuid":"{who}","timestamp":1,"occupancy":1}}}}]}}"#).into_bytes(),
+                retry_after: None,
+            }
+        };
+        // Told a request is in flight before it asked for one: it sends.
+        let Ok(Step::Send(t)) = ev.poll(t0, true) else {
+            panic!("no send")
+        };
+        // The handshake: held to request_timeout, over within twice that.
+        assert_eq!(t.total, pubnub.config().request_timeout.checked_mul(2));
+        ev.handle_response(t0 + ms(10), join(100, "ann")).unwrap();
+        assert!(
+            matches!(ev.poll(t0 + ms(10), false), Ok(Step::Wait(None))),
+            "waits for the batch to be taken out"
+        );
+        // A second answer anyway: both users come out.
+        ev.handle_response(t0 + ms(20), join(200, "bob")).unwrap();
+        let mut who = Vec::new();
+        while let Some(e) = ev.poll_event(t0 + ms(20)).unwrap() {
+            if let PresenceEvent::Join(j) = e {
+                who.push(j.user_id.to_string());
+            }
+        }
+        assert_eq!(who, ["ann", "bob"]);
+        // The long-poll's timeout is the stream's.
+        assert_eq!(ev.request().timeout, Some(Duration::from_secs(20)));
+        // Empty answers at once at the same cursor: backed off even when
+        // the driver polls before taking the answer out.
+        let empty = || crate::transport::Response {
+            status: 200,
+            body: br#"{"t":{"t":"200","r":1},"m":[]}"#.to_vec(),
+            retry_after: None,
+        };
+        let mut sends = 0;
+        let mut now = t0 + ms(30);
+        while now < t0 + ms(1030) {
+            if let Ok(Step::Send(_)) = ev.poll(now, false) {
+                sends += 1;
+                ev.handle_response(now, empty()).unwrap();
+            }
+            let _ = ev.poll(now, false);
+            let _ = ev.poll_event(now);
+            now += ms(1);
+        }
+        assert!(sends <= 2, "{sends} requests in one second");
     }
 }

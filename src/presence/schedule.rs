@@ -119,8 +119,10 @@ struct Flight {
 /// The schedule does not drift: the next heartbeat is due one interval
 /// after the previous one was due, however long the request took. A
 /// change of what is joined or of a state makes a heartbeat due at once
-/// (from `Scheduled` or `BackingOff` too: the backoff is cut short); while
-/// one is in flight, the next is due as soon as that one ends.
+/// (from `Scheduled`; from `BackingOff`, at the backoff's end: a loop
+/// that changes its state on every turn during an outage does not send a
+/// heartbeat each time); while one is in flight, the next is due as soon
+/// as that one ends.
 /// [`forget`](HeartbeatSchedule::forget) (a leave was acknowledged) ends
 /// the one in flight, which still names what was left.
 ///
@@ -270,11 +272,12 @@ impl HeartbeatSchedule {
 
     /// The next heartbeat is due now; one in flight (which carries the old
     /// list or state) is finished first, and the new one sent as soon as
-    /// it ends.
+    /// it ends. A backoff that runs is waited out (at most a quarter of
+    /// the interval): a loop that sets its state on every turn during an
+    /// outage does not send a heartbeat each time.
     fn due_now(&mut self) {
         self.next_due = None;
         self.changed = self.flight.is_some();
-        self.backoff.succeed();
     }
 
     /// Stops heartbeating some channels and groups (and forgets the
@@ -417,9 +420,12 @@ impl HeartbeatSchedule {
             overdue: false,
         });
         self.changed = false;
+        let timeout = self.pubnub.config().request_timeout;
         Ok(Step::Send(Transmit {
             request,
-            silence: self.pubnub.config().request_timeout,
+            silence: timeout,
+            // The engine's own in-flight bound is the tighter.
+            total: timeout.checked_mul(2),
             fresh: false,
         }))
     }
@@ -912,6 +918,7 @@ impl Engine for LeaveOnce {
             Some(request) => Step::Send(Transmit {
                 request,
                 silence: self.silence,
+                total: self.silence.checked_mul(2),
                 fresh: false,
             }),
             None => Step::Wait(None),
@@ -1573,9 +1580,15 @@ mod tests {
         };
         assert!(s.handle_response(t0, busy).is_err());
         assert_eq!(s.phase(t0), Phase::BackingOff(t0 + secs(12)));
-        // A join (a change) cuts the backoff short.
+        // A join (a change) waits the backoff out: changes on every turn
+        // of a loop during an outage do not send a heartbeat each.
         s.join(vec!["hall".into()]).unwrap();
-        assert_eq!(s.phase(t0 + ms(1)), Phase::Due);
+        s.set_state_json("hall", r#"{"n":1}"#).unwrap();
+        assert_eq!(s.phase(t0 + ms(1)), Phase::BackingOff(t0 + secs(12)));
+        assert!(
+            matches!(s.poll(t0 + ms(1), false), Ok(Step::Wait(Some(at))) if at == t0 + secs(12))
+        );
+        assert_eq!(s.phase(t0 + secs(12)), Phase::Due);
     }
 
     /// A failed request (no answer) is counted and backed off; a body that

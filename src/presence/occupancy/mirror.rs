@@ -931,6 +931,7 @@ impl Engine for Mirror {
             Ok(Some(request)) => Ok(Step::Send(Transmit {
                 request,
                 silence: self.pubnub.config().request_timeout,
+                total: self.pubnub.config().request_timeout.checked_mul(2),
                 fresh: std::mem::take(&mut self.fresh),
             })),
             Ok(None) => Ok(Step::Wait(self.wake_at(now))),
