@@ -150,7 +150,8 @@ impl Scenario {
             | Fault::Trickle { from, to, .. }
             | Fault::EndlessContinue { from, to, .. }
             | Fault::ExtraResponse { from, to, .. }
-            | Fault::EmptyBatches { from, to } => (*from, *to),
+            | Fault::EmptyBatches { from, to }
+            | Fault::Rewind { from, to, .. } => (*from, *to),
             Fault::Forget { at } | Fault::Reset { at } | Fault::Restart { at } => (*at, *at),
             Fault::Suspend { at, span } => (*at, at.saturating_add(*span)),
             _ => (Duration::ZERO, Duration::ZERO),
@@ -540,6 +541,20 @@ fn the_same_seed_replays_the_same_run() {
 /// Issue 19, 1: an outage that takes DNS away too. No poll blocks in a
 /// name lookup, the outage is reported as retryable, events resume.
 #[test]
+fn a_rewound_cursor_delivers_nothing_twice() {
+    // For two minutes every long-poll is answered from a minute back: the
+    // server sends again joins and leaves the loop already delivered.
+    let mut s = Scenario::new("rewind", 12);
+    s.faults.push(Fault::Rewind {
+        from: secs(30),
+        to: secs(150),
+        by: secs(60),
+    });
+    let out = check(&s);
+    assert!(out.events >= 8, "{out:?}");
+}
+
+#[test]
 fn dns_outage() {
     let mut s = Scenario::new("dns-outage", 11);
     s.faults.push(Fault::Outage {
@@ -925,7 +940,7 @@ fn random_scenario(seed: u64) -> Scenario {
         let from = secs(30 + next(120));
         let span = secs(1 + next(70));
         let to = from + span;
-        let f = match next(9) {
+        let f = match next(10) {
             0 => Fault::Outage {
                 from,
                 to,
@@ -963,6 +978,11 @@ fn random_scenario(seed: u64) -> Scenario {
                 path: "/heartbeat",
             },
             7 => Fault::EmptyBatches { from, to },
+            8 => Fault::Rewind {
+                from,
+                to,
+                by: secs(1 + next(90)),
+            },
             _ => Fault::Suspend {
                 at: from,
                 span: secs(1 + next(20)),

@@ -624,3 +624,71 @@ fn a_retry_waits_its_delay_and_the_next_call_reuses_the_connection() {
         assert!(sim.trouble().is_empty(), "seed {seed}: {:?}", sim.trouble());
     }
 }
+
+/// During an outage the heartbeat is tried again at least every quarter
+/// of its interval (the backoff's cap, 7.25 s for a 60 s presence
+/// timeout), so a cut shorter than the presence timeout less an interval
+/// and a quarter never costs the device its presence; after the cut, the
+/// device is heartbeating again within that quarter.
+#[test]
+fn heartbeats_retry_within_a_quarter_interval_during_an_outage() {
+    for seed in 1..=10 {
+        let sim = sim(seed);
+        let _on = sim.enter();
+        // Up, then every connect refused from 40 s to 100 s.
+        sim.fault(Fault::Outage {
+            from: secs(40),
+            to: secs(100),
+            refuse: true,
+            dns: false,
+        });
+        let p = client(|b| b.presence_timeout(60)); // interval 29 s
+        let mut hb = Heartbeater::new(&p);
+        hb.join(vec!["lobby".into()]).unwrap();
+        while sim.now() < secs(130) {
+            let t0 = sim.now();
+            let _ = hb.poll(ms(100));
+            // With nothing due, poll returns at once: the loop's own wait.
+            if sim.now() - t0 < ms(10) {
+                sim.run_for(ms(10));
+            }
+        }
+        let cap = secs(29) / 4;
+        // Attempts in the outage, once the first failed (the one due
+        // first went out on the kept connection): a connect each, nothing
+        // else runs.
+        let mut attempts = Vec::new();
+        let mut t = secs(40);
+        while t < secs(100) {
+            if sim.connects_between(t, t + ms(10)) > 0 {
+                attempts.push(t);
+            }
+            t += ms(10);
+        }
+        assert!(attempts.len() >= 4, "seed {seed}: {attempts:?}");
+        for pair in attempts.windows(2) {
+            assert!(
+                pair[1] - pair[0] <= cap + ms(500),
+                "seed {seed}: no attempt from {:?} to {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+        let last = attempts.last().copied().unwrap_or_default();
+        assert!(
+            secs(100) - last <= cap + ms(500),
+            "seed {seed}: last attempt at {last:?}"
+        );
+        let back = sim
+            .served()
+            .iter()
+            .filter(|s| s.path.contains("/heartbeat") && s.at >= secs(100))
+            .map(|s| s.at)
+            .next();
+        let back = back.unwrap_or_else(|| panic!("seed {seed}: no heartbeat after the outage"));
+        assert!(
+            back - secs(100) <= cap + ms(500),
+            "seed {seed}: back at {back:?}"
+        );
+    }
+}

@@ -202,6 +202,18 @@ pub enum Fault {
         /// End.
         to: Duration,
     },
+    /// Long-polls begun between `from` and `to` are answered as if asked
+    /// from a cursor `by` earlier: the server sends again events the
+    /// client already has (a replica that lags behind), which the
+    /// client's duplicate filter must drop.
+    Rewind {
+        /// Start.
+        from: Duration,
+        /// End.
+        to: Duration,
+        /// How far back.
+        by: Duration,
+    },
     /// Requests whose path contains `path`, begun between `from` and
     /// `to`, get these bytes as their answer instead of the server's (a
     /// status the local server never sends, say a 429 with `Retry-After`).
@@ -238,6 +250,7 @@ impl Fault {
                 *from <= now && now < *to && req_path.contains(path)
             }
             Fault::EmptyBatches { from, to }
+            | Fault::Rewind { from, to, .. }
             | Fault::SlowDns { from, to, .. }
             | Fault::Outage { from, to, .. } => *from <= now && now < *to,
             _ => false,
@@ -1146,6 +1159,18 @@ impl World {
             self.send(id, out);
             return self.after_answer(id, req.close);
         }
+        let rewind = self.faults.iter().find_map(|f| match f {
+            Fault::Rewind { by, .. } if long_poll && on(f) => Some(*by),
+            _ => None,
+        });
+        let rewound;
+        let req = match rewind {
+            Some(by) => {
+                rewound = rewind_cursor(req, by);
+                &rewound
+            }
+            None => req,
+        };
         let (status, body) = routes::handle(&self.server, req);
         if long_poll && status == 200 && body.starts_with("{\"m\":[]") && !final_answer {
             let until = held.unwrap_or_else(|| self.now.saturating_add(self.cfg.hold));
@@ -1552,6 +1577,27 @@ fn dns_answer(query: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0x01, 0x2C, 0, 4, 10, 0, 0, 1]);
     }
     Some(out)
+}
+
+/// `req` with its cursor (`tt`) moved `by` back (timetokens count 100 ns).
+fn rewind_cursor(req: &HttpRequest, by: Duration) -> HttpRequest {
+    let back = u64::try_from(by.as_nanos() / 100).unwrap_or(u64::MAX);
+    let query = req
+        .query
+        .split('&')
+        .map(
+            |kv| match kv.strip_prefix("tt=").and_then(|t| t.parse::<u64>().ok()) {
+                Some(t) => format!("tt={}", t.saturating_sub(back).max(1)),
+                None => kv.to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("&");
+    HttpRequest {
+        path: req.path.clone(),
+        query,
+        close: req.close,
+    }
 }
 
 /// A simulated UDP socket (see [`crate::sock`]).
