@@ -502,8 +502,24 @@ impl Conn {
     /// request ends, whatever moves, by `silence` plus the client's
     /// `request_timeout` (for a long-poll: `long_poll_timeout` +
     /// `request_timeout`).
+    #[cfg(test)]
     pub(crate) fn start(&mut self, url: String, silence: Duration) -> Result<()> {
-        let span = silence.checked_add(self.endpoint.request_timeout);
+        self.start_bounded(url, silence, true)
+    }
+
+    /// [`Conn::start`]; without `total`, the request has no total bound of
+    /// the connection's (its caller bounds it), only the silence and
+    /// connect bounds.
+    pub(crate) fn start_bounded(
+        &mut self,
+        url: String,
+        silence: Duration,
+        total: bool,
+    ) -> Result<()> {
+        let span = match total {
+            true => silence.checked_add(self.endpoint.request_timeout),
+            false => None,
+        };
         self.start_uri(crate::transport::parse_uri(url)?, silence, None)?;
         if let Some(ex) = self.exchange.as_mut() {
             // Counted from when the request can go out: a name lookup and

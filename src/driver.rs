@@ -101,12 +101,7 @@ impl Lane {
                         let conn = self
                             .conn
                             .get_or_insert_with(|| Conn::new(pubnub.endpoint()));
-                        if engine_bounds {
-                            let uri = crate::transport::parse_uri(url)?;
-                            conn.start_uri(uri, t.silence, None)
-                        } else {
-                            conn.start(url, t.silence)
-                        }
+                        conn.start_bounded(url, t.silence, !engine_bounds)
                     });
                     if let Err(e) = started {
                         return Err(engine.handle_failure(now, e));
