@@ -397,7 +397,8 @@ fn check_origin(origin: &str, given: bool) -> Result<()> {
             "the origin must start with http:// or https://",
         ));
     };
-    if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+    // NOTE(size): a byte scan, not `contains([..])` (a char-set searcher).
+    if rest.is_empty() || rest.bytes().any(|b| matches!(b, b'/' | b'?' | b'#' | b' ')) {
         return Err(Error::input(
             "origin",
             "the origin must be scheme://host[:port] with no path",

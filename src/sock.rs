@@ -51,6 +51,29 @@ fn keep_alive(sock: &socket2::Socket) {
     }
 }
 
+/// Sets how long the next read (and, with `write`, write) on `sock` may
+/// block: `None` = until done, zero = not at all (non-blocking).
+///
+/// NOTE(size): through socket2, whose timeout setter is one function for
+/// both directions and both socket kinds (std's `set_read_timeout`,
+/// `set_write_timeout` and `set_nonblocking` are a copy per socket type
+/// and direction). The same values reach the kernel: a wait under 1 µs is
+/// 1 µs, as std rounds it (a zero `timeval` would mean "block forever").
+fn set_wait(sock: socket2::SockRef<'_>, wait: Option<Duration>, write: bool) -> io::Result<()> {
+    match wait {
+        Some(d) if d.is_zero() => sock.set_nonblocking(true),
+        _ => {
+            let wait = wait.map(|d| d.max(Duration::from_micros(1)));
+            sock.set_nonblocking(false)?;
+            sock.set_read_timeout(wait)?;
+            if write {
+                sock.set_write_timeout(wait)?;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Resolves `host` (blocking, through the system resolver; or the
 /// simulation's names).
 pub(crate) fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
@@ -103,14 +126,7 @@ impl Sock {
     /// done, zero = not at all.
     pub(crate) fn set_wait(&self, wait: Option<Duration>) -> io::Result<()> {
         match self {
-            Sock::Tcp(s) => match wait {
-                Some(d) if d.is_zero() => s.set_nonblocking(true),
-                _ => {
-                    s.set_nonblocking(false)?;
-                    s.set_read_timeout(wait)?;
-                    s.set_write_timeout(wait)
-                }
-            },
+            Sock::Tcp(s) => set_wait(socket2::SockRef::from(s), wait, true),
             #[cfg(feature = "sim")]
             Sock::Sim(s) => {
                 s.set_wait(wait);
@@ -212,12 +228,7 @@ impl Udp {
     ) -> io::Result<(usize, SocketAddr)> {
         match self {
             Udp::Real(s) => {
-                if wait.is_zero() {
-                    s.set_nonblocking(true)?;
-                } else {
-                    s.set_nonblocking(false)?;
-                    s.set_read_timeout(Some(wait))?;
-                }
+                set_wait(socket2::SockRef::from(s), Some(wait), false)?;
                 s.recv_from(buf)
             }
             #[cfg(feature = "sim")]
