@@ -24,21 +24,33 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// One GET over a new TCP connection, read to the end: the whole of this
-/// program's HTTP client. `url` is `http://host:port/path?query`.
-fn get(url: &str, timeout: Duration) -> std::io::Result<Response> {
+/// program's HTTP client. `url` is `http://host:port/path?query`;
+/// `silence` bounds each wait for bytes, `total` the whole exchange.
+fn get(url: &str, silence: Duration, total: Option<Duration>) -> std::io::Result<Response> {
     let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| bad("http only"))?;
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let ends = total.and_then(|t| Instant::now().checked_add(t));
     let mut sock = TcpStream::connect(host)?;
-    sock.set_read_timeout(Some(timeout))?;
+    sock.set_read_timeout(Some(silence))?;
     write!(
         sock,
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
-    sock.read_to_end(&mut raw)?;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match sock.read(&mut chunk)? {
+            0 => break,
+            n => raw.extend_from_slice(&chunk[..n]),
+        }
+        if ends.is_some_and(|e| Instant::now() >= e) {
+            let why = "the answer did not end within its total bound";
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why));
+        }
+    }
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -71,7 +83,7 @@ fn pump(pubnub: &PubNub, engine: &mut dyn Engine) -> Result<Option<Instant>, Err
         Step::Send(t) => {
             // Signed (when a secret key is set) as it goes out.
             let url = pubnub.url_for(t.request)?;
-            match get(&url, t.silence) {
+            match get(&url, t.silence, t.total) {
                 Ok(resp) => engine.handle_response(Instant::now(), resp)?,
                 Err(e) => {
                     let e = Error::from(e);

@@ -36,8 +36,13 @@
 //!
 //! `in_flight` speaks of the request the engine last asked for: `false`
 //! after a `Send` with no outcome handed back means the driver dropped
-//! it, and the engine takes it as lost (it sends again, or counts a
-//! failure); `true` when the engine asked for nothing is ignored.
+//! it, and the engine takes it as lost (the event stream, the heartbeat
+//! and the mirror send it again at once; a call counts a failed attempt);
+//! `true` when the engine asked for nothing is ignored. So a request your
+//! IO gave up on (its own timeout, a cancelled task) must be reported
+//! with `handle_failure`, which backs off, not just dropped. An answer
+//! handed in with nothing in flight (late, to a dropped request) is
+//! ignored.
 //!
 //! Bounds: the IO's own (how long without a byte, how long in all) come
 //! with the request ([`Transmit::silence`], [`Transmit::total`]); the

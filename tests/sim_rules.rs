@@ -692,3 +692,56 @@ fn heartbeats_retry_within_a_quarter_interval_during_an_outage() {
         );
     }
 }
+
+/// After an outage, a state change waits for no heartbeat backoff once
+/// the path is known to work again: the loop's event stream is answered,
+/// and that ends the heartbeats' backoff (up to 30 s with the default
+/// 300 s presence timeout), so the new state reaches the server within
+/// seconds, not half a minute later.
+#[test]
+fn a_state_change_after_an_outage_goes_out_once_events_flow() {
+    for seed in 1..=5 {
+        let sim = sim(seed);
+        let _on = sim.enter();
+        // Connections hang (no answer, no reset) from 140 s to 300 s.
+        sim.fault(Fault::Outage {
+            from: secs(140),
+            to: secs(300),
+            refuse: false,
+            dns: false,
+        });
+        let p = client(|b| b); // presence timeout 300 s: interval 149 s
+        let mut hb = Heartbeater::new(&p);
+        hb.join(vec!["lobby".into()]).unwrap();
+        let events = p
+            .presence_events()
+            .channels(vec!["lobby".into()])
+            .open()
+            .unwrap();
+        let mut device = PresenceLoop::new(hb, Some(events));
+        let mut changed_at = None;
+        while sim.now() < secs(360) {
+            let _ = device.poll(ms(100));
+            if changed_at.is_none() && sim.now() >= secs(301) {
+                device
+                    .heartbeater()
+                    .set_state_json("lobby", r#"{"mood":"back"}"#)
+                    .unwrap();
+                changed_at = Some(sim.now());
+            }
+        }
+        let changed_at = changed_at.unwrap();
+        let sent = sim
+            .served()
+            .iter()
+            .filter(|s| s.path.contains("/heartbeat") && s.at >= changed_at)
+            .map(|s| s.at)
+            .next()
+            .unwrap_or_else(|| panic!("seed {seed}: no heartbeat after the change"));
+        assert!(
+            sent - changed_at <= secs(5),
+            "seed {seed}: state set at {changed_at:?}, heartbeat at {sent:?}"
+        );
+        assert_eq!(sim.trouble(), Vec::<String>::new(), "seed {seed}");
+    }
+}

@@ -887,6 +887,11 @@ impl PresenceEvents {
         }
     }
 
+    /// When the stream last took an answer in.
+    pub(crate) fn answered_at(&self) -> Option<Instant> {
+        self.engine.answered_at
+    }
+
     /// How many responses had a cursor behind the one they were asked
     /// from (counted in [`PresenceEvents::gaps`] too).
     pub fn cursor_resets(&self) -> u64 {
@@ -1113,15 +1118,6 @@ impl EventStream {
             )
         })?;
         let items = Items::read(&body).map_err(|e| (e, resp.retry_after))?;
-        if let Some(mut old) = self.batch.take() {
-            // An answer handed in before the one before was taken out (a
-            // driver that skipped `poll`): its events are kept, not lost.
-            while let Some(e) = old.items.next_event(&old.body) {
-                if remember(&mut self.seen, (e.timetoken, e.payload_hash)) {
-                    self.pending.push_back(e.event.into_owned());
-                }
-            }
-        }
         self.link.up(now);
         self.answered_at = Some(now);
         let moved = items.next != self.cursor;
@@ -1221,10 +1217,10 @@ impl Engine for EventStream {
             // at its end). A restart waits for it too.
             return Ok(Step::Wait(None));
         }
-        let fresh = std::mem::take(&mut self.fresh);
         if let Some(until) = self.backoff.waiting(now) {
             return Ok(Step::Wait(Some(until)));
         }
+        let fresh = std::mem::take(&mut self.fresh);
         self.sent_at = Some(now);
         self.in_flight = true;
         let silence = self.silence_bound();
@@ -1239,8 +1235,13 @@ impl Engine for EventStream {
         }))
     }
 
+    /// An answer with no request of the stream's in flight (a late
+    /// answer to one the driver dropped) is ignored: it could move the
+    /// cursor back.
     fn handle_response(&mut self, now: Instant, response: Response) -> Result<()> {
-        self.in_flight = false;
+        if !std::mem::take(&mut self.in_flight) {
+            return Ok(());
+        }
         self.take(now, response)
             .map_err(|(e, retry_after)| self.failed(now, e, retry_after))
     }
@@ -1546,9 +1547,9 @@ mod tests {
         assert!(t.fresh);
     }
 
-    /// The engine used by a driver of one's own, the wrong way round: a
-    /// second answer handed in before the first was taken out loses
-    /// nothing; `poll` waits while an answer is not taken out (so a server
+    /// The engine used by a driver of one's own, the wrong way round: an
+    /// answer with nothing asked for is ignored; `poll` waits while an
+    /// answer is not taken out (so a server
     /// answering at once with nothing new is backed off all the same);
     /// `in_flight` with nothing asked for is ignored; the request's
     /// timeout is the stream's long-poll timeout.
@@ -1587,15 +1588,20 @@ mod tests {
             matches!(ev.poll(t0 + ms(10), false), Ok(Step::Wait(None))),
             "waits for the batch to be taken out"
         );
-        // A second answer anyway: both users come out.
-        ev.handle_response(t0 + ms(20), join(200, "bob")).unwrap();
+        // An answer with nothing asked for (late, to a dropped request) is
+        // ignored: the batch and the cursor stay.
+        ev.handle_response(t0 + ms(20), join(50, "old")).unwrap();
         let mut who = Vec::new();
         while let Some(e) = ev.poll_event(t0 + ms(20)).unwrap() {
             if let PresenceEvent::Join(j) = e {
                 who.push(j.user_id.to_string());
             }
         }
-        assert_eq!(who, ["ann", "bob"]);
+        assert_eq!(who, ["ann"]);
+        assert_eq!((ev.cursor().t, ev.gaps()), (100, 0));
+        // A restart while an answer waits to be taken out, then a backoff:
+        // the next request still goes on a new connection.
+        assert!(ev.restart(t0 + ms(20)));
         // The long-poll's timeout is the stream's.
         assert_eq!(ev.request().timeout, Some(Duration::from_secs(20)));
         // Empty answers at once at the same cursor: backed off even when
@@ -1608,7 +1614,8 @@ mod tests {
         let mut sends = 0;
         let mut now = t0 + ms(30);
         while now < t0 + ms(1030) {
-            if let Ok(Step::Send(_)) = ev.poll(now, false) {
+            if let Ok(Step::Send(t)) = ev.poll(now, false) {
+                assert_eq!(t.fresh, sends == 0, "the restart's request is fresh");
                 sends += 1;
                 ev.handle_response(now, empty()).unwrap();
             }
@@ -1616,6 +1623,27 @@ mod tests {
             let _ = ev.poll_event(now);
             now += ms(1);
         }
-        assert!(sends <= 2, "{sends} requests in one second");
+        // The first moved the cursor (progress, the next at once); then
+        // 0.5 s, then 1 s.
+        assert!(sends <= 3, "{sends} requests in one second");
+        // A restart while a quick empty answer waits to be taken out: the
+        // backoff its end starts is waited, and the request after it still
+        // goes out on a new connection.
+        let now = loop {
+            if let Ok(Step::Send(_)) = ev.poll(now, false) {
+                break now;
+            }
+            now += ms(1);
+        };
+        ev.handle_response(now, empty()).unwrap();
+        assert!(ev.restart(now + ms(1)));
+        assert_eq!(ev.poll_event(now + ms(1)).unwrap(), None);
+        let Ok(Step::Wait(Some(until))) = ev.poll(now + ms(1), false) else {
+            panic!("no backoff")
+        };
+        let Ok(Step::Send(t)) = ev.poll(until, false) else {
+            panic!("no request after the backoff")
+        };
+        assert!(t.fresh);
     }
 }

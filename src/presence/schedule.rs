@@ -119,10 +119,12 @@ struct Flight {
 /// The schedule does not drift: the next heartbeat is due one interval
 /// after the previous one was due, however long the request took. A
 /// change of what is joined or of a state makes a heartbeat due at once
-/// (from `Scheduled`; from `BackingOff`, at the backoff's end: a loop
-/// that changes its state on every turn during an outage does not send a
-/// heartbeat each time); while one is in flight, the next is due as soon
-/// as that one ends.
+/// (from `Scheduled`; from `BackingOff`, at the backoff's end, at most a
+/// quarter of the interval: a loop that changes its state on every turn
+/// during an outage does not send a heartbeat each time, and
+/// [`restart`](HeartbeatSchedule::restart), which `PresenceLoop` calls
+/// when its event stream is answered again, ends the backoff at once);
+/// while one is in flight, the next is due as soon as that one ends.
 /// [`forget`](HeartbeatSchedule::forget) (a leave was acknowledged) ends
 /// the one in flight, which still names what was left.
 ///
@@ -171,6 +173,9 @@ pub struct HeartbeatSchedule {
     backoff: Backoff,
     last_success: Option<Instant>,
     link: Link,
+    /// The run of failures (since when) whose backoff a
+    /// [`restart`](HeartbeatSchedule::restart) already ended: once per run.
+    restarted: Option<Instant>,
 }
 
 impl HeartbeatSchedule {
@@ -190,10 +195,12 @@ impl HeartbeatSchedule {
             backoff: Backoff::default(),
             last_success: None,
             link: Link::new("heartbeats"),
+            restarted: None,
         }
     }
 
-    /// Adds channels; when any is new, the next heartbeat is due at once.
+    /// Adds channels; when any is new, the next heartbeat is due at once
+    /// (after a running backoff: see the type's docs).
     ///
     /// Fails, joining none of them, when a name is empty or contains `,`,
     /// or when the heartbeat would no longer fit in
@@ -228,7 +235,8 @@ impl HeartbeatSchedule {
     }
 
     /// Sets the state sent for `channel` with every heartbeat; a change is
-    /// sent at once, the same state again sends nothing. Fails as
+    /// sent at once (after a running backoff), the same state again sends
+    /// nothing. Fails as
     /// [`Heartbeater::set_state`] does.
     pub fn set_state<T: state::Serialize>(&mut self, channel: &str, value: T) -> Result<()> {
         let json = state::to_json_object(&value, "state", state::MAX_CHANNEL_STATE_DEPTH)?;
@@ -236,7 +244,8 @@ impl HeartbeatSchedule {
     }
 
     /// Sets the state for `channel` from JSON text (one object); a change
-    /// is sent at once, the same text again sends nothing. Fails as
+    /// is sent at once (after a running backoff), the same text again sends
+    /// nothing. Fails as
     /// [`Heartbeater::set_state`] does.
     pub fn set_state_json(&mut self, channel: &str, json: impl Into<String>) -> Result<()> {
         let json = json.into();
@@ -345,6 +354,27 @@ impl HeartbeatSchedule {
     /// Since when heartbeats have been failing, if the last one failed.
     pub(crate) fn failing_since(&self) -> Option<Instant> {
         self.link.down_since()
+    }
+
+    /// The path works again: another connection to the service (the
+    /// event stream's) was answered at `answered`, after the heartbeats
+    /// began failing. The backoff that runs ends now, so the heartbeat
+    /// (with any change of what is joined or of a state) goes out at once
+    /// instead of up to a quarter of the interval later. Once per run of
+    /// failures (an endpoint that keeps failing while the path works is
+    /// backed off as before). Whether it ended one.
+    pub fn restart(&mut self, answered: Instant) -> bool {
+        let Some(since) = self.link.down_since() else {
+            return false;
+        };
+        if answered < since || self.restarted == Some(since) || self.backoff.until().is_none() {
+            return false;
+        }
+        self.restarted = Some(since);
+        self.backoff.retry_at(None);
+        log::info!(target: "pubnub_presence::heartbeat",
+            "the service answers again: heartbeating now instead of after the backoff");
+        true
     }
 
     /// Whether a heartbeat has ended (succeeded or failed) so far.
@@ -524,10 +554,11 @@ impl HeartbeatSchedule {
 
     fn failed_after(&mut self, e: Error, now: Instant, retry_after: Option<Duration>) -> Error {
         // Presence must not lapse: after a cut, the next attempt comes
-        // within a quarter of the interval (7 s for a 60 s presence
-        // timeout; the 30 s cap for the default 300 s), so a cut shorter
-        // than the timeout less the interval and that keeps the device
-        // present.
+        // within a quarter of the interval (7.25 s for a 60 s presence
+        // timeout; 30 s, the backoff's own cap, for the default 300 s).
+        // A cut that starts just after a heartbeat and is shorter than
+        // the timeout less an interval and that quarter (and the few
+        // seconds a connect and an answer take) keeps the device present.
         let cap = self.interval.map(|i| i / 4);
         self.link
             .failed(&mut self.backoff, now, &e, retry_after, cap, &FAILURE_LOG);
@@ -674,7 +705,8 @@ impl Heartbeater {
         }
     }
 
-    /// Adds channels; when any is new, the next heartbeat is due at once.
+    /// Adds channels; when any is new, the next heartbeat is due at once
+    /// (after a running backoff: see the type's docs).
     ///
     /// Fails, joining none of them, when a name is empty or contains `,`,
     /// or when the heartbeat would no longer fit in
@@ -690,7 +722,8 @@ impl Heartbeater {
     }
 
     /// Sets the state sent for `channel` with every heartbeat; a change is
-    /// sent at once, the same state again sends nothing. Takes the value or
+    /// sent at once (after a running backoff), the same state again sends
+    /// nothing. Takes the value or
     /// a reference to it, like
     /// [`PubNub::set_presence_state`](crate::PubNub::set_presence_state).
     ///
@@ -704,7 +737,8 @@ impl Heartbeater {
     }
 
     /// Sets the state for `channel` from JSON text (one object); a change
-    /// is sent at once, the same text again sends nothing. Fails as
+    /// is sent at once (after a running backoff), the same text again sends
+    /// nothing. Fails as
     /// [`Heartbeater::set_state`] does.
     pub fn set_state_json(&mut self, channel: &str, json: impl Into<String>) -> Result<()> {
         self.engine.set_state_json(channel, json)
@@ -1036,6 +1070,12 @@ impl PresenceLoop {
     /// connection the outage killed silently (no FIN, no RST: it would
     /// wait out its silence bound), is restarted from its cursor at once.
     fn heartbeat(&mut self, deadline: Option<Instant>) -> Result<bool> {
+        // The other way round too: the event stream answered since the
+        // heartbeats began failing, so the path is back: a heartbeat
+        // backing off (maybe holding a change of state) goes now.
+        if let Some(at) = self.events.as_ref().and_then(PresenceEvents::answered_at) {
+            self.heartbeater.engine.restart(at);
+        }
         let failing = self.heartbeater.failing_since();
         let done = self.heartbeater.poll_until(deadline);
         if let (Some(since), Ok(true)) = (failing, &done) {
@@ -1252,7 +1292,8 @@ impl HeartbeatThread {
         }
     }
 
-    /// Joins more channels while running (a heartbeat goes out at once).
+    /// Joins more channels while running (a heartbeat goes out at once,
+    /// or when a running backoff ends).
     pub fn join(&self, channels: Vec<String>) {
         self.send(Command::Join(channels));
     }
@@ -1589,6 +1630,26 @@ mod tests {
             matches!(s.poll(t0 + ms(1), false), Ok(Step::Wait(Some(at))) if at == t0 + secs(12))
         );
         assert_eq!(s.phase(t0 + secs(12)), Phase::Due);
+    }
+
+    /// The path works again (another connection answered after the
+    /// failures began): the backoff ends at once, once per run of
+    /// failures; an answer from before the run changes nothing.
+    #[test]
+    fn a_restart_ends_the_backoff_once_per_run() {
+        let t0 = Instant::now();
+        let mut s = joined(|b| b.heartbeat_interval(60));
+        send(&mut s, t0);
+        let cut = || Error::transport(TransportErrorKind::Io, "connection reset");
+        let _ = s.handle_failure(t0 + ms(10), cut());
+        assert!(matches!(s.phase(t0 + ms(20)), Phase::BackingOff(_)));
+        assert!(!s.restart(t0), "answered before the failures began");
+        assert!(s.restart(t0 + ms(15)));
+        assert_eq!(s.phase(t0 + ms(20)), Phase::Due);
+        send(&mut s, t0 + ms(20));
+        let _ = s.handle_failure(t0 + ms(30), cut());
+        assert!(!s.restart(t0 + ms(40)), "once per run");
+        assert!(matches!(s.phase(t0 + ms(40)), Phase::BackingOff(_)));
     }
 
     /// A failed request (no answer) is counted and backed off; a body that
