@@ -578,7 +578,10 @@ fn a_retry_after_past_the_deadline_ends_the_call_at_once() {
         // A name lookup, a connect and one exchange: well under a second
         // of virtual time, nowhere near the Retry-After or the deadline.
         let ends_at_once = virtual_span < secs(1);
-        assert!(ends_at_once, "{value}: the call took {virtual_span:?} (virtual)");
+        assert!(
+            ends_at_once,
+            "{value}: the call took {virtual_span:?} (virtual)"
+        );
     }
 }
 
